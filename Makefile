@@ -1,0 +1,36 @@
+# Two commands a newcomer needs: `make reproduce` and `make test`. Both build .venv from the lock
+# when it is missing or older than the lock / pyproject, then run.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PRESET  ?= tiny
+
+export HF_HUB_OFFLINE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: setup reproduce test test-fast bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(BIN)/e2gan reproduce --preset $(PRESET)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --timeout=1800
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --preset $(PRESET)
+
+clean:
+	rm -rf runs .pytest_cache

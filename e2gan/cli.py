@@ -1,0 +1,196 @@
+"""The `e2gan` command line: the top floor that wires the library, Lightning modules and studies.
+
+Heavy libraries are imported inside the commands so `e2gan --help` stays instant. Bad input exits
+with status 2 and one line `error: <what> (<where>): <expected>`; `--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="tiny | small | paper (default: the config's, else tiny)")
+    p.add_argument("--config", default=None, help="TOML file overriding the preset")
+    p.add_argument("--sources", default=None, help="folder of source images (default: built-in photos)")
+    p.add_argument("--teacher", default=None, help="procedural | module:callable")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="training steps (one G+D update each)")
+    p.add_argument("--max-time", type=float, default=None, help="training wall-time budget in seconds")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--accelerator", default=None, help="cpu | gpu | auto")
+    p.add_argument("--devices", type=int, default=None, help="number of devices (processes under DDP)")
+    p.add_argument("--strategy", default=None, help="auto | ddp")
+    p.add_argument("--precision", default=None, help="32-true | 16-mixed | bf16-mixed (GPU)")
+    p.add_argument("--runs", default="runs", help="folder for runs, data and caches (default: runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _config(args):
+    from e2gan.config import apply_overrides, load_config
+
+    cfg = load_config(args.config, args.preset)
+    over: dict[str, dict] = {"data": {}, "train": {}}
+    for attr, section, key in [("sources", "data", "sources"), ("teacher", "data", "teacher"),
+                               ("resolution", "data", "resolution"), ("steps", "train", "steps"),
+                               ("max_time", "train", "max_time_s"), ("batch_size", "train", "batch_size"),
+                               ("seed", "train", "seed"), ("accelerator", "train", "accelerator"),
+                               ("devices", "train", "devices"), ("strategy", "train", "strategy"),
+                               ("precision", "train", "precision")]:
+        value = getattr(args, attr, None)
+        if value is not None:
+            over[section][key] = value
+    return apply_overrides(cfg, over, "command line")
+
+
+def _is_worker_rank() -> bool:
+    """True in the extra processes that DDP's launcher starts by re-running this command."""
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def cmd_distill(args) -> str:
+    from studies.prerequisites import ensure_data
+
+    cfg = _config(args)
+    out, s = ensure_data(cfg, args.runs, progress=not args.no_progress)
+    return (f"distilled {s['written']} new pairs ({s['skipped_existing']} already done, "
+            f"{s['skipped_greyscale']} greyscale skipped) in {s['seconds']:.1f} s -> {out}")
+
+
+def cmd_train_base(args) -> str:
+    from studies.prerequisites import ensure_base, ensure_data
+
+    cfg = _config(args)
+    data, _ = ensure_data(cfg, args.runs, progress=not args.no_progress and not _is_worker_rank())
+    run_dir, summary = ensure_base(cfg, data, args.runs, progress=not args.no_progress,
+                                   run_dir=Path(args.run_dir) if args.run_dir else None)
+    if summary is None:
+        return ""
+    return (f"base model: {summary['gan_step']} steps in {summary['train_seconds']:.1f} s of training "
+            f"({summary['stopped_by']}), last val PSNR {summary['val_psnr_last']:.2f} dB -> {run_dir}")
+
+
+def cmd_evaluate(args) -> str:
+    from e2gan.evaluate import evaluate_run
+
+    result = evaluate_run(args.run, concepts=args.concept or None, split=args.split, device=args.device)
+    m = result["metrics"]["mean_over_concepts"]
+    return (f"{result['run']}: PSNR {m['psnr']:.2f} dB (identity {m['identity_psnr']:.2f}), "
+            f"FID {m.get('fid', float('nan')):.2f} [{result['protocol']['backbone']['name']}, "
+            f"N={result['protocol']['n']}] -> {Path(args.run) / 'result.json'}")
+
+
+def cmd_describe(args) -> str:
+    import torch
+
+    from e2gan.config import ModelConfig
+    from e2gan.metrics.cost import describe_model
+    from e2gan.models import make_discriminator, make_generator
+    from e2gan.presets import get_preset
+
+    cfg = get_preset(args.preset)
+    model_cfg = ModelConfig(**{**cfg.model.__dict__, **({"arch": args.arch} if args.arch else {}),
+                               **({"width": args.width} if args.width else {})})
+    res = args.resolution or cfg.data.resolution
+    nets = [("generator", make_generator(model_cfg, n_concepts=args.n_concepts))]
+    if args.discriminator:
+        nets.append(("discriminator", make_discriminator(cfg.disc)))
+    torch.set_grad_enabled(False)
+    lines = []
+    for label, net in nets:
+        lines.append(f"{label}: {type(net).__name__} ({model_cfg.arch if label == 'generator' else 'PatchGAN'}) at {res}x{res}")
+        lines.append(f"  {'group':<14}{'params':>12}{'MMACs':>12}")
+        for row in describe_model(net, res):
+            lines.append(f"  {row['group']:<14}{row['params']:>12,}{row['macs'] / 1e6:>12.1f}")
+    print("\n".join(lines))
+    return "MACs counted with torch.utils.flop_counter (transposed convs at input resolution)"
+
+
+def cmd_reproduce(args) -> str:
+    from e2gan.evaluate import evaluate_run
+    from e2gan.reporting.base_report import write_base_report
+    from studies.prerequisites import ensure_base, ensure_data
+
+    t0 = time.perf_counter()
+    cfg = _config(args)
+    progress = not args.no_progress
+    print(f"[1/4] distilling the {cfg.preset} preset's data", file=sys.stderr)
+    data, _ = ensure_data(cfg, args.runs, progress=progress)
+    print("[2/4] training the base model (cached once complete)", file=sys.stderr)
+    run_dir, summary = ensure_base(cfg, data, args.runs, progress=progress)
+    if summary is None:
+        return ""
+    print("[3/4] evaluating on the test split", file=sys.stderr)
+    result = evaluate_run(run_dir)
+    print("[4/4] writing the report", file=sys.stderr)
+    report = write_base_report(result, run_dir, Path(args.reports) / cfg.preset)
+    m = result["metrics"]["mean_over_concepts"]
+    return (f"reproduce {cfg.preset}: base PSNR {m['psnr']:.2f} dB vs identity {m['identity_psnr']:.2f} dB, "
+            f"FID {m.get('fid', float('nan')):.1f} ({result['protocol']['backbone']['name']}), "
+            f"{time.perf_counter() - t0:.0f} s -> {report}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2gan", description="Efficient training of efficient GANs: "
+                                     "distil, train, adapt, evaluate, export, study, report.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("distill", help="sources x concepts -> paired data + manifest (resumable)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("train-base", help="train the base GAN on the base concepts (resumes from last)")
+    _add_config_args(p)
+    p.add_argument("--run-dir", default=None, help="run directory (default: keyed by the configuration)")
+    p.set_defaults(func=cmd_train_base)
+
+    p = sub.add_parser("evaluate", help="test-split metrics of a run -> its result.json")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--concept", action="append", help="concept to evaluate (repeatable; default: all)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("describe", help="parameters and MACs per layer group")
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--arch", default=None, choices=["e2gan", "pix2pix", "pix2pix-resize"])
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--n-concepts", type=int, default=8)
+    p.add_argument("--discriminator", action="store_true", help="also describe the discriminator")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("reproduce", help="distil, train the base, evaluate, and write reports/<preset>/")
+    _add_config_args(p)
+    p.add_argument("--reports", default="reports", help="folder for reports (default: reports)")
+    p.set_defaults(func=cmd_reproduce)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from e2gan.errors import InputError
+
+    try:
+        line = args.func(args)
+    except InputError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: work done so far is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    if line and not _is_worker_rank():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

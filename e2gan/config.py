@@ -1,0 +1,182 @@
+"""Typed configuration: small dataclasses, loaded from TOML and validated on load.
+
+A config file (or a study spec) overrides only what differs from its preset; every unknown key
+or out-of-range value is an `InputError` naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2gan.errors import InputError
+
+
+@dataclass
+class DataConfig:
+    resolution: int = 64
+    sources: str = "builtin"          # "builtin" or a folder of images
+    crops_per_photo: int = 8
+    teacher: str = "procedural"       # "procedural" | "module:callable" | "diffusers:<model>"
+    concepts_file: str = ""           # empty: the packaged concepts file
+    base_concepts: list[str] = field(default_factory=lambda: ["base"])  # names or a role
+    new_concepts: list[str] = field(default_factory=lambda: ["new"])
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "e2gan"               # e2gan | pix2pix | pix2pix-resize
+    width: int = 16                   # E2GAN base width (ngf for pix2pix)
+    n_blocks_before: int = 2
+    n_blocks_after: int = 1
+    n_blocks: int = 9                 # pix2pix only
+    norm: str = "instance"
+    attn_heads: int = 4
+    n_tokens: int = 4
+
+
+@dataclass
+class DiscConfig:
+    ndf: int = 32
+    n_layers: int = 2
+    norm: str = "batch"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1200
+    batch_size: int = 16
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_l1: float = 100.0
+    gan_mode: str = "vanilla"         # vanilla (BCE, pix2pix) | lsgan
+    ckpt_every: int = 200             # steps between checkpoints (and between validations)
+    max_time_s: float = 0.0           # 0: no wall-time budget
+    seed: int = 0
+    num_workers: int = 0
+    accelerator: str = "cpu"          # cpu | gpu | auto
+    devices: int = 1
+    precision: str = "32-true"        # "16-mixed" / "bf16-mixed" on a GPU
+    strategy: str = "auto"            # auto | ddp (GANs: find_unused_parameters=True)
+
+
+@dataclass
+class EvalConfig:
+    backbone: str = "effnet-lite0"    # effnet-lite0 (offline proxy) | inception
+    perceptual: str = "auto"          # auto | lpips-alex | lpips-vgg | proxy
+    batch_size: int = 32
+
+
+@dataclass
+class Config:
+    preset: str = "tiny"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    disc: DiscConfig = field(default_factory=DiscConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key(self, *sections: str) -> str:
+        """A short stable hash of the named sections: caches (data, base model) are keyed by it."""
+        d = self.to_dict()
+        blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+CHOICES = {
+    ("model", "arch"): ("e2gan", "pix2pix", "pix2pix-resize"),
+    ("model", "norm"): ("instance", "batch", "group", "none"),
+    ("disc", "norm"): ("batch", "instance", "none"),
+    ("train", "gan_mode"): ("vanilla", "lsgan"),
+    ("train", "accelerator"): ("cpu", "gpu", "cuda", "auto"),
+    ("train", "strategy"): ("auto", "ddp"),
+    ("train", "precision"): ("32-true", "32", "16-mixed", "bf16-mixed"),
+    ("eval", "backbone"): ("effnet-lite0", "inception"),
+    ("eval", "perceptual"): ("auto", "lpips-alex", "lpips-vgg", "proxy"),
+}
+POSITIVE = {
+    ("data", "resolution"), ("data", "crops_per_photo"), ("model", "width"), ("model", "attn_heads"),
+    ("model", "n_tokens"), ("model", "n_blocks"), ("disc", "ndf"), ("disc", "n_layers"),
+    ("train", "steps"), ("train", "batch_size"), ("train", "lr_g"), ("train", "lr_d"),
+    ("train", "ckpt_every"), ("train", "devices"), ("eval", "batch_size"),
+}
+NON_NEGATIVE = {("model", "n_blocks_before"), ("model", "n_blocks_after"), ("train", "lambda_l1"),
+                ("train", "max_time_s"), ("train", "num_workers")}
+
+
+def _merge_section(obj: Any, values: dict, where: str, section: str) -> None:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in fields:
+            raise InputError(f"unknown key '{section}.{key}'", where, f"one of {sorted(fields)}")
+        current = getattr(obj, key)
+        if isinstance(current, bool) or not isinstance(value, type(current)):
+            ok = isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool)
+            if not ok:
+                raise InputError(f"'{section}.{key}' = {value!r}", where,
+                                 f"a {type(current).__name__}")
+            value = float(value)
+        setattr(obj, key, value)
+
+
+def validate(cfg: Config, where: str = "config") -> Config:
+    d = cfg.to_dict()
+    for (section, key), allowed in CHOICES.items():
+        if d[section][key] not in allowed:
+            raise InputError(f"'{section}.{key}' = {d[section][key]!r}", where, f"one of {list(allowed)}")
+    for section, key in POSITIVE:
+        if not d[section][key] > 0:
+            raise InputError(f"'{section}.{key}' = {d[section][key]!r}", where, "a positive number")
+    for section, key in NON_NEGATIVE:
+        if d[section][key] < 0:
+            raise InputError(f"'{section}.{key}' = {d[section][key]!r}", where, "a number >= 0")
+    if cfg.model.arch == "e2gan" and cfg.data.resolution % 8:
+        raise InputError(f"'data.resolution' = {cfg.data.resolution}", where,
+                         "a multiple of 8 for the E2GAN generator")
+    if cfg.model.arch.startswith("pix2pix") and cfg.data.resolution % 4:
+        raise InputError(f"'data.resolution' = {cfg.data.resolution}", where, "a multiple of 4 for pix2pix")
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: dict, where: str) -> Config:
+    """Overlay a nested dict (from TOML or a study spec) onto ``cfg`` in place."""
+    sections = {f.name for f in dataclasses.fields(cfg)} - {"preset"}
+    for section, values in overrides.items():
+        if section == "preset":
+            continue
+        if section not in sections:
+            raise InputError(f"unknown section '{section}'", where, f"one of {sorted(sections)}")
+        if not isinstance(values, dict):
+            raise InputError(f"'{section}' = {values!r}", where, "a table of keys")
+        _merge_section(getattr(cfg, section), values, where, section)
+    return validate(cfg, where)
+
+
+def load_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputError("config file not found", str(path), "an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("malformed TOML", str(path), str(exc)) from None
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None) -> Config:
+    """Preset defaults, then the file's overrides. The file may name its preset with `preset = "..."`."""
+    from e2gan.presets import get_preset
+
+    overrides = load_toml(path) if path else {}
+    cfg = get_preset(preset or overrides.get("preset", "tiny"))
+    return apply_overrides(cfg, overrides, str(path) if path else "preset")

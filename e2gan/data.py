@@ -1,0 +1,142 @@
+"""Paired data on disk (written by `e2gan.distill`) as tensors: (source, target, concept id).
+
+Images are returned in [-1, 1] (the generators end in tanh). The manifest is validated against
+the files before anything trains on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from e2gan.errors import InputError
+
+SPLITS = ("train", "val", "test")
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise InputError("unreadable image", str(path), f"a valid PNG/JPEG ({exc})") from None
+
+
+def to_model_range(img_uint8: np.ndarray) -> torch.Tensor:
+    """HWC uint8 -> CHW float in [-1, 1]."""
+    return torch.from_numpy(img_uint8).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (any leading dims) -> uint8, rounding like image writers do."""
+    return x.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class Pair:
+    source: Path
+    target: Path
+    concept: str
+    source_id: str
+    split: str
+
+
+def manifest_pairs(root: str | Path, concepts: list[str], split: str, check_hashes: bool = True) -> list[Pair]:
+    """The pairs of ``concepts`` in ``split``, in manifest order, after validating the manifest."""
+    from e2gan.distill import verify_manifest
+
+    if split not in SPLITS:
+        raise InputError(f"unknown split '{split}'", str(root), f"one of {list(SPLITS)}")
+    root = Path(root)
+    records = verify_manifest(root, check_hashes=check_hashes)
+    known = {r["concept"] for r in records}
+    missing = [c for c in concepts if c not in known]
+    if missing:
+        raise InputError(f"concept(s) {missing} not in the data", str(root / "manifest.jsonl"),
+                         f"one of {sorted(known)} (distil them first)")
+    wanted = set(concepts)
+    pairs = [Pair(root / r["source"], root / r["target"], r["concept"], r["source_id"], r["split"])
+             for r in records if r["concept"] in wanted and r["split"] == split]
+    if not pairs:
+        raise InputError(f"no '{split}' pairs for {concepts}", str(root / "manifest.jsonl"),
+                         "at least one pair (are there enough source images?)")
+    return pairs
+
+
+class PairedDataset(Dataset):
+    """(source, target, concept_id) over one or many concepts.
+
+    ``concept_index`` maps concept names to the generator's embedding rows; it is fixed by the
+    caller (the base model's concept list) so ids stay stable across runs and datasets.
+    """
+
+    def __init__(self, root: str | Path, concepts: list[str], split: str,
+                 concept_index: dict[str, int] | None = None, preload: bool = True,
+                 indices: list[int] | None = None, check_hashes: bool = True):
+        self.root = Path(root)
+        self.split = split
+        self.concept_index = concept_index or {c: i for i, c in enumerate(concepts)}
+        unknown = [c for c in concepts if c not in self.concept_index]
+        if unknown:
+            raise InputError(f"concept(s) {unknown} have no embedding id", str(self.root),
+                             f"one of {sorted(self.concept_index)}")
+        pairs = manifest_pairs(self.root, concepts, split, check_hashes=check_hashes)
+        self.pairs = [pairs[i] for i in indices] if indices is not None else pairs
+        self._cache: dict[Path, np.ndarray] | None = {} if preload else None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _image(self, path: Path) -> np.ndarray:
+        if self._cache is None:
+            return load_rgb(path)
+        if path not in self._cache:
+            self._cache[path] = load_rgb(path)
+        return self._cache[path]
+
+    def __getitem__(self, i: int) -> dict:
+        p = self.pairs[i]
+        return {
+            "source": to_model_range(self._image(p.source)),
+            "target": to_model_range(self._image(p.target)),
+            "concept_id": torch.tensor(self.concept_index[p.concept], dtype=torch.long),
+            "index": i,
+        }
+
+    def concepts_present(self) -> list[str]:
+        return sorted({p.concept for p in self.pairs})
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """``steps`` batches per epoch, drawn from a permutation seeded by (seed, epoch).
+
+    Each epoch is a pure function of its number, so resuming at an epoch boundary replays exactly
+    the batches an uninterrupted run would have seen. Under DDP each rank takes its own slice of
+    the global batch, so the ranks see disjoint samples.
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        global_batch = self.batch_size * self.world_size
+        need = self.steps * global_batch
+        reps = -(-need // self.n)
+        order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(reps)])[:need]
+        for s in range(self.steps):
+            chunk = order[s * global_batch:(s + 1) * global_batch]
+            yield chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size].tolist()

@@ -1,0 +1,196 @@
+"""Image-quality metrics: FID/KID on backbone features, set-level PSNR, SSIM, LPIPS and a proxy.
+
+FID and KID use clean-fid's own maths on features we extract ourselves: clean-fid's
+`compute_fid`/`compute_kid` default to CUDA and 12 workers, download weights, and KID takes no
+custom extractor. Every number comes with a `protocol` saying how it was produced.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from e2gan.errors import InputError
+from e2gan.metrics.features import check_images, get_backbone, lite_normalise, load_effnet_lite0
+from e2gan.metrics.weights import find_weights, lpips_linear_weights
+
+PROXY_NAME = "effnet-lite0-perceptual"
+_CHUNK = 32  # images per forward pass: bounds memory at 256²
+
+
+def _np64(feats) -> np.ndarray:
+    a = feats.detach().cpu().double().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats, np.float64)
+    if a.ndim != 2 or len(a) < 2:
+        raise InputError(f"features of shape {a.shape}", "FID/KID", "a [N,dim] array with N >= 2")
+    return a
+
+
+def fid_from_features(a, b) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (clean-fid's maths)."""
+    from cleanfid.fid import fid_from_feats
+
+    # Tiny negatives are sqrtm round-off on a distance that is ≥ 0 by definition.
+    return max(float(np.real(fid_from_feats(_np64(a), _np64(b)))), 0.0)
+
+
+def effective_kid_subset_size(n_a: int, n_b: int, subset_size: int = 1000) -> int:
+    """The subset size KID really uses: clamped to the smaller set (recorded in the protocol)."""
+    return min(subset_size, n_a, n_b)
+
+
+def kid_from_features(a, b, num_subsets: int = 100, subset_size: int = 1000,
+                      seed: int = 0) -> tuple[float, float]:
+    """(mean, std) of the unbiased polynomial-kernel MMD² over random subsets.
+
+    Each subset value is clean-fid's `kernel_distance` with one subset; their mean is exactly
+    what clean-fid reports. When the subset size is clamped to N, every subset is the whole set
+    and std is 0.
+    """
+    from cleanfid.fid import kernel_distance
+
+    a, b = _np64(a), _np64(b)
+    m = effective_kid_subset_size(len(a), len(b), subset_size)
+    state = np.random.get_state()  # kernel_distance draws from numpy's global RNG
+    try:
+        np.random.seed(seed)
+        values = [kernel_distance(a, b, num_subsets=1, max_subset_size=m) for _ in range(num_subsets)]
+    finally:
+        np.random.set_state(state)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0,255] or float [0,1] images -> float32 [0,1]."""
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    return images.float()
+
+
+def _check_pair(outputs: torch.Tensor, targets: torch.Tensor, where: str) -> None:
+    if outputs.shape != targets.shape or outputs.ndim != 4:
+        raise InputError(f"outputs {tuple(outputs.shape)} vs targets {tuple(targets.shape)}", where,
+                         "paired image batches of the same shape [N,C,H,W]")
+
+
+def set_psnr(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Set-level PSNR in dB from the mean MSE over the whole set (images in [0,1], or uint8).
+
+    Not the mean of per-image PSNRs, which unchanged images (MSE≈0) dominate. Identical sets
+    return float('inf'); note that json writes it as `Infinity`.
+    """
+    _check_pair(outputs, targets, "set_psnr")
+    mse = torch.mean((_unit(outputs).double() - _unit(targets).double()) ** 2).item()
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def mean_ssim(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean per-image SSIM (torchmetrics, 11×11 Gaussian window σ=1.5, data_range=1)."""
+    from torchmetrics.functional import structural_similarity_index_measure as ssim
+
+    _check_pair(outputs, targets, "mean_ssim")
+    values = [ssim(_unit(o), _unit(t), data_range=1.0, reduction="none")
+              for o, t in zip(outputs.split(_CHUNK), targets.split(_CHUNK))]
+    return float(torch.cat(values).double().mean())
+
+
+@lru_cache(maxsize=4)
+def _lpips_model(net: str, device: str):
+    import lpips
+    import torchvision
+
+    backbone_file = find_weights(f"lpips-{net}")  # first, so a missing file fails before any build
+    # pnet_rand=True stops lpips asking torchvision to download the ImageNet trunk;
+    # pretrained=True + model_path loads the calibrated linear layers that ship with lpips.
+    model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False,
+                        model_path=str(lpips_linear_weights(net)))
+    trunk = {"alex": torchvision.models.alexnet, "vgg": torchvision.models.vgg16}[net](weights=None)
+    trunk.load_state_dict(torch.load(backbone_file, map_location="cpu", weights_only=True))
+    for name, part in model.net.named_children():  # slice1..slice5 hold torchvision's feature layers
+        for idx, layer in part.named_children():
+            layer.load_state_dict(trunk.features[int(idx)].state_dict())
+    return model.eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def lpips_distance(outputs: torch.Tensor, targets: torch.Tensor, net: str = "alex",
+                   device: str = "cpu") -> float:
+    """Mean LPIPS v0.1 (lpips package) over image pairs; weights found on disk, never downloaded."""
+    if net not in ("alex", "vgg"):
+        raise InputError(f"LPIPS net {net!r}", "lpips_distance", "'alex' or 'vgg'")
+    _check_pair(outputs, targets, "lpips_distance")
+    model = _lpips_model(net, device)
+    values = [model(_unit(o).to(device), _unit(t).to(device), normalize=True).flatten().cpu()
+              for o, t in zip(outputs.split(_CHUNK), targets.split(_CHUNK))]
+    return float(torch.cat(values).double().mean())
+
+
+@torch.no_grad()
+def proxy_perceptual_distance(outputs: torch.Tensor, targets: torch.Tensor, device: str = "cpu") -> float:
+    """'effnet-lite0-perceptual': an LPIPS-like PROXY, not LPIPS.
+
+    EfficientNet-Lite0 (ImageNet) block outputs at five depths, at the images' own resolution;
+    each feature vector is unit-normalised over channels, the squared distance is averaged over
+    positions, then over layers (no learned weights), then over images. 0 for identical images.
+    """
+    _check_pair(outputs, targets, PROXY_NAME)
+    net = load_effnet_lite0(device)
+    values = []
+    for o, t in zip(outputs.split(_CHUNK), targets.split(_CHUNK)):
+        fo, ft = (net.taps(lite_normalise(_unit(x).to(device) * 255.0)) for x in (o, t))
+        per_layer = [((_unit_norm(a) - _unit_norm(b)) ** 2).sum(1).mean((1, 2)) for a, b in zip(fo, ft)]
+        values.append(torch.stack(per_layer).mean(0).cpu())
+    return float(torch.cat(values).double().mean())
+
+
+def _unit_norm(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    return x / (x.pow(2).sum(1, keepdim=True).sqrt() + eps)  # as lpips.normalize_tensor
+
+
+def lpips_available(net: str = "alex") -> bool:
+    try:
+        find_weights(f"lpips-{net}")
+        return True
+    except InputError:
+        return False
+
+
+def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: str = "effnet-lite0",
+                    perceptual: str = "auto", reference: str = "teacher-targets/test",
+                    device: str = "cpu", kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """All quality metrics for paired uint8 images [N,3,H,W], with the protocol that produced them.
+
+    perceptual: 'auto' (LPIPS-alex when its weights are on disk, else the proxy), 'lpips-alex',
+    'lpips-vgg', 'proxy' or 'none'.
+    """
+    check_images(outputs, "evaluate_images outputs")
+    check_images(targets, "evaluate_images targets")
+    _check_pair(outputs, targets, "evaluate_images")
+    choices = ("auto", "lpips-alex", "lpips-vgg", "proxy", "none")
+    if perceptual not in choices:
+        raise InputError(f"perceptual={perceptual!r}", "evaluate_images", f"one of {list(choices)}")
+    if perceptual == "auto":
+        perceptual = "lpips-alex" if lpips_available("alex") else "proxy"
+
+    extractor = get_backbone(backbone, device)
+    fa, fb = extractor(outputs), extractor(targets)
+    kid_mean, kid_std = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
+    metrics = {"fid": fid_from_features(fa, fb), "kid_mean": kid_mean, "kid_std": kid_std,
+               "psnr": set_psnr(outputs, targets), "ssim": mean_ssim(outputs, targets)}
+    if perceptual.startswith("lpips-"):
+        metrics["perceptual"] = lpips_distance(outputs, targets, perceptual.split("-")[1], device)
+        perceptual_name = perceptual
+    elif perceptual == "proxy":
+        metrics["perceptual"] = proxy_perceptual_distance(outputs, targets, device)
+        perceptual_name = f"{PROXY_NAME} (proxy)"
+    else:
+        perceptual_name = None
+    n, _, h, w = outputs.shape
+    return {"metrics": metrics, "protocol": {
+        "backbone": extractor.describe(), "fid_mode": "clean", "reference_set": reference, "n": n,
+        "resolution": h if h == w else [h, w],
+        "kid_subset_size": effective_kid_subset_size(n, n, kid_subset_size),
+        "kid_subset_size_requested": kid_subset_size, "kid_subsets": kid_subsets,
+        "psnr": "set-level, from the mean MSE over all images", "ssim": "torchmetrics, gaussian 11, data_range=1",
+        "perceptual": perceptual_name}}

@@ -1,0 +1,40 @@
+"""FLOPs of one GAN training step (D on real and fake, G through D and L1), counted, not estimated."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from e2gan.metrics.cost import training_step_flops
+
+
+def gan_step_flops(generator: nn.Module, discriminator: nn.Module | None, batch_size: int,
+                   resolution: int, lambda_l1: float = 100.0) -> int:
+    """FLOPs of one batch of the pix2pix objective, on throwaway copies (weights stay untouched).
+
+    Only parameters that require gradients get weight gradients, so a frozen base with LoRA is
+    counted as cheaper in its backward pass, as it is.
+    """
+    g = copy.deepcopy(generator).train()
+    d = copy.deepcopy(discriminator).train() if discriminator is not None else None
+    device = next(g.parameters()).device
+    src = torch.zeros(batch_size, 3, resolution, resolution, device=device)
+    tgt = torch.zeros_like(src)
+    cid = torch.zeros(batch_size, dtype=torch.long, device=device)
+
+    def step():
+        fake = g(src, cid)
+        if d is not None:
+            real_logits, fake_logits = d(src, tgt), d(src, fake.detach())
+            loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
+                F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+            loss_d.backward()
+        loss_g = lambda_l1 * F.l1_loss(fake, tgt)
+        if d is not None:
+            adv = d(src, fake)
+            loss_g = loss_g + F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))
+        loss_g.backward()
+
+    return training_step_flops(step)

@@ -1,0 +1,49 @@
+"""result.json: one per run, the only thing reports read.
+
+Schema (version 1):
+  schema, run, kind, status       identity of the run ("base", ...), "complete"
+  metrics                         {"mean_over_concepts": {...}, "per_concept": {concept: {...}}}
+  protocol                        how the metrics were measured (backbone, reference set, N, ...)
+  cost                            training seconds, steps, images seen, FLOPs, params, bytes, memory
+  config                          the full resolved configuration
+  env                             versions, device, threads, seed, commit
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from e2gan.errors import InputError
+from e2gan.io import atomic_write_json
+
+SCHEMA_VERSION = 1
+REQUIRED = ("schema", "run", "kind", "status", "metrics", "protocol", "cost", "config", "env")
+
+
+def make_result(*, run: str, kind: str, metrics: dict, protocol: dict, cost: dict, config: dict,
+                env: dict, **extra) -> dict:
+    return {"schema": SCHEMA_VERSION, "run": run, "kind": kind, "status": "complete",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metrics": metrics,
+            "protocol": protocol, "cost": cost, "config": config, "env": env, **extra}
+
+
+def write_result(run_dir: str | Path, result: dict) -> Path:
+    missing = [k for k in REQUIRED if k not in result]
+    if missing:
+        raise ValueError(f"result is missing {missing}")
+    return atomic_write_json(Path(run_dir) / "result.json", result)
+
+
+def read_result(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "result.json" if Path(run_dir).is_dir() else Path(run_dir)
+    try:
+        result = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("no result.json", str(path), "a finished run (evaluate it first)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError("malformed result.json", str(path), f"valid JSON ({exc})") from None
+    missing = [k for k in REQUIRED if k not in result]
+    if missing:
+        raise InputError(f"result.json lacks {missing}", str(path), f"schema {SCHEMA_VERSION} fields {list(REQUIRED)}")
+    return result

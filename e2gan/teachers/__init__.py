@@ -1,0 +1,14 @@
+"""Teachers turn (image, instruction) into an edited image; concepts name the edits to learn."""
+from e2gan.teachers.base import (
+    KINDS,
+    ROLES,
+    Concept,
+    Teacher,
+    check_concept_name,
+    load_concepts,
+    load_teacher,
+    select_concepts,
+)
+
+__all__ = ["KINDS", "ROLES", "Concept", "Teacher", "check_concept_name", "load_concepts", "load_teacher",
+           "select_concepts"]

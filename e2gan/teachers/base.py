@@ -1,0 +1,152 @@
+"""The Teacher protocol, concepts (named edits with an instruction) and teacher loading."""
+from __future__ import annotations
+
+import importlib.resources
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from e2gan.errors import InputError
+
+ROLES = ("base", "new")
+# What the edit does (colour..global) or how a held-out concept relates to the base ones.
+KINDS = ("colour", "tone", "texture", "structure", "spatial", "global", "variant", "composition")
+CONCEPT_KEYS = ("instruction", "role", "kind", "note", "related")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # also a folder name: no dots, no slashes
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    name: str
+
+    def describe(self) -> dict:
+        """JSON-able full configuration, versions included; recorded with the data set."""
+        ...
+
+    def edit(self, images: list[Image.Image], instruction: str, seeds: list[int]) -> list[Image.Image]:
+        """Edit each image (one seed per image); same-size RGB images out."""
+        ...
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    instruction: str
+    role: str  # 'base' | 'new'
+    kind: str  # one of KINDS
+    note: str = ""
+    related: tuple[str, ...] = ()  # base concepts a 'variant'/'composition' builds on
+
+
+def check_concept_name(name: object, where: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InputError(f"concept name {name!r}", where,
+                         "lower-case letters, digits, '-' and '_', starting with a letter or digit")
+    return name
+
+
+def load_concepts(path: str | Path | None = None) -> list[Concept]:
+    """Read a concepts TOML file (default: the packaged ``concepts.toml``).
+
+    Format: one table per concept, ``[concepts.<name>]`` with ``instruction``, ``role``
+    (base|new), ``kind`` and optional ``note`` and ``related`` (list of base concept names).
+    """
+    if path is None:
+        where = "packaged concepts.toml"
+        text = (importlib.resources.files("e2gan.teachers") / "concepts.toml").read_text("utf-8")
+    else:
+        where = str(path)
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as e:
+            raise InputError(where, "concepts file", f"a readable TOML file ({e.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(where, "concepts file", f"valid TOML ({e})") from None
+    extra = set(data) - {"concepts"}
+    if extra:
+        raise InputError(f"key {sorted(extra)[0]!r}", where, "only a [concepts.<name>] table per concept")
+    table = data.get("concepts")
+    if not isinstance(table, dict) or not table:
+        raise InputError("concepts", where, "at least one [concepts.<name>] table")
+    concepts = [_parse_concept(name, body, where) for name, body in table.items()]
+    names = {c.name for c in concepts}
+    for c in concepts:
+        for r in c.related:
+            if r not in names:
+                raise InputError(f"concepts.{c.name}.related {r!r}", where,
+                                 f"names of concepts in this file: {', '.join(sorted(names))}")
+    return concepts
+
+
+def _parse_concept(name: str, body: object, where: str) -> Concept:
+    check_concept_name(name, where)
+    key = f"concepts.{name}"
+    if not isinstance(body, dict):
+        raise InputError(key, where, "a table with instruction, role and kind")
+    for k in body:
+        if k not in CONCEPT_KEYS:
+            raise InputError(f"{key}.{k}", where, f"one of the keys {', '.join(CONCEPT_KEYS)}")
+    for k in ("instruction", "role", "kind"):
+        if k not in body:
+            raise InputError(f"{key}.{k}", where, "a required key (missing)")
+    for k in ("instruction", "role", "kind", "note"):
+        if k in body and not isinstance(body[k], str):
+            raise InputError(f"{key}.{k}", where, "a string")
+    if not body["instruction"].strip():
+        raise InputError(f"{key}.instruction", where, "a non-empty instruction")
+    if body["role"] not in ROLES:
+        raise InputError(f"{key}.role {body['role']!r}", where, f"one of {', '.join(ROLES)}")
+    if body["kind"] not in KINDS:
+        raise InputError(f"{key}.kind {body['kind']!r}", where, f"one of {', '.join(KINDS)}")
+    related = body.get("related", [])
+    if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
+        raise InputError(f"{key}.related", where, "a list of concept names")
+    return Concept(name, body["instruction"].strip(), body["role"], body["kind"],
+                   body.get("note", ""), tuple(related))
+
+
+def select_concepts(concepts: list[Concept], names_or_role: list[str] | str) -> list[Concept]:
+    """``"base"``/``"new"``/``"all"`` pick by role; a name or list of names picks those, in order."""
+    if isinstance(names_or_role, str):
+        if names_or_role in ROLES:
+            return [c for c in concepts if c.role == names_or_role]
+        if names_or_role == "all":
+            return list(concepts)
+        names_or_role = [n.strip() for n in names_or_role.split(",") if n.strip()]
+    by_name = {c.name: c for c in concepts}
+    out = []
+    for n in names_or_role:
+        if n not in by_name:
+            known = ", ".join(c.name for c in concepts)
+            raise InputError(f"concept {n!r}", "concept selection", f"'base', 'new', 'all' or one of: {known}")
+        if by_name[n] not in out:
+            out.append(by_name[n])
+    if not out:
+        raise InputError("concept selection", "concept selection", "at least one concept")
+    return out
+
+
+def load_teacher(spec: str) -> Teacher:
+    """``procedural`` | ``module:callable`` (plug-in) | ``diffusers:<model>``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"teacher {spec!r}", "teacher", "'procedural', 'diffusers:<model>' or 'module:callable'")
+    spec = spec.strip()
+    if spec == "procedural":
+        from e2gan.teachers.procedural import ProceduralTeacher
+
+        return ProceduralTeacher()
+    if spec.startswith("diffusers:"):
+        # Dispatch point for the diffusion teacher (e2gan/teachers/diffusion.py), not in this build yet.
+        raise InputError(f"teacher {spec!r}", "teacher",
+                         "the diffusion teacher is not available in this build yet; use 'procedural' or a plug-in 'module:callable'")
+    if ":" in spec:
+        from e2gan.teachers.plugin import load_plugin
+
+        return load_plugin(spec)
+    raise InputError(f"teacher {spec!r}", "teacher", "'procedural', 'diffusers:<model>' or 'module:callable'")

@@ -1,0 +1,37 @@
+"""Callbacks: training wall time that excludes validation, carried across resumes, and its budget."""
+from __future__ import annotations
+
+import time
+
+import lightning as L
+
+
+class TrainClock(L.Callback):
+    """Seconds spent in training batches (not validation, not checkpoint writing) and images seen."""
+
+    def __init__(self, max_train_seconds: float = 0.0):
+        self.max_train_seconds = max_train_seconds  # 0: no budget
+        self.budget_hit = False
+        self.train_seconds = 0.0
+        self.images_seen = 0
+        self._t0: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self._t0 is not None:
+            self.train_seconds += time.perf_counter() - self._t0
+            self._t0 = None
+        self.images_seen += int(batch["source"].shape[0]) * trainer.world_size
+        if self.max_train_seconds and self.train_seconds >= self.max_train_seconds:
+            # A wall-time budget that excludes evaluation, unlike Trainer(max_time=...).
+            self.budget_hit = True
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"train_seconds": self.train_seconds, "images_seen": self.images_seen}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.train_seconds = float(state_dict.get("train_seconds", 0.0))
+        self.images_seen = int(state_dict.get("images_seen", 0))

@@ -1,0 +1,84 @@
+"""Train one run: build the Trainer from the config, resume from ``last`` when it exists."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from e2gan.config import Config
+from e2gan.io import atomic_write_json
+from e2gan.metrics.cost import peak_memory_bytes
+from lightning_modules.callbacks import TrainClock
+from lightning_modules.data_module import PairedDataModule
+from lightning_modules.gan_module import PairedGANModule
+
+
+def _trainer_device_args(cfg: Config) -> dict:
+    acc = {"cuda": "gpu"}.get(cfg.train.accelerator, cfg.train.accelerator)
+    if acc == "auto":
+        acc = "gpu" if torch.cuda.is_available() else "cpu"
+    precision = cfg.train.precision if acc == "gpu" else "32-true"  # mixed precision is a GPU thing
+    strategy: object = "auto"
+    if cfg.train.strategy == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+        # A GAN step leaves some parameters without gradients in one of the two backward passes.
+        strategy = DDPStrategy(find_unused_parameters=True)
+    return {"accelerator": acc, "devices": cfg.train.devices, "precision": precision, "strategy": strategy}
+
+
+def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
+        concept_index: dict[str, int], generator: torch.nn.Module, discriminator: torch.nn.Module | None,
+        *, progress: bool = True, train_indices: list[int] | None = None,
+        extra_callbacks: list | None = None) -> dict | None:
+    """Train ``generator`` (and ``discriminator``) on ``concepts``; returns a summary on rank 0.
+
+    Re-running with the same ``run_dir`` resumes from ``checkpoints/last.ckpt``.
+    """
+    run_dir = Path(run_dir)
+    t = cfg.train
+    steps_per_epoch = min(t.ckpt_every, t.steps)
+    epochs = math.ceil(t.steps / steps_per_epoch)
+    module = PairedGANModule(generator, discriminator, total_steps=t.steps, lr_g=t.lr_g, lr_d=t.lr_d,
+                             betas=(t.beta1, t.beta2), lambda_l1=t.lambda_l1, gan_mode=t.gan_mode,
+                             run_dir=run_dir)
+    data = PairedDataModule(data_root, concepts, concept_index, batch_size=t.batch_size,
+                            steps_per_epoch=steps_per_epoch, seed=t.seed, num_workers=t.num_workers,
+                            train_indices=train_indices)
+    clock = TrainClock(max_train_seconds=t.max_time_s)
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoints = ModelCheckpoint(dirpath=ckpt_dir, filename="step-{gan_step:06.0f}", auto_insert_metric_name=False,
+                                  save_top_k=-1, save_last=True, every_n_epochs=1, save_on_train_epoch_end=True)
+    attempt = len(list((run_dir / "logs").glob("attempt-*"))) if (run_dir / "logs").exists() else 0
+    trainer = L.Trainer(max_epochs=epochs, logger=CSVLogger(run_dir, name="logs", version=f"attempt-{attempt}"),
+                        callbacks=[clock, checkpoints, *(extra_callbacks or [])], enable_progress_bar=progress,
+                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+                        use_distributed_sampler=False, check_val_every_n_epoch=1,
+                        **_trainer_device_args(cfg))
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    if not trainer.is_global_zero:
+        return None
+    stopped_by = "steps" if module.gan_step >= t.steps else ("time" if clock.budget_hit else "interrupted")
+    summary = {
+        "gan_step": module.gan_step,
+        "train_seconds": clock.train_seconds,
+        "images_seen": clock.images_seen,
+        "stopped_by": stopped_by,
+        "val_psnr_last": float(trainer.callback_metrics.get("val_psnr", float("nan"))),
+        "device": str(trainer.strategy.root_device),
+        "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
+        "peak_memory": peak_memory_bytes(trainer.strategy.root_device),
+    }
+    atomic_write_json(run_dir / "train.json", summary)
+    return summary
+
+
+def read_train_summary(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / "train.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,64 @@
+"""Short fits on CPU: the module learns, checkpoints, and resumes exactly."""
+import json
+
+import lightning as L
+import torch
+
+from e2gan.models import make_discriminator, make_generator
+from lightning_modules.training import fit
+from tests.conftest import micro_config
+
+CONCEPTS = ["hue-120", "pixelate"]
+INDEX = {c: i for i, c in enumerate(CONCEPTS)}
+
+
+def _fit(cfg, run_dir, data, **kw):
+    L.seed_everything(cfg.train.seed, verbose=False)
+    g, d = make_generator(cfg.model, len(CONCEPTS)), make_discriminator(cfg.disc)
+    summary = fit(cfg, run_dir, data, CONCEPTS, INDEX, g, d, progress=False, **kw)
+    return g, summary
+
+
+class StopAfterFirstEpoch(L.Callback):
+    """Ends training at the first checkpoint, as a killed process would have left it."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_short_fit_learns_and_checkpoints(micro_data, tmp_path):
+    cfg = micro_config(train={"steps": 30, "ckpt_every": 15, "lr_g": 2e-3})
+    g, summary = _fit(cfg, tmp_path / "run", micro_data)
+    assert summary["gan_step"] == 30 and summary["stopped_by"] == "steps"
+    assert summary["train_seconds"] > 0 and summary["images_seen"] == 30 * 4
+    ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert ckpts == ["last.ckpt", "step-000015.ckpt", "step-000030.ckpt"]
+    rows = (tmp_path / "run" / "logs" / "attempt-0" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    l1 = [float(r.split(",")[header.index("loss_l1")]) for r in rows[1:] if r.split(",")[header.index("loss_l1")]]
+    assert sum(l1[-2:]) / 2 < sum(l1[:2]) / 2, "L1 loss should fall within 30 steps"
+    assert (tmp_path / "run" / "val" / "step-000030.png").exists()
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["gan_step"] == 30
+
+
+def test_resume_from_last_equals_uninterrupted(micro_data, tmp_path):
+    cfg = micro_config(train={"steps": 6, "ckpt_every": 3})
+    g_full, _ = _fit(cfg, tmp_path / "full", micro_data)
+
+    _, first = _fit(cfg, tmp_path / "resumed", micro_data, extra_callbacks=[StopAfterFirstEpoch()])
+    assert first["gan_step"] == 3 and first["stopped_by"] == "interrupted"
+    g_resumed, second = _fit(cfg, tmp_path / "resumed", micro_data)
+    assert second["gan_step"] == 6
+    full, resumed = g_full.state_dict(), g_resumed.state_dict()
+    assert full.keys() == resumed.keys()
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+    assert second["images_seen"] == 6 * 4  # the clock's state survives the restart
+
+
+def test_wall_time_budget_stops_training(micro_data, tmp_path):
+    cfg = micro_config(train={"steps": 10_000, "ckpt_every": 5000, "max_time_s": 0.5})
+    _, summary = _fit(cfg, tmp_path / "timed", micro_data)
+    assert summary["stopped_by"] == "time"
+    assert 0 < summary["gan_step"] < 10_000
+    assert summary["train_seconds"] >= 0.5

@@ -1,0 +1,58 @@
+import pytest
+
+from e2gan.config import Config, apply_overrides, load_config
+from e2gan.errors import InputError
+from e2gan.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name,resolution,width", [("tiny", 64, 16), ("small", 128, 32), ("paper", 256, 64)])
+def test_presets_resolve(name, resolution, width):
+    cfg = get_preset(name)
+    assert (cfg.preset, cfg.data.resolution, cfg.model.width) == (name, resolution, width)
+
+
+def test_unknown_preset_names_choices():
+    with pytest.raises(InputError, match=r"unknown preset 'huge' \(--preset\): one of \['paper', 'small', 'tiny'\]"):
+        get_preset("huge")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train": {"stepz": 3}}, r"unknown key 'train.stepz'"),
+    ({"trian": {"steps": 3}}, r"unknown section 'trian'"),
+    ({"train": {"steps": 0}}, r"'train.steps' = 0 .*a positive number"),
+    ({"train": {"steps": "many"}}, r"'train.steps' = 'many' .*a int"),
+    ({"model": {"norm": "layer"}}, r"'model.norm' = 'layer' .*one of"),
+    ({"data": {"resolution": 60}}, r"a multiple of 8"),
+    ({"train": {"lambda_l1": -1.0}}, r">= 0"),
+])
+def test_bad_overrides_name_the_key(overrides, message):
+    with pytest.raises(InputError, match=message):
+        apply_overrides(get_preset("tiny"), overrides, "spec.toml")
+
+
+def test_int_accepted_for_float_key():
+    cfg = apply_overrides(get_preset("tiny"), {"train": {"lr_g": 1}}, "x")
+    assert cfg.train.lr_g == 1.0 and isinstance(cfg.train.lr_g, float)
+
+
+def test_toml_file_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('preset = "small"\n[train]\nsteps = 7\n')
+    cfg = load_config(path)
+    assert cfg.preset == "small" and cfg.train.steps == 7
+    assert cfg.data.resolution == PRESETS["small"]["data"]["resolution"]
+
+
+def test_malformed_toml_is_one_line_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[train\nsteps = ")
+    with pytest.raises(InputError, match="malformed TOML"):
+        load_config(path)
+
+
+def test_cache_key_depends_only_on_named_sections():
+    a, b = get_preset("tiny"), get_preset("tiny")
+    b.train.steps += 1
+    assert a.key("data") == b.key("data")
+    assert a.key("data", "train") != b.key("data", "train")
+    assert isinstance(Config().to_dict()["train"], dict)
