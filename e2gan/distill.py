@@ -78,7 +78,8 @@ def _validate(sources: list[SourceImage], concepts: list[Concept], batch_size: i
     seen: set[str] = set()
     for s in sources:
         if not SOURCE_ID_RE.match(s.id):
-            raise InputError(f"source id {s.id!r}", "distillation", "letters, digits, '.', '-', '_' (used as a file name)")
+            raise InputError(f"source id {s.id!r}", "distillation",
+                             "letters, digits, '.', '-', '_' (it is used as a file name)")
         if s.id in seen:
             raise InputError(f"source id {s.id!r}", "distillation", "unique source ids")
         seen.add(s.id)
@@ -96,8 +97,11 @@ def _check_teacher_file(out: Path, description: dict) -> str:
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(str(path), "distillation", f"a readable teacher.json ({e})") from None
         if teacher_hash(old) != digest:
+            old_name = old.get("name") if isinstance(old, dict) else None
             raise InputError(str(out), "distillation output folder",
-                             f"a folder made by the same teacher; it holds data from {old!r}, not {description!r} — use a new folder")
+                             f"a folder made by the same teacher; its {TEACHER_FILE} describes another "
+                             f"({old_name!r} {teacher_hash(old)[:12]}, now {description.get('name')!r} "
+                             f"{digest[:12]}): use a new folder")
     else:
         atomic_write_json(path, description)
     return digest
@@ -117,7 +121,8 @@ def _write_source(out: Path, src: SourceImage) -> str:
         if same:
             return existing
         raise InputError(str(path), "distillation output folder",
-                         f"the same image for source {src.id!r}; this folder was made from other sources or at another resolution — use a new folder")
+                         f"the same image for source {src.id!r}; this folder was made from other "
+                         "sources or at another resolution: use a new folder")
     atomic_write_bytes(path, data)
     return digest
 

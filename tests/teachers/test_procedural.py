@@ -72,6 +72,10 @@ FLAT = Image.new("RGB", (33, 33), (200, 200, 200))
 RAMP = Image.fromarray(np.repeat(np.linspace(0, 255, 40).astype(np.uint8)[None, :, None], 3, 2).repeat(10, 0))
 
 
+def _red_minus_blue(a):
+    return float((a[..., 0] - a[..., 2]).mean())
+
+
 def _dim():
     return Image.fromarray((arr(photo()) * 0.4 + 40).astype(np.uint8))
 
@@ -86,7 +90,7 @@ BEHAVIOUR = {
     "pixelate": (lambda: photo((64, 64)), lambda o: np.array_equal(o, o[::4, ::4].repeat(4, 0).repeat(4, 1))),
     "greyscale": (photo, lambda o: np.array_equal(o[..., 0], o[..., 2])),
     "sepia": (photo, lambda o: (o[..., 0] >= o[..., 1]).all() and (o[..., 1] >= o[..., 2]).all()),
-    "warm": (photo, lambda o: (o[..., 0] - o[..., 2]).mean() > (arr(photo())[..., 0] - arr(photo())[..., 2]).mean() + 20),
+    "warm": (photo, lambda o: _red_minus_blue(o) > _red_minus_blue(arr(photo())) + 20),
     "sketch": (photo, lambda o: np.median(o) > 200),  # mostly white paper
 }
 

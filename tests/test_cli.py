@@ -1,0 +1,108 @@
+"""The CLI: one-line errors with exit 2, and the end-to-end reproduce on a micro configuration."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2gan.cli import main
+from tests.conftest import write_micro_toml
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["describe", "--preset", "huge"], "error: unknown preset 'huge' (--preset)"),
+    (["distill", "--steps", "0"], "error: 'train.steps' = 0 (command line): a positive number"),
+    (["distill", "--resolution", "-8"], "error: 'data.resolution' = -8 (command line): a positive number"),
+    (["distill", "--config", "/no/such.toml"], "error: config file not found (/no/such.toml)"),
+    (["distill", "--teacher", "nosuchteacher"], "error:"),
+    (["evaluate", "/no/such/run"], "error: no trained generator (/no/such/run)"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, pattern, capsys, tmp_path):
+    assert main([*argv, *(["--runs", str(tmp_path)] if argv[0] == "distill" else [])]) == 2
+    assert _error_line(capsys).startswith(pattern)
+
+
+def test_missing_and_empty_source_folders(tmp_path, capsys):
+    assert main(["distill", "--sources", str(tmp_path / "absent"), "--runs", str(tmp_path)]) == 2
+    assert str(tmp_path / "absent") in _error_line(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main(["distill", "--sources", str(tmp_path / "empty"), "--runs", str(tmp_path)]) == 2
+    assert str(tmp_path / "empty") in _error_line(capsys)
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.png"))
+
+
+def test_corrupt_image_is_named(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (40, 40), "red").save(folder / "good.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert main(["distill", "--sources", str(folder), "--runs", str(tmp_path)]) == 2
+    assert "broken.jpg" in _error_line(capsys)
+
+
+def test_describe_prints_groups(capsys):
+    assert main(["describe", "--resolution", "64", "--discriminator"]) == 0
+    out = capsys.readouterr().out
+    for group in ("down", "rb1", "rb2", "ds", "tb", "us", "rb3", "up", "total", "PatchGAN"):
+        assert group in out
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from e2gan.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.slow
+def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
+    cfg = write_micro_toml(tmp_path / "micro.toml", train={"steps": 8, "ckpt_every": 4})
+    argv = ["reproduce", "--config", str(cfg), "--runs", str(tmp_path / "runs"),
+            "--reports", str(tmp_path / "reports"), "--no-progress"]
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("reproduce tiny: base PSNR")
+    results = list((tmp_path / "runs").glob("base-*/result.json"))
+    assert len(results) == 1
+    result = json.loads(results[0].read_text())
+    assert result["status"] == "complete" and result["cost"]["steps"] == 8
+    assert {"backbone", "reference_set", "n", "resolution", "fid_mode", "perceptual"} <= set(result["protocol"])
+    assert result["protocol"]["backbone"]["name"] == "effnet-lite0"
+    assert set(result["metrics"]["per_concept"]) == {"hue-120", "pixelate"}
+    assert {"torch", "lightning"} <= set(result["env"]["versions"])
+    report = tmp_path / "reports" / "tiny"
+    assert {"index.html", "index.md", "base_quality.csv", "base_samples.png"} <= {p.name for p in report.iterdir()}
+    assert "effnet-lite0" in (report / "index.md").read_text()
+
+    # A second run reuses the data and the finished base model: no new checkpoint is written.
+    ckpts = sorted(results[0].parent.glob("checkpoints/*.ckpt"))
+    mtimes = [p.stat().st_mtime for p in ckpts]
+    assert main(argv) == 0
+    assert [p.stat().st_mtime for p in sorted(results[0].parent.glob("checkpoints/*.ckpt"))] == mtimes
+
+
+@pytest.mark.slow
+def test_two_process_ddp_trains_and_checkpoints(tmp_path):
+    cfg = write_micro_toml(tmp_path / "micro.toml", train={"steps": 4, "ckpt_every": 2})
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "e2gan.cli", "train-base", "--config", str(cfg),
+                           "--runs", str(tmp_path / "runs"), "--devices", "2", "--strategy", "ddp",
+                           "--accelerator", "cpu", "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = next((tmp_path / "runs").glob("base-*"))
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["world_size"] == 2 and summary["gan_step"] == 4
+    assert summary["images_seen"] == 4 * 4 * 2
+    assert (run / "checkpoints" / "last.ckpt").exists() and (run / "generator.safetensors").exists()
+    assert proc.stdout.count("base model:") == 1  # only rank 0 reports
