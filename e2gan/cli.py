@@ -30,20 +30,34 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _config(args):
+def _config(args, budget_section: str = "train"):
+    """Preset, then --config, then flags. ``budget_section``: where --steps/--max-time go."""
     from e2gan.config import apply_overrides, load_config
 
     cfg = load_config(args.config, args.preset)
-    over: dict[str, dict] = {"data": {}, "train": {}}
+    over: dict[str, dict] = {"data": {}, "train": {}, "adapt": {}}
     for attr, section, key in [("sources", "data", "sources"), ("teacher", "data", "teacher"),
-                               ("resolution", "data", "resolution"), ("steps", "train", "steps"),
-                               ("max_time", "train", "max_time_s"), ("batch_size", "train", "batch_size"),
+                               ("resolution", "data", "resolution"), ("steps", budget_section, "steps"),
+                               ("max_time", budget_section, "max_time_s"), ("batch_size", "train", "batch_size"),
                                ("seed", "train", "seed"), ("accelerator", "train", "accelerator"),
                                ("devices", "train", "devices"), ("strategy", "train", "strategy"),
-                               ("precision", "train", "precision")]:
+                               ("precision", "train", "precision"), ("method", "adapt", "method"),
+                               ("rank", "adapt", "rank"), ("alpha_ratio", "adapt", "alpha_ratio"),
+                               ("lr", "adapt", "lr"), ("disc", "adapt", "disc"),
+                               ("embedding_init", "adapt", "embedding_init"), ("train_pairs", "adapt", "train_pairs"),
+                               ("selection", "adapt", "selection"), ("adapt_seed", "adapt", "seed")]:
         value = getattr(args, attr, None)
         if value is not None:
             over[section][key] = value
+    if getattr(args, "groups", None):
+        over["adapt"]["groups"] = [g.strip() for g in args.groups.split(",") if g.strip()]
+    if getattr(args, "ranks", None):
+        from e2gan.adapt import parse_ranks
+        from e2gan.config import layer_group_names
+
+        groups = over["adapt"].get("groups", cfg.adapt.groups)
+        over["adapt"]["ranks"] = parse_ranks(groups, args.ranks, layer_group_names(cfg.model))
+        over["adapt"]["groups"] = list(over["adapt"]["ranks"])
     return apply_overrides(cfg, over, "command line")
 
 
@@ -82,6 +96,25 @@ def cmd_evaluate(args) -> str:
     return (f"{result['run']}: PSNR {m['psnr']:.2f} dB (identity {m['identity_psnr']:.2f}), "
             f"FID {m.get('fid', float('nan')):.2f} [{result['protocol']['backbone']['name']}, "
             f"N={result['protocol']['n']}] -> {Path(args.run) / 'result.json'}")
+
+
+def cmd_adapt(args) -> str:
+    from studies.prerequisites import ensure_adapt, ensure_base, ensure_data
+
+    cfg = _config(args, budget_section="adapt")
+    progress = not args.no_progress
+    data, _ = ensure_data(cfg, args.runs, progress=progress and not _is_worker_rank())
+    base = None
+    if cfg.adapt.method in ("lora", "full"):
+        base = Path(args.base) if args.base else ensure_base(cfg, data, args.runs, progress=progress)[0]
+    run_dir, result = ensure_adapt(cfg, args.concept, data, base, args.runs, progress=progress,
+                                   run_dir=Path(args.run_dir) if args.run_dir else None)
+    if result is None:
+        return ""
+    m, c = result["metrics"]["mean_over_concepts"], result["cost"]
+    return (f"{args.concept} by {cfg.adapt.method}: PSNR {m['psnr']:.2f} dB (identity {m['identity_psnr']:.2f}), "
+            f"FID {m.get('fid', float('nan')):.1f}; {c['steps']} steps, {c['train_seconds']:.1f} s, "
+            f"{c['params_trainable']:,} trainable params, {c['bytes_stored']:,} bytes stored -> {run_dir}")
 
 
 def cmd_describe(args) -> str:
@@ -148,6 +181,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--run-dir", default=None, help="run directory (default: keyed by the configuration)")
     p.set_defaults(func=cmd_train_base)
+
+    p = sub.add_parser("adapt", help="learn a new concept: lora | full | scratch | pix2pix")
+    _add_config_args(p)
+    p.add_argument("--concept", required=True, help="the new concept (a name from the concepts file)")
+    p.add_argument("--base", default=None, help="base run directory (default: the preset's base, trained if missing)")
+    p.add_argument("--method", default=None, choices=["lora", "full", "scratch", "pix2pix"])
+    p.add_argument("--groups", default=None, help="LoRA layer groups, comma-separated (default: down,ds,tb,us,up)")
+    p.add_argument("--ranks", default=None, help="LoRA ranks: one for all, one per group, or group=rank,...")
+    p.add_argument("--rank", type=int, default=None, help="uniform LoRA rank (default 4)")
+    p.add_argument("--alpha-ratio", type=float, default=None, help="LoRA alpha / rank (default 2)")
+    p.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default 2e-3)")
+    p.add_argument("--disc", default=None, choices=["fresh", "base", "frozen"], help="discriminator treatment")
+    p.add_argument("--embedding-init", default=None, choices=["random", "mean", "nearest"])
+    p.add_argument("--train-pairs", type=int, default=None, help="train on a subset of this many pairs")
+    p.add_argument("--selection", default=None, choices=["random", "kmeans"], help="how the subset is chosen")
+    p.add_argument("--adapt-seed", type=int, default=None)
+    p.add_argument("--run-dir", default=None)
+    p.set_defaults(func=cmd_adapt)
 
     p = sub.add_parser("evaluate", help="test-split metrics of a run -> its result.json")
     p.add_argument("run", help="run directory")

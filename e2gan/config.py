@@ -67,6 +67,38 @@ class TrainConfig:
     strategy: str = "auto"            # auto | ddp (GANs: find_unused_parameters=True)
 
 
+CRUCIAL = ["down", "ds", "tb", "us", "up"]
+
+
+def layer_group_names(model: "ModelConfig") -> tuple[str, ...]:
+    """The E2GAN generator's layer groups for this block count (rb1.. before DS, the rest after US)."""
+    before = [f"rb{i + 1}" for i in range(model.n_blocks_before)]
+    after = [f"rb{model.n_blocks_before + i + 1}" for i in range(model.n_blocks_after)]
+    return ("down", *before, "ds", "tb", "us", *after, "up")  # the paper's LoRA placement (its Fig. 3)
+
+
+@dataclass
+class AdaptConfig:
+    """How a new concept is learnt: the method and every axis the paper leaves open."""
+
+    method: str = "lora"              # lora | full | scratch | pix2pix
+    groups: list[str] = field(default_factory=lambda: list(CRUCIAL))
+    rank: int = 4                     # uniform rank when `ranks` is empty
+    ranks: dict = field(default_factory=dict)   # per-group ranks, e.g. {tb = 8, up = 2}
+    alpha_ratio: float = 2.0          # LoRA alpha = ratio x rank (r4 / alpha 8)
+    lr: float = 2e-3                  # LoRA learning rate (full / scratch / pix2pix use train.lr_g)
+    embedding_init: str = "mean"      # random | mean | nearest (the base concept the base model edits closest)
+    disc: str = "fresh"               # fresh | base | frozen
+    lr_d: float = 2e-4
+    steps: int = 300
+    max_time_s: float = 0.0           # 0: budget by steps only
+    train_pairs: int = 0              # 0: every training pair; else a subset of this size
+    selection: str = "random"         # random | kmeans (nearest to cluster centres)
+    pix2pix_ngf: int = 64
+    pix2pix_blocks: int = 9
+    seed: int = 0
+
+
 @dataclass
 class EvalConfig:
     backbone: str = "effnet-lite0"    # effnet-lite0 (offline proxy) | inception
@@ -81,6 +113,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     disc: DiscConfig = field(default_factory=DiscConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
@@ -101,6 +134,10 @@ CHOICES = {
     ("train", "accelerator"): ("cpu", "gpu", "cuda", "auto"),
     ("train", "strategy"): ("auto", "ddp"),
     ("train", "precision"): ("32-true", "32", "16-mixed", "bf16-mixed"),
+    ("adapt", "method"): ("lora", "full", "scratch", "pix2pix"),
+    ("adapt", "embedding_init"): ("random", "mean", "nearest"),
+    ("adapt", "disc"): ("fresh", "base", "frozen"),
+    ("adapt", "selection"): ("random", "kmeans"),
     ("eval", "backbone"): ("effnet-lite0", "inception"),
     ("eval", "perceptual"): ("auto", "lpips-alex", "lpips-vgg", "proxy"),
 }
@@ -108,10 +145,13 @@ POSITIVE = {
     ("data", "resolution"), ("data", "crops_per_photo"), ("model", "width"), ("model", "attn_heads"),
     ("model", "n_tokens"), ("model", "n_blocks"), ("disc", "ndf"), ("disc", "n_layers"),
     ("train", "steps"), ("train", "batch_size"), ("train", "lr_g"), ("train", "lr_d"),
-    ("train", "ckpt_every"), ("train", "devices"), ("eval", "batch_size"),
+    ("train", "ckpt_every"), ("train", "devices"), ("eval", "batch_size"), ("adapt", "rank"),
+    ("adapt", "lr"), ("adapt", "lr_d"), ("adapt", "steps"), ("adapt", "alpha_ratio"),
+    ("adapt", "pix2pix_ngf"), ("adapt", "pix2pix_blocks"),
 }
 NON_NEGATIVE = {("model", "n_blocks_before"), ("model", "n_blocks_after"), ("train", "lambda_l1"),
-                ("train", "max_time_s"), ("train", "num_workers")}
+                ("train", "max_time_s"), ("train", "num_workers"), ("adapt", "max_time_s"),
+                ("adapt", "train_pairs")}
 
 
 def _merge_section(obj: Any, values: dict, where: str, section: str) -> None:
@@ -140,6 +180,13 @@ def validate(cfg: Config, where: str = "config") -> Config:
     for section, key in NON_NEGATIVE:
         if d[section][key] < 0:
             raise InputError(f"'{section}.{key}' = {d[section][key]!r}", where, "a number >= 0")
+    valid_groups = layer_group_names(cfg.model)
+    bad_groups = [g for g in [*cfg.adapt.groups, *cfg.adapt.ranks] if g not in valid_groups]
+    if bad_groups:
+        raise InputError(f"unknown layer group(s) {bad_groups}", where, f"some of {list(valid_groups)}")
+    bad_ranks = {g: r for g, r in cfg.adapt.ranks.items() if not isinstance(r, int) or isinstance(r, bool) or r <= 0}
+    if bad_ranks:
+        raise InputError(f"'adapt.ranks' = {bad_ranks}", where, "positive integer ranks")
     if cfg.model.arch == "e2gan" and cfg.data.resolution % 8:
         raise InputError(f"'data.resolution' = {cfg.data.resolution}", where,
                          "a multiple of 8 for the E2GAN generator")

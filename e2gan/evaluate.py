@@ -81,10 +81,12 @@ def run_cost(generator: nn.Module, cfg, train_summary: dict | None, n_concepts_t
     from e2gan.models import make_discriminator
 
     disc = make_discriminator(cfg.disc)
-    flops_step = gan_step_flops(generator, disc, cfg.train.batch_size, cfg.data.resolution, cfg.train.lambda_l1)
     s = train_summary or {}
+    flops_step = s.get("flops_per_step") or gan_step_flops(generator, disc, cfg.train.batch_size,
+                                                           cfg.data.resolution, cfg.train.lambda_l1)
     steps, world = int(s.get("gan_step", 0)), int(s.get("world_size", 1))
-    trainable = {k: v for k, v in generator.named_parameters() if v.requires_grad}
+    # Adaptation records what actually trained (LoRA, one embedding row) and what a concept stores;
+    # a base run trains and stores its whole generator.
     return {
         "train_seconds": s.get("train_seconds"),
         "steps": steps,
@@ -95,9 +97,10 @@ def run_cost(generator: nn.Module, cfg, train_summary: dict | None, n_concepts_t
         "train_flops": flops_step * steps * world,
         "flops_counter": "torch.utils.flop_counter (G+D forward and backward, one batch)",
         "params_total": count_params(generator),
-        "params_trainable": sum(v.numel() for v in trainable.values()),
+        "params_trainable": s.get("params_trainable", count_params(generator)),
         "params_discriminator": count_params(disc),
-        "bytes_stored": bytes_of_tensors(generator.state_dict()),
+        "params_discriminator_trainable": s.get("params_discriminator_trainable", count_params(disc)),
+        "bytes_stored": s.get("bytes_stored", bytes_of_tensors(generator.state_dict())),
         "concepts_trained": n_concepts_trained,
         "peak_memory": s.get("peak_memory"),
         "stopped_by": s.get("stopped_by"),
@@ -136,9 +139,10 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     train_summary = json.loads((run_dir / "train.json").read_text()) if (run_dir / "train.json").exists() else None
     protocol = dict(scores["protocol"], split=split, resolution=cfg.data.resolution,
                     checkpoint="last", data=str(root), preset=cfg.preset)
-    result = make_result(run=run_dir.name, kind="base", metrics={k: scores[k] for k in ("mean_over_concepts", "per_concept")},
+    result = make_result(run=run_dir.name, kind=meta.get("kind", "base"), metrics={k: scores[k] for k in ("mean_over_concepts", "per_concept")},
                          protocol=protocol, cost=run_cost(generator, cfg, train_summary, len(trained)),
-                         config=cfg.to_dict(), env=environment(device, cfg.train.seed), concepts=concepts)
+                         config=cfg.to_dict(), env=environment(device, cfg.train.seed), concepts=concepts,
+                         **{k: meta[k] for k in ("method", "base") if k in meta})
     write_result(run_dir, result)
     save_triplet_grid(_sample_rows(pred), run_dir / "samples.png", header=("source", "teacher", "model"),
                       row_labels=tuple(_sample_labels(pred)), label_px=90)

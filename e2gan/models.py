@@ -46,6 +46,16 @@ def save_generator(run_dir: str | Path, generator: nn.Module, model: ModelConfig
     return run_dir / "generator.safetensors"
 
 
+def save_discriminator(run_dir: str | Path, discriminator: nn.Module) -> Path:
+    """The base run keeps its discriminator so adaptation can start from it (adapt.disc = base|frozen)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in discriminator.state_dict().items()}
+    path = Path(run_dir) / "discriminator.safetensors"
+    atomic_write(path, lambda p: save_file(state, str(p)))
+    return path
+
+
 def load_generator(run_dir: str | Path) -> tuple[nn.Module, dict]:
     """The generator of a finished run, in eval mode, with its metadata."""
     from safetensors.torch import load_file
@@ -57,7 +67,8 @@ def load_generator(run_dir: str | Path) -> tuple[nn.Module, dict]:
                          "a run directory holding model.json and generator.safetensors (train it first)")
     meta = json.loads(meta_path.read_text())
     model = ModelConfig(**meta["model"])
-    generator = make_generator(model, n_concepts=len(meta["concepts"]))
+    # Added concepts live in extra embedding chunks that loading re-creates: build with the base count.
+    generator = make_generator(model, n_concepts=meta.get("n_base_concepts", len(meta["concepts"])))
     try:
         generator.load_state_dict(load_file(str(weights)))
     except RuntimeError as exc:

@@ -56,7 +56,7 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
     attempt = len(list((run_dir / "logs").glob("attempt-*"))) if (run_dir / "logs").exists() else 0
     trainer = L.Trainer(max_epochs=epochs, logger=CSVLogger(run_dir, name="logs", version=f"attempt-{attempt}"),
                         callbacks=[clock, checkpoints, *(extra_callbacks or [])], enable_progress_bar=progress,
-                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=min(10, steps_per_epoch),
                         use_distributed_sampler=False, check_val_every_n_epoch=1,
                         **_trainer_device_args(cfg))
     last = ckpt_dir / "last.ckpt"

@@ -73,7 +73,7 @@ def ensure_base(cfg: Config, data_root: Path, runs: str | Path = "runs", progres
     """
     import lightning as L
 
-    from e2gan.models import make_discriminator, make_generator, save_generator
+    from e2gan.models import make_discriminator, make_generator, save_discriminator, save_generator
     from lightning_modules.training import fit, read_train_summary
 
     run_dir = Path(run_dir) if run_dir else base_dir(cfg, runs)
@@ -92,6 +92,54 @@ def ensure_base(cfg: Config, data_root: Path, runs: str | Path = "runs", progres
         return run_dir, None
     summary["fit_wall_seconds"] = time.perf_counter() - t0
     save_generator(run_dir, generator, cfg.model, base, extra={"gan_step": summary["gan_step"],
-                                                               "data": str(data_root)})
+                                                               "data": str(data_root), "kind": "base"})
+    save_discriminator(run_dir, discriminator)
     atomic_write_json(run_dir / "train.json", summary)
     return run_dir, summary
+
+
+def adapt_dir(cfg: Config, concept: str, runs: str | Path = "runs") -> Path:
+    key = cfg.key("data", "model", "disc", "train", "adapt")
+    return Path(runs) / f"adapt-{cfg.preset}-{concept}-{cfg.adapt.method}-s{cfg.adapt.seed}-{key}"
+
+
+def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path | None) -> list[int] | None:
+    """Indices of the training pairs to adapt on (None: all of them)."""
+    import torch
+
+    from e2gan.data import PairedDataset
+    from e2gan.selection import encoder_features, select_indices
+
+    a = cfg.adapt
+    if not a.train_pairs:
+        return None
+    ds = PairedDataset(data_root, [concept], "train", {concept: 0}, check_hashes=False)
+    features = None
+    if a.selection == "kmeans":
+        sources = torch.stack([ds[i]["source"] for i in range(len(ds))])
+        if base_run is not None:
+            from e2gan.models import load_generator
+
+            features = encoder_features(load_generator(base_run)[0], sources)
+        else:  # no base (scratch / pix2pix): cluster on pixels at low resolution
+            features = torch.nn.functional.adaptive_avg_pool2d(sources, 8).flatten(1)
+    return select_indices(a.selection, a.train_pairs, len(ds), features, seed=a.seed)
+
+
+def ensure_adapt(cfg: Config, concept: str, data_root: Path, base_run: Path | None,
+                 runs: str | Path = "runs", progress: bool = True, run_dir: Path | None = None) -> tuple[Path, dict | None]:
+    """Adapt (or resume, or reuse) one new concept; evaluates it into the run's result.json."""
+    from e2gan.evaluate import evaluate_run
+    from e2gan.results import read_result
+    from lightning_modules.adaptation import adapt
+
+    run_dir = Path(run_dir) if run_dir else adapt_dir(cfg, concept, runs)
+    if (run_dir / "result.json").exists() and (run_dir / "generator.safetensors").exists():
+        return run_dir, read_result(run_dir)
+    if cfg.adapt.method in ("scratch", "pix2pix"):
+        base_run = None
+    indices = training_subset(cfg, data_root, concept, base_run)
+    summary = adapt(cfg, base_run, data_root, concept, run_dir, progress=progress, train_indices=indices)
+    if summary is None:
+        return run_dir, None
+    return run_dir, evaluate_run(run_dir, concepts=[concept])

