@@ -22,7 +22,9 @@ _CHUNK = 32  # images per forward pass: bounds memory at 256²
 
 
 def _np64(feats) -> np.ndarray:
-    a = feats.detach().cpu().double().numpy() if isinstance(feats, torch.Tensor) else np.asarray(feats, np.float64)
+    if isinstance(feats, torch.Tensor):
+        feats = feats.detach().cpu().double().numpy()
+    a = np.asarray(feats, np.float64)
     if a.ndim != 2 or len(a) < 2:
         raise InputError(f"features of shape {a.shape}", "FID/KID", "a [N,dim] array with N >= 2")
     return a
@@ -108,7 +110,7 @@ def set_psnr(outputs: torch.Tensor, targets: torch.Tensor) -> float:
 
 def mean_ssim(outputs: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean per-image SSIM (torchmetrics, 11×11 Gaussian window σ=1.5, data_range=1)."""
-    from torchmetrics.functional import structural_similarity_index_measure as ssim
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
     _check_pair(outputs, targets, "mean_ssim")
     values = [ssim(_unit(o), _unit(t), data_range=1.0, reduction="none")
@@ -210,10 +212,12 @@ def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: s
     else:
         perceptual_name = None
     n, _, h, w = outputs.shape
+    # FID at small N is strongly biased upwards: compare only numbers with the same n and backbone.
     return {"metrics": metrics, "protocol": {
         "backbone": extractor.describe(), "fid_mode": "clean", "reference_set": reference, "n": n,
         "resolution": h if h == w else [h, w],
         "kid_subset_size": effective_kid_subset_size(n, n, kid_subset_size),
         "kid_subset_size_requested": kid_subset_size, "kid_subsets": kid_subsets,
-        "psnr": "set-level, from the mean MSE over all images", "ssim": "torchmetrics, gaussian 11, data_range=1",
+        "psnr": "set-level, from the mean MSE over all images",
+        "ssim": "torchmetrics, gaussian 11, data_range=1",
         "perceptual": perceptual_name}}
