@@ -117,6 +117,52 @@ def cmd_adapt(args) -> str:
             f"{c['params_trainable']:,} trainable params, {c['bytes_stored']:,} bytes stored -> {run_dir}")
 
 
+def _study_context(args, create: bool):
+    from studies import runner
+    from studies.spec import load_spec
+
+    spec = load_spec(args.spec)
+    preset = args.preset or spec.preset
+    url = args.storage or runner.default_storage(spec, args.runs, preset)
+    study = runner.load_study(spec, url, preset, create=create)
+    return runner, spec, preset, url, study
+
+
+def cmd_study(args) -> str:
+    runner, spec, preset, url, study = _study_context(args, create=args.action in ("run", "resume"))
+    progress = not args.no_progress
+    if args.action == "status":
+        return runner.status_line(runner.status(study, spec, preset))
+    if args.action == "export":
+        out = Path(args.out or Path(args.runs) / "studies" / f"{spec.name}-{preset}.csv")
+        runner.export_trials(study, out)
+        return f"{len(study.trials)} trials -> {out}"
+    if args.action == "worker":
+        counts = runner.work(spec, url, preset, args.runs, progress=progress)
+        return f"worker: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed"
+    # run / resume: fail stale trials, enqueue missing cells, build prerequisites, then work.
+    added = runner.reconcile(study, spec, preset)
+    print(f"study {study.study_name} on {runner.redact(url)}: {added} cells queued", file=sys.stderr)
+    runner.prepare(spec, preset, args.runs, progress=progress)
+    if args.workers > 1:
+        codes = runner.spawn_workers(spec, url, preset, args.runs, args.workers, progress=progress)
+        if any(codes):
+            print(f"warning: worker exit codes {codes}", file=sys.stderr)
+    else:
+        while True:
+            counts = runner.work(spec, url, preset, args.runs, progress=progress, max_trials=1)
+            if progress:
+                print(runner.status_line(runner.status(study, spec, preset)), file=sys.stderr, flush=True)
+            if not any(counts.values()):
+                break
+    from studies.summary import summary_table
+
+    table = summary_table(study, spec)
+    if table is not None:
+        print(table)
+    return runner.status_line(runner.status(study, spec, preset))
+
+
 def cmd_describe(args) -> str:
     import torch
 
@@ -199,6 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt-seed", type=int, default=None)
     p.add_argument("--run-dir", default=None)
     p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser("study", help="Optuna studies from specs: run | resume | worker | status | export")
+    p.add_argument("action", choices=["run", "resume", "worker", "status", "export"])
+    p.add_argument("spec", help="a spec file or the name of a built-in spec (studies/specs/)")
+    p.add_argument("--preset", default=None, help="override the spec's preset")
+    p.add_argument("--storage", default=None, help="SQLAlchemy URL (default: SQLite under runs/studies/)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--out", default=None, help="export: CSV path")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("evaluate", help="test-split metrics of a run -> its result.json")
     p.add_argument("run", help="run directory")

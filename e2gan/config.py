@@ -120,10 +120,20 @@ class Config:
         return dataclasses.asdict(self)
 
     def key(self, *sections: str) -> str:
-        """A short stable hash of the named sections: caches (data, base model) are keyed by it."""
+        """A short stable hash of the named sections: caches (data, base model) are keyed by it.
+
+        The held-out concept list is left out: which concepts are held out changes no model.
+        """
         d = self.to_dict()
+        d["data"].pop("new_concepts")
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    def data_key(self) -> str:
+        """Key of the distilled data: the concept lists are left out because distillation only
+        adds the concepts a folder lacks, so every concept selection shares one folder."""
+        d = {k: v for k, v in self.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 CHOICES = {

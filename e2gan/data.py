@@ -21,7 +21,7 @@ SPLITS = ("train", "val", "test")
 def load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy for torch
     except (OSError, ValueError) as exc:
         raise InputError("unreadable image", str(path), f"a valid PNG/JPEG ({exc})") from None
 

@@ -25,10 +25,27 @@ is rewritten atomically with one line per pair.
 Greyscale sources: pairs where the edit cannot change a grey image are skipped (and counted).
 The teacher decides through ``affects(image, instruction)`` when it has one; otherwise
 concepts of kind ``colour`` are skipped on greyscale sources.
+
+Per-concept teacher settings (``Concept.teacher_settings``, e.g. guidance for one concept) go to
+``teacher.edit(..., settings=...)`` and are recorded as ``teacher_settings`` on the pair (only
+when a concept has any); changing them redoes that concept's pairs.
+
+Shards: ``shard=(i, n)`` edits only the pairs with ``shard_of(concept, source_id, n) == i``: the
+n shards partition the work exactly and disjointly, and a pair keeps its shard when sources or
+concepts are added. Shards may run at once into one folder (shared disk) or into copies of it:
+each appends to its own ``manifest.shard-<i>-of-<n>.jsonl`` and ``distill_cost.shard-<i>-of-<n>.json``
+and never writes ``manifest.jsonl``. A run without a shard (``distill`` again, which finds all
+work done, or ``merge_shards`` without a teacher) folds the shard files into ``manifest.jsonl`` and
+``distill_cost.json`` and removes them; run it after every shard has finished.
+
+Cost: ``distill_cost.json`` accumulates the teacher's device-seconds (wall time inside
+``teacher.edit``, one device per process) and images per concept over every run and shard,
+separately from any training cost; each run adds an entry to its ``runs`` list.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -48,6 +65,9 @@ from e2gan.teachers.base import Concept, Teacher, check_concept_name
 
 MANIFEST = "manifest.jsonl"
 TEACHER_FILE = "teacher.json"
+COST_FILE = "distill_cost.json"
+SHARD_FILE_RE = re.compile(r"^(manifest|distill_cost)\.shard-(\d+)-of-(\d+)\.(jsonl|json)$")
+COST_FLUSH_SECONDS = 60.0
 RECORD_KEYS = ("concept", "instruction", "role", "kind", "source_id", "split", "source", "target",
                "source_sha256", "target_sha256", "size", "seed", "teacher")
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -56,6 +76,44 @@ SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 def pair_seed(seed: int, concept: str, source_id: str) -> int:
     digest = hashlib.sha256(f"{seed}:{concept}:{source_id}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def shard_of(concept: str, source_id: str, n: int) -> int:
+    """The shard (0..n-1) that owns a pair: a hash of the pair, so it never moves when others are added."""
+    digest = hashlib.sha256(f"shard:{concept}:{source_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0-based: ``0/4`` .. ``3/4``) -> (i, n)."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not int(m.group(2)) >= 1 or not int(m.group(1)) < int(m.group(2)):
+        raise InputError(f"shard {text!r}", "distillation", "i/n with 0 <= i < n, e.g. 0/4 .. 3/4")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _check_shard(shard) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+          and all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+          and shard[1] >= 1 and 0 <= shard[0] < shard[1])
+    if not ok:
+        raise InputError(f"shard {shard!r}", "distillation", "(i, n) with 0 <= i < n")
+    return None if shard[1] == 1 else (shard[0], shard[1])
+
+
+def shard_file(kind: str, shard: tuple[int, int]) -> str:
+    """``manifest.shard-<i>-of-<n>.jsonl`` or ``distill_cost.shard-<i>-of-<n>.json``."""
+    return f"{kind}.shard-{shard[0]}-of-{shard[1]}.{'jsonl' if kind == 'manifest' else 'json'}"
+
+
+def _shard_files(out: Path, kind: str) -> list[Path]:
+    if not out.is_dir():
+        return []
+    return sorted(p for p in out.iterdir() if (m := SHARD_FILE_RE.match(p.name)) and m.group(1) == kind)
 
 
 def teacher_hash(description: dict) -> str:
@@ -173,6 +231,10 @@ def read_manifest(out_dir: str | Path) -> list[dict]:
     """All pair records of a distilled folder (one per pair; a torn last line is ignored)."""
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
+        if _shard_files(Path(out_dir), "manifest"):
+            raise InputError(str(path), "distilled data",
+                             "a manifest.jsonl; this folder holds only shard manifests: once every shard "
+                             "has finished, run distillation without a shard (or merge_shards) to combine them")
         raise InputError(str(path), "distilled data", "a manifest.jsonl written by distillation")
     return list(_parse_manifest(path).values())
 
@@ -212,34 +274,50 @@ def distill(
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
+    shard: tuple[int, int] | str | None = None,
 ) -> dict:
-    """Edit every source with every concept; resumable. Returns a summary of what was done."""
+    """Edit every source with every concept (or one shard's part of them); resumable.
+
+    Returns a summary of what was done, including the teacher's seconds and images per concept.
+    """
     start = time.perf_counter()
     _validate(sources, concepts, batch_size)
+    shard = _check_shard(shard)
+    settings_ok = _teacher_takes_settings(teacher, concepts)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t_hash = _check_teacher_file(out, teacher.describe())
-    manifest = out / MANIFEST
-    _repair_manifest(manifest)
-    records = _parse_manifest(manifest) if manifest.exists() else {}
-    lines_before = sum(1 for raw in manifest.read_bytes().split(b"\n") if raw.strip()) if manifest.exists() else 0
+    description = teacher.describe()
+    t_hash = _check_teacher_file(out, description)
+    own = out / (shard_file("manifest", shard) if shard else MANIFEST)
+    _repair_manifest(own)
+    read_files = _manifest_files(out, shard)
+    records, origin = _read_records(read_files)
+    own_keys = {k for k, f in origin.items() if f == own}  # pairs whose latest line is in our file
+    lines_before = sum(1 for raw in own.read_bytes().split(b"\n") if raw.strip()) if own.exists() else 0
     source_sha = {s.id: _write_source(out, s) for s in sources}
     affects = getattr(teacher, "affects", None)
     grey = {s.id: is_greyscale(s.image) for s in sources}
 
-    summary = {"written": 0, "skipped_existing": 0, "skipped_greyscale": 0,
-               "pairs": len(sources) * len(concepts), "seconds": 0.0, "teacher_seconds": 0.0}
+    summary = {"written": 0, "skipped_existing": 0, "skipped_greyscale": 0, "pairs": 0,
+               "seconds": 0.0, "teacher_seconds": 0.0, "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+               "per_concept": {}}
     pending: list[tuple[Concept, SourceImage]] = []
     refreshed = False
     for concept in concepts:
+        settings = concept.settings
         for src in sources:
+            if shard and shard_of(concept.name, src.id, shard[1]) != shard[0]:
+                continue
+            summary["pairs"] += 1
             if grey[src.id] and not (affects(src.image, concept.instruction) if affects else concept.kind != "colour"):
                 summary["skipped_greyscale"] += 1
                 continue
-            rec = records.get((concept.name, src.id))
+            key = (concept.name, src.id)
+            rec = records.get(key)
             target = out / "targets" / concept.name / f"{src.id}.png"
             if (rec is not None and target.is_file()
                     and rec.get("instruction") == concept.instruction
+                    and rec.get("teacher_settings", {}) == settings
                     and rec.get("seed") == pair_seed(seed, concept.name, src.id)
                     and rec.get("source_sha256") == source_sha[src.id]
                     and rec.get("teacher") == t_hash
@@ -248,11 +326,14 @@ def distill(
                 # Metadata that does not change the target (role, kind, split) is kept current.
                 fresh = {**rec, "role": concept.role, "kind": concept.kind, "split": src.split}
                 if fresh != rec:
-                    records[(concept.name, src.id)] = fresh
+                    records[key] = fresh
+                    own_keys.add(key)
                     refreshed = True
                 continue
             pending.append((concept, src))
 
+    cost = _CostLog(out / (shard_file("distill_cost", shard) if shard else COST_FILE), t_hash,
+                    _device_name(teacher, description), summary)
     by_concept: dict[str, list[tuple[Concept, SourceImage]]] = {}
     for pair in pending:  # a teacher call edits one concept at a time
         by_concept.setdefault(pair[0].name, []).append(pair)
@@ -260,23 +341,184 @@ def distill(
         for pairs in by_concept.values():
             for i in range(0, len(pairs), batch_size):
                 batch = pairs[i : i + batch_size]
-                _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest, summary)
+                _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, own, summary, settings_ok)
+                own_keys.update((c.name, src.id) for c, src in batch)
                 bar.update(len(batch))
+                cost.maybe_flush()
 
-    if refreshed or summary["written"] or lines_before != len(records):
-        atomic_write_text(manifest, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values()))
-    summary["seconds"] = round(time.perf_counter() - start, 3)
+    merged: list[Path] = []
+    if shard:
+        if refreshed or summary["written"] or lines_before != len(own_keys):
+            atomic_write_text(own, "".join(json.dumps(r, sort_keys=True) + "\n"
+                                           for k, r in records.items() if k in own_keys))
+    else:
+        merged = [f for f in read_files if f != own]
+        if refreshed or summary["written"] or lines_before != len(records) or merged:
+            atomic_write_text(own, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values()))
     summary["teacher_seconds"] = round(summary["teacher_seconds"], 3)
+    for c in summary["per_concept"].values():
+        c["teacher_seconds"] = round(c["teacher_seconds"], 3)
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    cost.flush(final=True)
+    if not shard:
+        summary["shards_merged"] = _merge_shard_files(out, merged)
     return summary
 
 
-def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest, summary) -> None:
+def merge_shards(out_dir: str | Path) -> dict:
+    """Fold every shard's manifest and cost file into ``manifest.jsonl`` / ``distill_cost.json``.
+
+    No teacher needed (nothing is edited or checked against the sources: run ``verify_manifest``
+    after, or ``distill`` without a shard, which also merges). Run it once every shard has finished.
+    """
+    out = Path(out_dir)
+    if not (out / TEACHER_FILE).is_file():
+        raise InputError(str(out), "merge_shards", f"a distillation folder (with {TEACHER_FILE})")
+    own = out / MANIFEST
+    _repair_manifest(own)
+    files = _manifest_files(out, None)
+    records, _ = _read_records(files)
+    shards = [f for f in files if f != own]
+    if shards or not own.exists():
+        atomic_write_text(own, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values()))
+    return {"pairs": len(records), "shards_merged": _merge_shard_files(out, shards)}
+
+
+def _teacher_takes_settings(teacher: Teacher, concepts: list[Concept]) -> bool:
+    """Whether ``teacher.edit`` takes ``settings=``; an error if a concept has settings and it does not."""
+    try:
+        params = inspect.signature(teacher.edit).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes = "settings" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    with_settings = [c.name for c in concepts if c.teacher_settings]
+    if with_settings and not takes:
+        raise InputError(f"teacher {teacher.name!r}", "distillation",
+                         f"a teacher whose edit() takes per-concept settings (concept {with_settings[0]!r} "
+                         "sets some): remove the [teacher] table or use the diffusion teacher")
+    return takes
+
+
+def _manifest_files(out: Path, shard: tuple[int, int] | None) -> list[Path]:
+    """Manifest files to read, oldest first (a later line for a pair wins)."""
+    files = [out / MANIFEST] if (out / MANIFEST).is_file() else []
+    if shard:
+        mine = out / shard_file("manifest", shard)
+        files += [mine] if mine.is_file() else []
+    else:
+        files += _shard_files(out, "manifest")
+    return sorted(files, key=lambda f: (f.stat().st_mtime_ns, f.name != MANIFEST))
+
+
+def _read_records(files: list[Path]) -> tuple[dict[tuple[str, str], dict], dict[tuple[str, str], Path]]:
+    """The latest record per pair over ``files`` (oldest first) and the file it came from.
+
+    Order: the pairs of ``manifest.jsonl`` as they appear there, then pairs known only from shard
+    files sorted by (concept, source id), so a merge's order does not depend on shard timing.
+    """
+    latest: dict[tuple[str, str], dict] = {}
+    origin: dict[tuple[str, str], Path] = {}
+    order: list[tuple[str, str]] = []
+    for f in files:
+        for key, rec in _parse_manifest(f).items():
+            latest[key] = rec
+            origin[key] = f
+            if f.name == MANIFEST:
+                order.append(key)
+    rest = sorted(set(latest) - set(order))
+    return {k: latest[k] for k in [*order, *rest]}, origin
+
+
+def _merge_shard_files(out: Path, manifests: list[Path]) -> int:
+    """After manifest.jsonl holds their lines: add shard costs to distill_cost.json, remove shard files."""
+    shard_costs = _shard_files(out, "distill_cost")
+    if shard_costs:
+        main = _read_cost(out / COST_FILE) or {}
+        for f in shard_costs:
+            part = _read_cost(f)
+            if part:
+                main = _add_costs(main, part)
+        atomic_write_json(out / COST_FILE, main)
+    for f in [*manifests, *shard_costs]:
+        f.unlink(missing_ok=True)
+    return len(manifests)
+
+
+def _device_name(teacher: Teacher, description: dict) -> str:
+    return str(getattr(teacher, "device_name", None) or description.get("device") or "cpu")
+
+
+def _read_cost(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a cost record is bookkeeping: an unreadable one is started afresh
+    return data if isinstance(data, dict) else None
+
+
+def _add_costs(a: dict, b: dict) -> dict:
+    concepts = {k: dict(v) for k, v in a.get("concepts", {}).items()}
+    for name, c in b.get("concepts", {}).items():
+        mine = concepts.setdefault(name, {"images": 0, "device_seconds": 0.0})
+        mine["images"] += c.get("images", 0)
+        mine["device_seconds"] = round(mine["device_seconds"] + c.get("device_seconds", 0.0), 3)
+    for c in concepts.values():
+        c["seconds_per_image"] = round(c["device_seconds"] / c["images"], 4) if c["images"] else None
+    images = sum(c["images"] for c in concepts.values())
+    seconds = round(sum(c["device_seconds"] for c in concepts.values()), 3)
+    return {"unit": "teacher device-seconds: wall time inside teacher.edit, one device per process; "
+                    "separate from training cost",
+            "teacher": a.get("teacher") or b.get("teacher"), "concepts": concepts,
+            "total": {"images": images, "device_seconds": seconds,
+                      "seconds_per_image": round(seconds / images, 4) if images else None},
+            "runs": [*a.get("runs", []), *b.get("runs", [])]}
+
+
+class _CostLog:
+    """The cost file of this run's output (main or shard): earlier runs plus this one, flushed now and then."""
+
+    def __init__(self, path: Path, t_hash: str, device: str, summary: dict):
+        self.path, self.t_hash, self.device, self.summary = path, t_hash, device, summary
+        old = _read_cost(path)
+        self.base = old if old and old.get("teacher") == t_hash else {"teacher": t_hash}
+        self.started = time.time()
+        self.last = time.perf_counter()
+
+    def maybe_flush(self) -> None:
+        if time.perf_counter() - self.last >= COST_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        self.last = time.perf_counter()
+        if not self.summary["written"]:
+            return
+        run = {"shard": self.summary["shard"], "device": self.device, "written": self.summary["written"],
+               "device_seconds": round(self.summary["teacher_seconds"], 3),
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+               "finished": final}
+        current = {"concepts": {k: {"images": v["images"], "device_seconds": v["teacher_seconds"]}
+                                for k, v in self.summary["per_concept"].items()},
+                   "runs": [run], "teacher": self.t_hash}
+        atomic_write_json(self.path, _add_costs(self.base, current))
+
+
+def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest, summary, settings_ok=False) -> None:
     concept = batch[0][0]
     images = [src.image for _, src in batch]
     seeds = [pair_seed(seed, concept.name, src.id) for _, src in batch]
+    settings = concept.settings
     t0 = time.perf_counter()
-    edited = teacher.edit(images, concept.instruction, seeds)
-    summary["teacher_seconds"] += time.perf_counter() - t0
+    if settings and settings_ok:
+        edited = teacher.edit(images, concept.instruction, seeds, settings=settings)
+    else:
+        edited = teacher.edit(images, concept.instruction, seeds)
+    took = time.perf_counter() - t0
+    summary["teacher_seconds"] += took
+    per = summary["per_concept"].setdefault(concept.name, {"images": 0, "teacher_seconds": 0.0})
+    per["images"] += len(images)
+    per["teacher_seconds"] += took
     if not isinstance(edited, (list, tuple)) or len(edited) != len(images):
         raise InputError(f"teacher {teacher.name!r}", "distillation", f"one edited image per input ({len(images)})")
     new = []
@@ -293,6 +535,8 @@ def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest,
                "source": f"sources/{src.id}.png", "target": rel_target,
                "source_sha256": source_sha[src.id], "target_sha256": sha256_bytes(data),
                "size": list(img.size), "seed": pseed, "teacher": t_hash}
+        if settings:
+            rec["teacher_settings"] = settings
         new.append(rec)
     _append_lines(manifest, new)  # after the batch's images are on disk
     for rec in new:

@@ -97,7 +97,8 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
 
 
 def adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, run_dir: Path,
-          progress: bool = True, train_indices: list[int] | None = None) -> dict | None:
+          progress: bool = True, train_indices: list[int] | None = None,
+          extra_callbacks: list | None = None) -> dict | None:
     """Train the new concept, save adapter and/or generator; returns the training summary."""
     run_dir = Path(run_dir)
     a = cfg.adapt
@@ -112,7 +113,7 @@ def adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, run
     atomic_write_json(run_dir / "config.json", train_cfg.to_dict())
     t0 = time.perf_counter()
     summary = fit(train_cfg, run_dir, data_root, [concept], {concept: parts["concept_id"]}, generator, disc,
-                  progress=progress, train_indices=train_indices)
+                  progress=progress, train_indices=train_indices, extra_callbacks=extra_callbacks)
     if summary is None:
         return None
     summary.update(fit_wall_seconds=time.perf_counter() - t0, method=a.method, concept=concept,

@@ -35,3 +35,20 @@ class TrainClock(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.train_seconds = float(state_dict.get("train_seconds", 0.0))
         self.images_seen = int(state_dict.get("images_seen", 0))
+
+
+class OptunaPruning(L.Callback):
+    """Report a validation metric to an Optuna trial after each validation; stop if it should prune."""
+
+    def __init__(self, trial, monitor: str = "val_psnr"):
+        self.trial, self.monitor = trial, monitor
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        step = int(getattr(pl_module, "gan_step", trainer.current_epoch))
+        self.trial.report(float(trainer.callback_metrics[self.monitor]), step)
+        if self.trial.should_prune():
+            import optuna
+
+            raise optuna.TrialPruned(f"pruned at step {step} on {self.monitor}")

@@ -33,7 +33,7 @@ def concept_names(cfg: Config) -> tuple[list[str], list[str]]:
 
 
 def data_dir(cfg: Config, runs: str | Path = "runs") -> Path:
-    return Path(runs) / "data" / f"{cfg.preset}-{cfg.key('data')}"
+    return Path(runs) / "data" / f"{cfg.preset}-{cfg.data_key()}"
 
 
 def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True) -> tuple[Path, dict]:
@@ -127,7 +127,8 @@ def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path |
 
 
 def ensure_adapt(cfg: Config, concept: str, data_root: Path, base_run: Path | None,
-                 runs: str | Path = "runs", progress: bool = True, run_dir: Path | None = None) -> tuple[Path, dict | None]:
+                 runs: str | Path = "runs", progress: bool = True, run_dir: Path | None = None,
+                 extra_callbacks: list | None = None) -> tuple[Path, dict | None]:
     """Adapt (or resume, or reuse) one new concept; evaluates it into the run's result.json."""
     from e2gan.evaluate import evaluate_run
     from e2gan.results import read_result
@@ -139,7 +140,8 @@ def ensure_adapt(cfg: Config, concept: str, data_root: Path, base_run: Path | No
     if cfg.adapt.method in ("scratch", "pix2pix"):
         base_run = None
     indices = training_subset(cfg, data_root, concept, base_run)
-    summary = adapt(cfg, base_run, data_root, concept, run_dir, progress=progress, train_indices=indices)
+    summary = adapt(cfg, base_run, data_root, concept, run_dir, progress=progress, train_indices=indices,
+                    extra_callbacks=extra_callbacks)
     if summary is None:
         return run_dir, None
     return run_dir, evaluate_run(run_dir, concepts=[concept])

@@ -15,7 +15,21 @@ from e2gan.errors import InputError
 ROLES = ("base", "new")
 # What the edit does (colour..global) or how a held-out concept relates to the base ones.
 KINDS = ("colour", "tone", "texture", "structure", "spatial", "global", "variant", "composition")
-CONCEPT_KEYS = ("instruction", "role", "kind", "note", "related")
+CONCEPT_KEYS = ("instruction", "role", "kind", "note", "related", "teacher")
+# Optional per-concept teacher settings (``[concepts.<name>.teacher]``): the teacher's own
+# defaults apply where a concept sets nothing. Which keys a teacher honours is its business; the
+# diffusion teacher takes all of them (``strength`` only for img2img-style pipelines).
+TEACHER_SETTINGS = {
+    "steps": "a positive integer (denoising steps)",
+    "guidance_scale": "a number >= 0 (text guidance)",
+    "image_guidance_scale": "a number >= 0 (image guidance, InstructPix2Pix-style pipelines)",
+    "strength": "a number in (0, 1] (img2img-style pipelines)",
+    "negative_prompt": "a string",
+    "scheduler": "a diffusers scheduler class name, e.g. EulerAncestralDiscreteScheduler",
+}
+# Concepts files shipped with the package, loadable by name: load_concepts("ffhq").
+PACKAGED_CONCEPTS = {"procedural": "concepts.toml", "ffhq": "concepts_ffhq.toml",
+                     "scenery": "concepts_scenery.toml"}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # also a folder name: no dots, no slashes
 
 
@@ -40,6 +54,12 @@ class Concept:
     kind: str  # one of KINDS
     note: str = ""
     related: tuple[str, ...] = ()  # base concepts a 'variant'/'composition' builds on
+    teacher_settings: tuple[tuple[str, object], ...] = ()  # sorted (key, value) pairs; see TEACHER_SETTINGS
+
+    @property
+    def settings(self) -> dict:
+        """The per-concept teacher settings as a dict (empty: the teacher's defaults)."""
+        return dict(self.teacher_settings)
 
 
 def check_concept_name(name: object, where: str) -> str:
@@ -52,12 +72,17 @@ def check_concept_name(name: object, where: str) -> str:
 def load_concepts(path: str | Path | None = None) -> list[Concept]:
     """Read a concepts TOML file (default: the packaged ``concepts.toml``).
 
+    ``path`` may also name a packaged file: ``procedural`` (the default), ``ffhq`` or ``scenery``
+    (the paper's concept names as InstructPix2Pix instructions), unless a file of that name exists.
+
     Format: one table per concept, ``[concepts.<name>]`` with ``instruction``, ``role``
-    (base|new), ``kind`` and optional ``note`` and ``related`` (list of base concept names).
+    (base|new), ``kind`` and optional ``note``, ``related`` (list of base concept names) and
+    ``teacher`` (a table of per-concept teacher settings, keys from ``TEACHER_SETTINGS``).
     """
-    if path is None:
-        where = "packaged concepts.toml"
-        text = (importlib.resources.files("e2gan.teachers") / "concepts.toml").read_text("utf-8")
+    if path is None or (str(path) in PACKAGED_CONCEPTS and not Path(path).exists()):
+        filename = PACKAGED_CONCEPTS[str(path or "procedural")]
+        where = f"packaged {filename}"
+        text = (importlib.resources.files("e2gan.teachers") / filename).read_text("utf-8")
     else:
         where = str(path)
         try:
@@ -107,8 +132,33 @@ def _parse_concept(name: str, body: object, where: str) -> Concept:
     related = body.get("related", [])
     if not isinstance(related, list) or not all(isinstance(r, str) for r in related):
         raise InputError(f"{key}.related", where, "a list of concept names")
+    settings = _parse_settings(body.get("teacher", {}), f"{key}.teacher", where)
     return Concept(name, body["instruction"].strip(), body["role"], body["kind"],
-                   body.get("note", ""), tuple(related))
+                   body.get("note", ""), tuple(related), settings)
+
+
+def check_teacher_settings(settings: object, key: str, where: str) -> dict:
+    """Validate per-concept teacher settings (types and ranges); returns them as a dict."""
+    if not isinstance(settings, dict):
+        raise InputError(key, where, f"a table with keys among {', '.join(TEACHER_SETTINGS)}")
+    for k, v in settings.items():
+        if k not in TEACHER_SETTINGS:
+            raise InputError(f"{key}.{k}", where, f"one of the keys {', '.join(TEACHER_SETTINGS)}")
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        ok = {"steps": isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+              "guidance_scale": number and v >= 0,
+              "image_guidance_scale": number and v >= 0,
+              "strength": number and 0 < v <= 1,
+              "negative_prompt": isinstance(v, str),
+              "scheduler": isinstance(v, str) and v.isidentifier()}[k]
+        if not ok:
+            raise InputError(f"{key}.{k} {v!r}", where, TEACHER_SETTINGS[k])
+    return {k: (float(v) if k in ("guidance_scale", "image_guidance_scale", "strength") else v)
+            for k, v in settings.items()}
+
+
+def _parse_settings(settings: object, key: str, where: str) -> tuple[tuple[str, object], ...]:
+    return tuple(sorted(check_teacher_settings(settings, key, where).items()))
 
 
 def select_concepts(concepts: list[Concept], names_or_role: list[str] | str) -> list[Concept]:
@@ -133,7 +183,11 @@ def select_concepts(concepts: list[Concept], names_or_role: list[str] | str) -> 
 
 
 def load_teacher(spec: str) -> Teacher:
-    """``procedural`` | ``module:callable`` (plug-in) | ``diffusers:<model>``."""
+    """``procedural`` | ``module:callable`` (plug-in) | ``diffusers:<model>[?key=value&...]``.
+
+    ``<model>`` is a hub id (``timbrooks/instruct-pix2pix``) or a local pipeline folder; the
+    options are documented in ``e2gan.teachers.diffusion``.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"teacher {spec!r}", "teacher", "'procedural', 'diffusers:<model>' or 'module:callable'")
     spec = spec.strip()
@@ -142,10 +196,9 @@ def load_teacher(spec: str) -> Teacher:
 
         return ProceduralTeacher()
     if spec.startswith("diffusers:"):
-        # Dispatch point for the diffusion teacher (e2gan/teachers/diffusion.py), not in this build yet.
-        raise InputError(f"teacher {spec!r}", "teacher",
-                         "the diffusion teacher is not available in this build yet; "
-                         "use 'procedural' or a plug-in 'module:callable'")
+        from e2gan.teachers.diffusion import load_diffusion_teacher
+
+        return load_diffusion_teacher(spec)
     if ":" in spec:
         from e2gan.teachers.plugin import load_plugin
 

@@ -1,0 +1,292 @@
+"""Run study specs as Optuna studies: resumable, many workers, every grid cell exactly once.
+
+Grid cells are enqueued once by the coordinator (`run` / `resume`); workers claim WAITING trials
+atomically through the storage, so two workers never run the same cell. A worker that dies leaves
+its trial RUNNING with a stale heartbeat; the next `run`/`resume` marks it FAIL (reason recorded)
+and enqueues the cell again, and the retry resumes the run directory from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from e2gan.errors import InputError
+from studies.spec import StudySpec
+
+HEARTBEAT_S = int(os.environ.get("E2GAN_HEARTBEAT_S", "30"))
+GRACE_S = int(os.environ.get("E2GAN_GRACE_S", "120"))
+
+
+def redact(url: str) -> str:
+    """A storage URL with its password replaced, for logs, results and reports."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
+    path = Path(runs).resolve() / "studies" / f"{spec.name}-{preset}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def open_storage(url: str):
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
+    except Exception as exc:  # sqlalchemy raises many types for a bad or unreachable URL
+        raise InputError("cannot open study storage", redact(url),
+                         f"a reachable SQLAlchemy URL ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+
+
+def study_name(spec: StudySpec, preset: str) -> str:
+    return f"{spec.name}-{preset}"
+
+
+def _sampler(spec: StudySpec):
+    import optuna
+
+    if spec.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=spec.seeds[0])
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=spec.seeds[0])
+    return optuna.samplers.RandomSampler(seed=0)  # grid: every trial is enqueued with fixed params
+
+
+def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = False):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(storage_url)
+    directions = [spec.direction, "minimize"] if spec.sampler == "nsga2" else [spec.direction]
+    pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if spec.pruner == "median" else optuna.pruners.NopPruner()
+    name = study_name(spec, preset)
+    if create:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions,
+                                    sampler=_sampler(spec), pruner=pruner, load_if_exists=True)
+        study.set_user_attr("spec", spec.path)
+        study.set_user_attr("metric", spec.metric)
+        study.set_user_attr("preset", preset)
+        return study
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=_sampler(spec), pruner=pruner)
+    except KeyError:
+        raise InputError(f"no study '{name}'", redact(storage_url), "a study started with `e2gan study run`") from None
+
+
+def cell_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def reconcile(study, spec: StudySpec, preset: str) -> int:
+    """Fail stale trials, then enqueue every grid cell with no complete, waiting or running trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.storages.fail_stale_trials(study)
+    if spec.sampler != "grid":
+        return 0
+    taken = set()
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING, TrialState.PRUNED):
+            taken.add(cell_key(t.user_attrs.get("cell", t.params)))
+    added = 0
+    for cell in spec.grid(preset):
+        if cell_key(cell) not in taken:
+            study.enqueue_trial({}, user_attrs={"cell": cell}, skip_if_exists=False)
+            added += 1
+    return added
+
+
+def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = True) -> None:
+    """Build shared prerequisites once, before any worker starts: the data and every base model."""
+    from studies.prerequisites import ensure_base, ensure_data
+
+    cells = spec.grid(preset) if spec.sampler == "grid" else [{"concept": c, "seed": s}
+                                                               for c in spec.concept_names(preset) for s in spec.seeds]
+    configs = {}
+    for cell in cells:
+        cfg = spec.cell_config(cell, preset)
+        if cfg.adapt.method in ("lora", "full"):
+            configs.setdefault(cfg.key("data", "model", "disc", "train"), cfg)
+        configs.setdefault("data-" + cfg.data_key(), cfg)
+    for key, cfg in configs.items():
+        data, _ = ensure_data(cfg, runs, progress=progress)
+        if not key.startswith("data-"):
+            ensure_base(cfg, data, runs, progress=progress)
+
+
+def _claim_waiting(study):
+    """Atomically move one WAITING trial to RUNNING; None when the queue is empty."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+            return optuna.Trial(study, t._trial_id)
+    return None
+
+
+class _Heartbeat:
+    def __init__(self, study, trial_id: int):
+        self.storage, self.trial_id = study._storage, trial_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self):
+        while not self._stop.is_set():
+            self.storage.record_heartbeat(self.trial_id)
+            self._stop.wait(max(1, HEARTBEAT_S))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, trial=None,
+                  progress: bool = False) -> dict:
+    """Run one cell (train if needed, evaluate) and return its metrics and where it lives."""
+    from studies.prerequisites import base_dir, data_dir, ensure_adapt
+
+    cfg = spec.cell_config(params, preset)
+    data = data_dir(cfg, runs)
+    base = base_dir(cfg, runs) if cfg.adapt.method in ("lora", "full") else None
+    callbacks = []
+    if trial is not None and spec.pruner == "median":
+        from lightning_modules.callbacks import OptunaPruning
+        callbacks.append(OptunaPruning(trial, "val_psnr"))
+    run_dir, result = ensure_adapt(cfg, params["concept"], data, base, runs, progress=progress,
+                                   extra_callbacks=callbacks)
+    mean, cost = result["metrics"]["mean_over_concepts"], result["cost"]
+    return {"run_dir": str(run_dir), "value": float(mean[spec.metric]), **{k: mean.get(k) for k in METRICS_KEPT},
+            "params_trainable": cost["params_trainable"], "train_seconds": cost["train_seconds"],
+            "bytes_stored": cost["bytes_stored"], "train_flops": cost["train_flops"]}
+
+
+METRICS_KEPT = ("psnr", "ssim", "fid", "kid_mean", "perceptual", "identity_psnr")
+
+
+def _search_params(trial, spec: StudySpec) -> dict:
+    return {key: trial.suggest_categorical(key, values) for key, values in spec.search.items()}
+
+
+def run_trial(study, trial, spec: StudySpec, preset: str, runs: str | Path, progress: bool) -> str:
+    """Run a claimed or asked trial to COMPLETE, PRUNED or FAIL (with the reason recorded)."""
+    import optuna
+
+    try:
+        with _Heartbeat(study, trial._trial_id):
+            if spec.sampler == "grid":
+                cell = trial.user_attrs.get("cell") or study._storage.get_trial(trial._trial_id).user_attrs["cell"]
+                out = evaluate_cell(spec, cell, preset, runs, trial, progress)
+                for k, v in out.items():
+                    trial.set_user_attr(k, v)
+                study.tell(trial, out["value"])
+            else:
+                params = _search_params(trial, spec)
+                outs = [evaluate_cell(spec, {**params, "concept": c, "seed": s}, preset, runs, trial, progress)
+                        for c in spec.concept_names(preset) for s in spec.seeds]
+                value = sum(o["value"] for o in outs) / len(outs)
+                trial.set_user_attr("runs", [o["run_dir"] for o in outs])
+                for k in ("params_trainable", "train_seconds", *METRICS_KEPT):
+                    vals = [o[k] for o in outs if o.get(k) is not None]
+                    trial.set_user_attr(k, sum(vals) / len(vals) if vals else None)
+                params_cost = outs[0]["params_trainable"]
+                study.tell(trial, [value, params_cost] if spec.sampler == "nsga2" else value)
+        return "complete"
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return "pruned"
+    except (InputError, RuntimeError, ValueError, FloatingPointError) as exc:
+        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+        trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return "failed"
+
+
+def work(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, progress: bool = False,
+         max_trials: int | None = None) -> dict:
+    """A worker: run trials until the queue (grid) or the trial budget (search) is used up."""
+    from optuna.trial import TrialState
+
+    study = load_study(spec, storage_url, preset)
+    counts = {"complete": 0, "pruned": 0, "failed": 0}
+    while max_trials is None or sum(counts.values()) < max_trials:
+        if spec.sampler == "grid":
+            trial = _claim_waiting(study)
+        else:
+            done = [t for t in study.get_trials(deepcopy=False)
+                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)]
+            trial = study.ask() if len(done) < spec.n_trials else None
+        if trial is None:
+            break
+        counts[run_trial(study, trial, spec, preset, runs, progress)] += 1
+    return counts
+
+
+def status(study, spec: StudySpec, preset: str) -> dict:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    expected = len(spec.grid(preset)) if spec.sampler == "grid" else spec.n_trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = None
+    if complete and spec.sampler != "nsga2":
+        pick = max if spec.direction == "maximize" else min
+        b = pick(complete, key=lambda t: t.value)
+        best = {"value": b.value, "cell": b.user_attrs.get("cell", b.params)}
+    done_cells = {cell_key(t.user_attrs.get("cell", t.params)) for t in complete}
+    return {"study": study.study_name, "expected": expected, "done": len(done_cells) if spec.sampler == "grid" else len(complete),
+            "states": by_state, "best": best, "metric": spec.metric, "direction": spec.direction}
+
+
+def status_line(st: dict) -> str:
+    s = st["states"]
+    best = f", best {st['metric']} {st['best']['value']:.3f}" if st.get("best") else ""
+    return (f"{st['study']}: {st['done']}/{st['expected']} done, {s.get('running', 0)} running, "
+            f"{s.get('waiting', 0)} waiting, {s.get('fail', 0)} failed, {s.get('pruned', 0)} pruned{best}")
+
+
+def spawn_workers(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, n: int,
+                  poll_s: float = 2.0, progress: bool = True) -> list[int]:
+    """Start ``n`` worker processes on the study and show progress until they all exit."""
+    threads = max(1, (os.cpu_count() or 1) // n)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "e2gan.cli", "study", "worker", spec.path, "--storage", storage_url,
+           "--preset", preset, "--runs", str(runs), "--no-progress"]
+    procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
+    study = load_study(spec, storage_url, preset)
+    last = ""
+    while any(p.poll() is None for p in procs):
+        line = status_line(status(study, spec, preset))
+        if progress and line != last:
+            print(line, file=sys.stderr, flush=True)
+            last = line
+        time.sleep(poll_s)
+    return [p.returncode for p in procs]
+
+
+def export_trials(study, out_path: str | Path) -> Path:
+    """All trials as CSV (params, state, values, user attributes) for analysis elsewhere."""
+    from e2gan.io import atomic_write_text
+
+    df = study.trials_dataframe(attrs=("number", "state", "values", "params", "user_attrs", "datetime_start",
+                                       "datetime_complete"), multi_index=False)
+    drop = [c for c in df.columns if c.endswith("traceback")]
+    df = df.drop(columns=drop)
+    atomic_write_text(out_path, df.to_csv(index=False))
+    return Path(out_path)

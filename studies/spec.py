@@ -1,0 +1,184 @@
+"""Study specs: one small TOML per paper table or ablation, overriding only what differs from its preset.
+
+    name = "main"                 # study name (storage key, report folder)
+    title = "..."
+    table = "main"                # which report table it feeds
+    metric = "fid"                # objective: fid | kid_mean | psnr | ssim | perceptual
+    concepts = ["new"]            # held-out concepts: names or a role
+    seeds = [0, 1, 2]             # adaptation seeds; every cell runs for each
+    sampler = "grid"              # grid (every cell exactly once) | nsga2 | tpe
+    n_trials = 0                  # nsga2 / tpe only
+    pruner = "none"               # none | median (tpe only: prunes on validation PSNR)
+
+    [config]                      # overrides for every cell, by config section
+    adapt = { steps = 300 }
+
+    [arms.e2gan]                  # named arms of the grid, each a set of overrides
+    adapt = { method = "lora" }
+
+    [axes]                        # more grid axes: "section.key" = [values]
+    "adapt.train_pairs" = [8, 16]
+
+    [search]                      # nsga2 / tpe: "section.key" = [choices]; "adapt.ranks.<group>" for ranks
+    "adapt.ranks.tb" = [1, 2, 4, 8]
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2gan.config import Config, apply_overrides, layer_group_names, load_toml
+from e2gan.errors import InputError
+
+SPEC_DIR = Path(__file__).resolve().parent / "specs"
+TOP_KEYS = {"name", "title", "table", "metric", "concepts", "seeds", "sampler", "n_trials", "pruner",
+            "preset", "config", "arms", "axes", "search", "description", "paper"}
+METRICS = {"fid": "minimize", "kid_mean": "minimize", "perceptual": "minimize", "psnr": "maximize",
+           "ssim": "maximize"}
+SAMPLERS = ("grid", "nsga2", "tpe")
+TABLES = ("main", "base-model", "layers", "ranks", "pareto", "data-count")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@dataclass
+class StudySpec:
+    name: str
+    path: str
+    title: str = ""
+    table: str = "main"
+    metric: str = "fid"
+    concepts: list[str] = field(default_factory=lambda: ["new"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    sampler: str = "grid"
+    n_trials: int = 0
+    pruner: str = "none"
+    preset: str = "tiny"
+    config: dict = field(default_factory=dict)
+    arms: dict[str, dict] = field(default_factory=dict)
+    axes: dict[str, list] = field(default_factory=dict)
+    search: dict[str, list] = field(default_factory=dict)
+    paper: dict = field(default_factory=dict)  # the paper's numbers for the same rows, shown beside ours
+    description: str = ""
+
+    @property
+    def direction(self) -> str:
+        return METRICS[self.metric]
+
+    def base_config(self, preset: str | None = None) -> Config:
+        from e2gan.presets import get_preset
+
+        return apply_overrides(get_preset(preset or self.preset), copy.deepcopy(self.config), self.path)
+
+    def concept_names(self, preset: str | None = None) -> list[str]:
+        from e2gan.teachers import load_concepts, select_concepts
+
+        cfg = self.base_config(preset)
+        concepts = load_concepts(cfg.data.concepts_file or None)
+        out: list[str] = []
+        for item in self.concepts:
+            try:
+                out += [c.name for c in select_concepts(concepts, item) if c.name not in out]
+            except InputError as exc:
+                raise InputError(f"unknown concept {item!r}", self.path, exc.expected) from None
+        return out
+
+    def grid(self, preset: str | None = None) -> list[dict]:
+        """Every cell of a grid spec, in a fixed order: arm x axes x concept x seed."""
+        arms = list(self.arms) or ["default"]
+        axis_names = list(self.axes)
+        cells = []
+        for arm, *axis_values in itertools.product(arms, *[self.axes[a] for a in axis_names]):
+            for concept in self.concept_names(preset):
+                for seed in self.seeds:
+                    cells.append({"arm": arm, **dict(zip(axis_names, axis_values)), "concept": concept, "seed": seed})
+        return cells
+
+    def cell_config(self, params: dict, preset: str | None = None) -> Config:
+        """The full configuration of one cell (or one search trial)."""
+        cfg = self.base_config(preset)
+        arm = params.get("arm", "default")
+        if arm != "default":
+            cfg = apply_overrides(cfg, copy.deepcopy(self.arms[arm]), f"{self.path} [arms.{arm}]")
+        nested: dict[str, dict] = {}
+        for dotted, value in params.items():
+            if "." not in dotted:
+                continue
+            section, key, *rest = dotted.split(".")
+            if rest:  # adapt.ranks.<group>
+                nested.setdefault(section, {}).setdefault(key, dict(getattr(getattr(cfg, section), key)))[rest[0]] = value
+            else:
+                nested.setdefault(section, {})[key] = value
+        if "seed" in params:
+            nested.setdefault("adapt", {})["seed"] = int(params["seed"])
+        if "adapt" in nested and "ranks" in nested["adapt"]:
+            nested["adapt"].setdefault("groups", list(dict.fromkeys([*cfg.adapt.groups, *nested["adapt"]["ranks"]])))
+        return apply_overrides(cfg, nested, self.path)
+
+
+def _expect(cond: bool, what: str, where: str, expected: str) -> None:
+    if not cond:
+        raise InputError(what, where, expected)
+
+
+def load_spec(path_or_name: str | Path) -> StudySpec:
+    """Load and validate a spec by path or by the name of a built-in spec in studies/specs/."""
+    path = Path(path_or_name)
+    if not path.exists() and not path.suffix:
+        builtin = SPEC_DIR / f"{path_or_name}.toml"
+        if not builtin.exists():
+            names = sorted(p.stem for p in SPEC_DIR.glob("*.toml"))
+            raise InputError(f"unknown study spec '{path_or_name}'", "study", f"a TOML file or one of {names}")
+        path = builtin
+    raw = load_toml(path)
+    where = str(path)
+    unknown = sorted(set(raw) - TOP_KEYS)
+    _expect(not unknown, f"unknown key(s) {unknown}", where, f"keys among {sorted(TOP_KEYS)}")
+    _expect("name" in raw and isinstance(raw["name"], str) and bool(NAME_RE.match(raw["name"])),
+            f"'name' = {raw.get('name')!r}", where, "a lowercase name of letters, digits, '-' or '_'")
+    spec = StudySpec(name=raw["name"], path=where, **{k: raw[k] for k in raw if k not in ("name",)})
+    _expect(spec.metric in METRICS, f"'metric' = {spec.metric!r}", where, f"one of {sorted(METRICS)}")
+    _expect(spec.sampler in SAMPLERS, f"'sampler' = {spec.sampler!r}", where, f"one of {list(SAMPLERS)}")
+    _expect(spec.table in TABLES, f"'table' = {spec.table!r}", where, f"one of {list(TABLES)}")
+    _expect(spec.pruner in ("none", "median"), f"'pruner' = {spec.pruner!r}", where, "none or median")
+    _expect(isinstance(spec.seeds, list) and spec.seeds and all(isinstance(s, int) and s >= 0 for s in spec.seeds),
+            f"'seeds' = {spec.seeds!r}", where, "a non-empty list of integers >= 0")
+    _expect(isinstance(spec.concepts, list) and bool(spec.concepts), f"'concepts' = {spec.concepts!r}", where,
+            "a non-empty list of concept names or roles")
+    if spec.sampler == "grid":
+        _expect(not spec.search, "'search' in a grid spec", where, "[arms] and [axes] (search is for nsga2/tpe)")
+    else:
+        _expect(bool(spec.search) and spec.n_trials > 0, f"sampler {spec.sampler!r}", where,
+                "a [search] space and n_trials > 0")
+    for arm in spec.arms:
+        _expect(bool(NAME_RE.match(arm)), f"arm name {arm!r}", where, "letters, digits, '-' or '_'")
+    # Resolve everything once so a bad key, value, concept or group fails now, not mid-study.
+    base = spec.base_config()
+    groups = layer_group_names(base.model)
+    for key, values in [*spec.axes.items(), *spec.search.items()]:
+        parts = key.split(".")
+        _expect(len(parts) in (2, 3) and isinstance(values, list) and bool(values), f"axis '{key}'", where,
+                "'section.key' (or 'adapt.ranks.<group>') mapped to a non-empty list")
+        if len(parts) == 3:
+            _expect(parts[:2] == ["adapt", "ranks"] and parts[2] in groups, f"axis '{key}'", where,
+                    f"adapt.ranks.<group> with a group among {list(groups)}")
+    spec.concept_names()
+    for arm in spec.arms:
+        spec.cell_config({"arm": arm})
+    if spec.sampler == "grid":
+        for cell in spec.grid()[: len(spec.arms) * max(1, len(spec.axes)) or 1]:
+            spec.cell_config(cell)
+        for key, values in spec.axes.items():
+            for v in values:
+                spec.cell_config({key: v})
+    else:
+        for key, values in spec.search.items():
+            for v in values:
+                spec.cell_config({key: v})
+    return spec
+
+
+def builtin_specs() -> list[Path]:
+    return sorted(SPEC_DIR.glob("*.toml"))

@@ -1,0 +1,36 @@
+"""The table a study prints when it ends: mean, spread and N of the metric per arm and axis value."""
+from __future__ import annotations
+
+import pandas as pd
+
+
+def trials_frame(study) -> pd.DataFrame:
+    """One row per complete trial: its cell (or search params) and user attributes."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        cell = t.user_attrs.get("cell") or dict(t.params)
+        rows.append({**cell, **{k: v for k, v in t.user_attrs.items() if k not in ("cell", "traceback", "runs")},
+                     "trial": t.number})
+    return pd.DataFrame(rows)
+
+
+def summary_table(study, spec) -> str | None:
+    from e2gan.reporting.tables import to_markdown
+
+    df = trials_frame(study)
+    if df.empty:
+        return None
+    keys = [k for k in ("arm", *spec.axes) if k in df.columns] or [c for c in spec.search if c in df.columns]
+    if not keys:
+        return None
+    g = df.groupby(keys, sort=False)
+    agg = pd.DataFrame({f"{spec.metric} mean": g[spec.metric].mean(), "std": g[spec.metric].std(),
+                        "N": g[spec.metric].count()})
+    for col in dict.fromkeys(("psnr", "params_trainable", "train_seconds")):
+        if col in df.columns and col != spec.metric:
+            agg[f"{col} mean"] = g[col].mean()
+    agg.index = agg.index.map(lambda k: " / ".join(map(str, k)) if isinstance(k, tuple) else str(k))
+    agg.index.name = " / ".join(keys)
+    return to_markdown(agg)
