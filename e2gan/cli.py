@@ -117,6 +117,58 @@ def cmd_adapt(args) -> str:
             f"{c['params_trainable']:,} trainable params, {c['bytes_stored']:,} bytes stored -> {run_dir}")
 
 
+def _data_and_base(args, cfg):
+    """The distilled data and the base run a per-concept study adapts from (trained if missing)."""
+    from studies.prerequisites import ensure_base, ensure_data
+
+    progress = not args.no_progress
+    data, _ = ensure_data(cfg, args.runs, progress=progress)
+    base = Path(args.base) if args.base else ensure_base(cfg, data, args.runs, progress=progress)[0]
+    return data, base
+
+
+def _param_count(text: str) -> int:
+    """'120000', '120k' or '0.12M' -> a parameter count."""
+    from e2gan.errors import InputError
+
+    t = str(text).strip().lower()
+    scale = {"k": 1e3, "m": 1e6}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if scale != 1 else t) * scale
+    except ValueError:
+        raise InputError(f"budget {text!r}", "--budget", "a parameter count such as 90000, 90k or 0.09M") from None
+    if value <= 0:
+        raise InputError(f"budget {text!r}", "--budget", "a positive parameter count")
+    return int(round(value))
+
+
+def cmd_analyze_layers(args) -> str:
+    from studies.layer_analysis import analyze_layers
+
+    cfg = _config(args, budget_section="adapt")
+    data, base = _data_and_base(args, cfg)
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()] if args.groups else None
+    res = analyze_layers(cfg, args.concept, data, base, args.runs, rank=cfg.adapt.rank, metric=args.metric,
+                         seeds=args.seeds, groups=groups, weight_change=not args.no_weight_change,
+                         out_dir=args.out, progress=not args.no_progress)
+    print(res.files["markdown"].read_text())
+    return res.summary()
+
+
+def cmd_rank_search(args) -> str:
+    from studies.rank_search import rank_search_study
+
+    cfg = _config(args, budget_section="adapt")
+    data, base = _data_and_base(args, cfg)
+    res = rank_search_study(cfg, args.concept, data, base, args.runs, groups=cfg.adapt.groups,
+                            metric=args.metric, seeds=args.seeds, delta=args.delta,
+                            budget=_param_count(args.budget) if args.budget is not None else None,
+                            start_rank=args.start_rank, max_rank=args.max_rank, max_rounds=args.max_rounds,
+                            uniform_rank=args.uniform_rank, out_dir=args.out, progress=not args.no_progress)
+    print(res.files["markdown"].read_text())
+    return res.summary()
+
+
 def _study_context(args, create: bool):
     from studies import runner
     from studies.spec import load_spec
@@ -245,6 +297,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt-seed", type=int, default=None)
     p.add_argument("--run-dir", default=None)
     p.set_defaults(func=cmd_adapt)
+
+    metrics = ["psnr", "ssim", "fid", "kid", "perceptual"]
+    p = sub.add_parser("analyze-layers", help="crucial layers: LoRA on one group at a time + weight change of a full fine-tune")
+    _add_config_args(p)
+    p.add_argument("--concept", action="append", required=True, help="new concept (repeatable; averaged)")
+    p.add_argument("--base", default=None, help="base run directory (default: the preset's base, trained if missing)")
+    p.add_argument("--rank", type=int, default=None, help="LoRA rank of every group (default: adapt.rank, 4)")
+    p.add_argument("--groups", default=None, help="groups to analyse, comma-separated (default: all, ResNet blocks included)")
+    p.add_argument("--metric", default="psnr", choices=metrics, help="quality metric (default psnr)")
+    p.add_argument("--seeds", default=None, help="adaptation seeds, e.g. 0,1,2 (default: adapt.seed)")
+    p.add_argument("--no-weight-change", action="store_true", help="skip the full fine-tune weight-change analysis")
+    p.add_argument("--alpha-ratio", type=float, default=None, help="LoRA alpha / rank (default 2)")
+    p.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default 2e-3)")
+    p.add_argument("--disc", default=None, choices=["fresh", "base", "frozen"], help="discriminator treatment")
+    p.add_argument("--embedding-init", default=None, choices=["random", "mean", "nearest"])
+    p.add_argument("--out", default=None, help="output folder (default: runs/analysis-<preset>-<concepts>-<key>)")
+    p.set_defaults(func=cmd_analyze_layers)
+
+    p = sub.add_parser("rank-search", help="greedy per-group LoRA rank search + uniform 1x/4x and random references")
+    _add_config_args(p)
+    p.add_argument("--concept", action="append", required=True, help="new concept (repeatable; averaged)")
+    p.add_argument("--base", default=None, help="base run directory (default: the preset's base, trained if missing)")
+    p.add_argument("--groups", default=None, help="groups to search, comma-separated (default: adapt.groups, down,ds,tb,us,up)")
+    p.add_argument("--metric", default="psnr", choices=metrics, help="quality metric (default psnr)")
+    p.add_argument("--seeds", default=None, help="adaptation seeds, e.g. 0,1,2 (default: adapt.seed)")
+    p.add_argument("--delta", type=float, default=None,
+                   help="stop when no doubling gains this much (default: 0.1 for psnr, 1.0 for fid)")
+    p.add_argument("--budget", default=None, help="LoRA parameter budget, e.g. 90000, 90k, 0.09M (default: none)")
+    p.add_argument("--start-rank", type=int, default=1, help="every group's starting rank (default 1)")
+    p.add_argument("--max-rank", type=int, default=64, help="largest rank a group may reach (default 64)")
+    p.add_argument("--max-rounds", type=int, default=None, help="at most this many doubling rounds")
+    p.add_argument("--uniform-rank", type=int, default=None, help="rank of the uniform 1x scheme (default: the start rank)")
+    p.add_argument("--alpha-ratio", type=float, default=None, help="LoRA alpha / rank (default 2)")
+    p.add_argument("--lr", type=float, default=None, help="LoRA learning rate (default 2e-3)")
+    p.add_argument("--disc", default=None, choices=["fresh", "base", "frozen"], help="discriminator treatment")
+    p.add_argument("--embedding-init", default=None, choices=["random", "mean", "nearest"])
+    p.add_argument("--out", default=None, help="output folder (default: runs/rank-search-<preset>-<concepts>-<key>)")
+    p.set_defaults(func=cmd_rank_search)
 
     p = sub.add_parser("study", help="Optuna studies from specs: run | resume | worker | status | export")
     p.add_argument("action", choices=["run", "resume", "worker", "status", "export"])

@@ -337,14 +337,18 @@ def distill(
     by_concept: dict[str, list[tuple[Concept, SourceImage]]] = {}
     for pair in pending:  # a teacher call edits one concept at a time
         by_concept.setdefault(pair[0].name, []).append(pair)
-    with tqdm(total=len(pending), desc="distill", unit="pair", file=sys.stderr, disable=not progress) as bar:
-        for pairs in by_concept.values():
-            for i in range(0, len(pairs), batch_size):
-                batch = pairs[i : i + batch_size]
-                _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, own, summary, settings_ok)
-                own_keys.update((c.name, src.id) for c, src in batch)
-                bar.update(len(batch))
-                cost.maybe_flush()
+    try:
+        with tqdm(total=len(pending), desc="distill", unit="pair", file=sys.stderr, disable=not progress) as bar:
+            for pairs in by_concept.values():
+                for i in range(0, len(pairs), batch_size):
+                    batch = pairs[i : i + batch_size]
+                    _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, own, summary, settings_ok)
+                    own_keys.update((c.name, src.id) for c, src in batch)
+                    bar.update(len(batch))
+                    cost.maybe_flush()
+    except BaseException:
+        cost.flush()  # an interrupted run's device time still counts (a hard kill loses < COST_FLUSH_SECONDS)
+        raise
 
     merged: list[Path] = []
     if shard:

@@ -47,3 +47,30 @@ def read_result(run_dir: str | Path) -> dict:
     if missing:
         raise InputError(f"result.json lacks {missing}", str(path), f"schema {SCHEMA_VERSION} fields {list(REQUIRED)}")
     return result
+
+
+def update_result(run_dir: str | Path, key: str | tuple[str, ...] | list[str], value) -> dict:
+    """Set ``result[key]`` (a key path such as ("latency", "adb") sets a nested entry, creating
+    the levels above it) in a run's existing result.json and write it back atomically.
+
+    Read-modify-write runs under an exclusive lock on ``result.json.lock`` so concurrent
+    updates (e.g. export and latency of the same run) do not drop each other's entries.
+    Returns the updated result.
+    """
+    import fcntl
+
+    path = Path(run_dir) / "result.json" if Path(run_dir).is_dir() else Path(run_dir)
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    if not keys:
+        raise ValueError("update_result needs a key")
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = read_result(path)
+        node = result
+        for k in keys[:-1]:
+            if not isinstance(node.get(k), dict):
+                node[k] = {}
+            node = node[k]
+        node[keys[-1]] = value
+        atomic_write_json(path, result)
+    return result

@@ -16,7 +16,9 @@ padding *and* output_padding (e.g. k4 s2 p1 op1) it converts but computes wrong 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import re
 import time
 from contextlib import contextmanager
@@ -78,10 +80,10 @@ def _conv_transpose_problem(m: nn.ConvTranspose2d) -> str | None:
     for kk, ss, pp, oo in zip(k, s, p, op):
         if ss <= 1 or pp == 0:
             continue
-        if oo:
-            return "converts but computes wrong values (padding with output_padding)"
         if kk - 2 * pp != ss:
-            return "fails to legalize (kernel - 2*padding != stride)"
+            return "fails to legalize it (kernel - 2*padding != stride)"
+        if oo:
+            return "converts it but computes wrong values (padding with output_padding)"
     return None
 
 
@@ -214,9 +216,10 @@ def _convert(module: nn.Module, sample: tuple, progress: bool) -> bytes:
             if culprit:
                 name, leaf = culprit
                 name = name.removeprefix("generator.").removeprefix("wrapped.generator.").removeprefix("wrapped.")
+                loc = _LOC.search(message)
+                at = f" at {Path(loc.group(1)).name}:{loc.group(2)}" if loc else ""
                 raise InputError(f"layer '{name}' ({type(leaf).__name__}: {leaf.extra_repr()})", where,
-                                 f"a layer LiteRT can convert; the converter failed on {op} "
-                                 f"({_first_line(str(exc), 160)})") from None
+                                 f"a layer LiteRT can convert; the converter failed to lower {op}{at}") from None
             raise InputError(f"model cannot be converted ({op})", where,
                              f"ops LiteRT supports; converter said: {_first_line(message)}") from None
 
@@ -264,7 +267,9 @@ def _quantize_dynamic_int8(float_model: bytes) -> bytes:
 
     q = quantizer.Quantizer(bytearray(float_model))
     q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    return bytes(q.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)
+    # Its transformation step draws a progress bar whatever enable_progress_bar says.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return bytes(q.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)
 
 
 # ----------------------------------------------------------------------------- the export

@@ -1,0 +1,464 @@
+"""Phone latency over adb: push a .tflite and the user's `benchmark_model`, run it, parse it.
+
+Talks to the phone with adb-shell (pure Python; no `adb` server needed): TCP
+(`HOST:PORT`, e.g. after `adb tcpip 5555` or Android 11+ wireless debugging) or USB
+(`usb` / `usb:SERIAL`, needs the `adb-shell[usb]` extra, i.e. libusb1). The host key is the
+user's `~/.android/adbkey` (or a given path); without one, a key pair is generated there with
+mode 0600 and the phone asks once to allow it.
+
+Every shell argument is quoted with `shlex.quote`. adb-shell's `shell()` applies a 10 s read
+timeout whatever the constructor says, so every call here passes `transport_timeout_s`,
+`read_timeout_s` and `timeout_s` explicitly; the benchmark call gets the long budget.
+
+Recorded with each run: device model, SoC, Android version and ABI (`getprop`), every thermal
+zone's type and temperature before and after, the binary's and the model's sha256 (and the
+on-device sha256 of what was pushed, where `sha256sum` exists), the exact command, and the raw
+output, kept in a file beside the parsed row.
+"""
+from __future__ import annotations
+
+import os
+import re
+import select
+import shlex
+import socket
+import stat
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from e2gan.errors import InputError
+from e2gan.io import atomic_write_json, atomic_write_text, sha256_file
+
+__all__ = ["Timeouts", "PhoneSession", "parse_serial", "load_adb_key", "check_binary", "connect",
+           "benchmark_command", "run_phone_benchmark", "REMOTE_DIR", "THERMAL_COMMAND", "DEFAULT_KEY"]
+
+REMOTE_DIR = "/data/local/tmp/e2gan"
+DEFAULT_KEY = Path("~/.android/adbkey")
+DEFAULT_PORT = 5555
+EXIT_MARKER = "__e2gan_exit="
+THERMAL_COMMAND = "grep -H . /sys/class/thermal/thermal_zone*/type /sys/class/thermal/thermal_zone*/temp"
+PROPS = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "device": "ro.product.device",
+         "soc_model": "ro.soc.model", "soc_manufacturer": "ro.soc.manufacturer", "board": "ro.board.platform",
+         "hardware": "ro.hardware", "android": "ro.build.version.release", "sdk": "ro.build.version.sdk",
+         "abi": "ro.product.cpu.abi", "build": "ro.build.fingerprint"}
+_ELF_MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv"}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``transport_s``/``read_s``/``command_s``: short shell calls (per packet, per
+    awaited reply, whole call); ``push_s``: per packet while pushing; ``run_s``: the whole
+    benchmark (also its per-packet and read budget, since benchmark_model can stay silent for
+    its whole timed phase); ``auth_s``: time to accept the key prompt on the phone."""
+
+    transport_s: float = 10.0
+    read_s: float = 10.0
+    command_s: float = 30.0
+    push_s: float = 60.0
+    run_s: float = 600.0
+    auth_s: float = 30.0
+
+
+# ----------------------------------------------------------------------------- addressing, keys
+def parse_serial(serial: str) -> tuple[str, Any, Any]:
+    """'HOST:PORT' | 'HOST' (port 5555) | 'usb' | 'usb:SERIAL' -> ('tcp', host, port) | ('usb', serial, None)."""
+    if not serial or not str(serial).strip():
+        raise InputError("no device given", "--serial", "HOST:PORT (adb over TCP) or usb[:SERIAL]")
+    s = str(serial).strip()
+    if s.lower() == "usb":
+        return "usb", None, None
+    if s.lower().startswith("usb:"):
+        return "usb", s[4:] or None, None
+    host, port = s, DEFAULT_PORT
+    if s.startswith("["):  # [ipv6]:port
+        m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", s)
+        if not m:
+            raise InputError(f"serial {s!r}", "--serial", "HOST:PORT, [IPv6]:PORT or usb[:SERIAL]")
+        host, port = m.group(1), int(m.group(2) or DEFAULT_PORT)
+    elif s.count(":") == 1:
+        host, p = s.rsplit(":", 1)
+        if not p.isdigit():
+            raise InputError(f"serial {s!r}", "--serial", "HOST:PORT with a numeric port, or usb[:SERIAL]")
+        port = int(p)
+    if not host or not 0 < port < 65536:
+        raise InputError(f"serial {s!r}", "--serial", "HOST:PORT with a port in 1..65535, or usb[:SERIAL]")
+    return "tcp", host, port
+
+
+def load_adb_key(path: str | Path | None = None, generate: bool = True) -> tuple[Any, dict]:
+    """A PythonRSASigner for the adb key at ``path`` (default ~/.android/adbkey).
+
+    A missing key is generated there (mode 0600, its folder 0700) when ``generate``; a missing
+    ``.pub`` is rebuilt from the private key. Returns (signer, {'path', 'generated', 'mode'}).
+    """
+    from adb_shell.auth.keygen import keygen, write_public_keyfile
+    from adb_shell.auth.sign_pythonrsa import PythonRSASigner
+
+    key = Path(path if path is not None else DEFAULT_KEY).expanduser()
+    where = "--adb-key" if path is not None else str(DEFAULT_KEY)
+    generated = False
+    if key.is_dir():
+        raise InputError(f"adb key {key} is a folder", where, "the private key file (e.g. ~/.android/adbkey)")
+    if not key.exists():
+        if not generate:
+            raise InputError(f"no adb key at {key}", where, "an adb private key (run `adb devices` once, or let e2gan generate one)")
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".adbkey.", dir=key.parent))  # mkdtemp: mode 0700
+        try:
+            tmp = tmp_dir / "adbkey"
+            keygen(str(tmp))
+            os.chmod(tmp, 0o600)
+            os.chmod(f"{tmp}.pub", 0o644)
+            os.replace(f"{tmp}.pub", f"{key}.pub")
+            os.replace(tmp, key)
+        finally:
+            for leftover in tmp_dir.iterdir():
+                leftover.unlink()
+            tmp_dir.rmdir()
+        generated = True
+    pub = Path(f"{key}.pub")
+    try:
+        if not pub.exists():
+            write_public_keyfile(str(key), str(pub))
+        signer = PythonRSASigner(pub.read_text(), key.read_text())
+    except (ValueError, OSError, IndexError) as exc:
+        raise InputError(f"unreadable adb key {key}", where,
+                         f"a PEM (PKCS#8) RSA private key as adb writes it ({str(exc).splitlines()[0][:120]})") from None
+    return signer, {"path": str(key), "generated": generated, "mode": oct(stat.S_IMODE(key.stat().st_mode))}
+
+
+def check_binary(path: str | Path | None) -> dict:
+    """The user's benchmark_model: present, executable, an ELF file. Returns {path, bytes, sha256, elf}."""
+    if path is None:
+        raise InputError("no benchmark_model binary given", "--binary",
+                         "a benchmark_model built for the phone (e.g. TFLite's android_aarch64_benchmark_model)")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"benchmark_model not found: {p}", "--binary", "an existing file")
+    if not os.access(p, os.X_OK):
+        raise InputError(f"benchmark_model is not executable: {p}", "--binary", f"an executable file (chmod +x {shlex.quote(str(p))})")
+    head = p.read_bytes()[:20] if p.stat().st_size >= 20 else p.read_bytes()
+    if head[:4] != b"\x7fELF":
+        raise InputError(f"benchmark_model is not an ELF executable: {p}", "--binary",
+                         "the native Android build (android_aarch64_benchmark_model), not a script or an .apk")
+    bits = {1: 32, 2: 64}.get(head[4]) if len(head) > 4 else None
+    endian = "little" if len(head) > 5 and head[5] == 1 else "big"
+    machine = int.from_bytes(head[18:20], endian) if len(head) >= 20 else None
+    return {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p),
+            "elf": {"bits": bits, "machine": _ELF_MACHINES.get(machine, machine)}}
+
+
+# ----------------------------------------------------------------------------- connection
+def _tcp_device(host: str, port: int, transport_timeout_s: float):
+    """AdbDeviceTcp whose transport notices a closed socket and sends whole buffers.
+
+    adb-shell's TcpTransport returns b'' forever once the peer closes (its read loop then spins
+    until the read timeout) and may send only part of a buffer on its non-blocking socket.
+    """
+    from adb_shell.adb_device import AdbDevice, AdbDeviceTcp
+    from adb_shell.exceptions import TcpTimeoutException
+    from adb_shell.transport.tcp_transport import TcpTransport
+
+    class _Transport(TcpTransport):
+        def bulk_read(self, numbytes, transport_timeout_s):
+            data = super().bulk_read(numbytes, transport_timeout_s)
+            if not data and numbytes:
+                raise ConnectionResetError(f"{self._host}:{self._port} closed the connection")
+            return data
+
+        def bulk_write(self, data, transport_timeout_s):
+            view, sent = memoryview(bytes(data)), 0
+            while sent < len(view):
+                _, writable, _ = select.select([], [self._connection], [], transport_timeout_s)
+                if not writable:
+                    raise TcpTimeoutException(f"sending to {self._host}:{self._port} timed out "
+                                              f"({transport_timeout_s} s)")
+                try:
+                    sent += self._connection.send(view[sent:])
+                except BlockingIOError:
+                    continue
+            return sent
+
+    class _Device(AdbDeviceTcp):
+        def __init__(self):  # pylint: disable=super-init-not-called
+            AdbDevice.__init__(self, _Transport(host, port), default_transport_timeout_s=transport_timeout_s)
+
+    return _Device()
+
+
+def _usb_device(usb_serial: str | None, transport_timeout_s: float):
+    try:
+        from adb_shell.adb_device import AdbDeviceUsb
+        from adb_shell.exceptions import InvalidTransportError, UsbDeviceNotFoundError
+    except ImportError as exc:  # pragma: no cover - adb-shell is a dependency
+        raise InputError("adb-shell is not installed", "--serial usb", f"pip install 'adb-shell[usb]' ({exc})") from None
+    try:
+        return AdbDeviceUsb(serial=usb_serial, default_transport_timeout_s=transport_timeout_s)
+    except InvalidTransportError:
+        raise InputError("USB support is not installed", "--serial usb",
+                         "pip install 'adb-shell[usb]' (libusb1), or connect over TCP with --serial HOST:PORT") from None
+    except UsbDeviceNotFoundError:
+        raise InputError(f"no USB device{' ' + usb_serial if usb_serial else ''}", "--serial usb",
+                         "a phone with USB debugging on (and no running `adb` server holding it: adb kill-server)") from None
+    except Exception as exc:  # noqa: BLE001 - libusb errors (e.g. LIBUSB_ERROR_BUSY/ACCESS)
+        raise InputError("cannot open the USB device", "--serial usb",
+                         f"access to the phone ({type(exc).__name__}: {str(exc)[:120]}; try `adb kill-server`)") from None
+
+
+class PhoneSession:
+    """One adb connection; every call passes all three adb-shell timeouts and maps failures to InputError."""
+
+    def __init__(self, device: Any, where: str, timeouts: Timeouts):
+        self.device, self.where, self.timeouts = device, where, timeouts
+        self.log: list[dict] = []
+
+    def __enter__(self) -> PhoneSession:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.device.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection
+            pass
+
+    def _fail(self, exc: BaseException, what: str, budget: float) -> InputError:
+        from adb_shell import exceptions as ae
+
+        if isinstance(exc, (ae.TcpTimeoutException, ae.AdbTimeoutError, socket.timeout, TimeoutError)):
+            return InputError(f"device stopped answering during {what}", self.where,
+                              f"a reply within {budget:g} s (phone asleep, unplugged or off the network? "
+                              "raise the timeout for long benchmarks)")
+        if isinstance(exc, (ConnectionError, OSError, ae.AdbConnectionError)):
+            return InputError(f"device disconnected during {what}", self.where,
+                              f"a connected phone ({type(exc).__name__}: {str(exc)[:120]})")
+        if isinstance(exc, (ae.PushFailedError, ae.AdbCommandFailureException)):
+            return InputError(f"device refused {what}", self.where, f"a writable {REMOTE_DIR} ({str(exc)[:160]})")
+        return InputError(f"unexpected reply during {what}", self.where,
+                          f"the adb protocol ({type(exc).__name__}: {str(exc)[:160]})")
+
+    def shell(self, command: str, long: bool = False, what: str | None = None) -> str:
+        t = self.timeouts
+        transport, read, total = (t.run_s, t.run_s, t.run_s) if long else (t.transport_s, t.read_s, t.command_s)
+        t0 = time.perf_counter()
+        try:
+            out = self.device.shell(command, transport_timeout_s=transport, read_timeout_s=read, timeout_s=total)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to one line for the user
+            raise self._fail(exc, what or f"`{command[:60]}`", total) from None
+        self.log.append({"command": command, "seconds": round(time.perf_counter() - t0, 3)})
+        return out if isinstance(out, str) else out.decode("utf-8", "replace")
+
+    def push(self, local: str | Path, remote: str, mode: int = 0o644) -> None:
+        t = self.timeouts
+        try:
+            self.device.push(str(local), remote, st_mode=stat.S_IFREG | mode, transport_timeout_s=t.push_s,
+                             read_timeout_s=t.push_s)
+        except Exception as exc:  # noqa: BLE001
+            raise self._fail(exc, f"push of {Path(local).name}", t.push_s) from None
+
+    def getprops(self) -> dict[str, str]:
+        props = {}
+        for line in self.shell("getprop", what="getprop").splitlines():
+            m = re.match(r"\s*\[([^\]]+)\]:\s*\[(.*)\]\s*$", line)
+            if m:
+                props[m.group(1)] = m.group(2)
+        return props
+
+    def device_info(self) -> dict[str, Any]:
+        props = self.getprops()
+        info: dict[str, Any] = {name: props.get(key) or None for name, key in PROPS.items()}
+        info["soc"] = info["soc_model"] or info["board"] or info["hardware"]
+        return info
+
+    def thermal(self) -> list[dict[str, Any]]:
+        """[{'zone', 'type', 'temp_c', 'raw'}] for every readable thermal zone."""
+        zones: dict[str, dict[str, Any]] = {}
+        for line in self.shell(THERMAL_COMMAND, what="thermal readout").splitlines():
+            m = re.match(r"\s*(/sys/class/thermal/(thermal_zone\d+))/(type|temp):(.*)$", line.strip())
+            if not m:
+                continue  # "grep: ...: Invalid argument" for zones that cannot be read right now
+            z = zones.setdefault(m.group(2), {"zone": m.group(2), "type": None, "temp_c": None, "raw": None})
+            value = m.group(4).strip()
+            if m.group(3) == "type":
+                z["type"] = value
+            else:
+                z["raw"] = value
+                try:
+                    v = float(value)
+                    z["temp_c"] = v / 1000.0 if abs(v) >= 200 else v  # millidegrees on most kernels
+                except ValueError:
+                    pass
+        return sorted(zones.values(), key=lambda z: int(z["zone"].removeprefix("thermal_zone")))
+
+
+def connect(serial: str, adb_key: str | Path | None = None, timeouts: Timeouts = Timeouts()) -> PhoneSession:
+    """Open an authenticated adb session to ``serial`` ('HOST:PORT' or 'usb[:SERIAL]')."""
+    from adb_shell import exceptions as ae
+
+    kind, a, b = parse_serial(serial)
+    signer, key_info = load_adb_key(adb_key)
+    where = f"{a}:{b}" if kind == "tcp" else f"usb{':' + a if a else ''}"
+    device = _tcp_device(a, b, timeouts.transport_s) if kind == "tcp" else _usb_device(a, timeouts.transport_s)
+    prompted = []
+    try:
+        device.connect(rsa_keys=[signer], transport_timeout_s=timeouts.transport_s, auth_timeout_s=timeouts.auth_s,
+                       read_timeout_s=timeouts.read_s, auth_callback=lambda _dev: prompted.append(True))
+    except ConnectionRefusedError:
+        raise InputError("no device", where, "an adb daemon listening there (`adb tcpip 5555` over USB first, "
+                         "or the phone's wireless-debugging address)") from None
+    except (socket.gaierror, socket.herror) as exc:
+        raise InputError(f"unknown host {a!r}", "--serial", f"a resolvable host name or IP ({exc})") from None
+    except (socket.timeout, TimeoutError, ae.TcpTimeoutException, ae.AdbTimeoutError, ConnectionError, OSError,
+            ae.DeviceAuthError, ae.InvalidResponseError) as exc:
+        device.close()
+        if prompted:
+            raise InputError("device did not accept the adb key", where,
+                             f"tap 'Allow USB debugging' for key {key_info['path']} on the phone within "
+                             f"{timeouts.auth_s:g} s, or pass an authorized key with --adb-key") from None
+        if isinstance(exc, ae.DeviceAuthError):
+            raise InputError("device requires authentication", where, "an authorized adb key") from None
+        raise InputError("no device answering adb", where,
+                         f"an adb daemon that completes the handshake ({type(exc).__name__}: {str(exc)[:100]})") from None
+    session = PhoneSession(device, where, timeouts)
+    session.key = key_info  # type: ignore[attr-defined]
+    return session
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def benchmark_command(binary: str, graph: str, threads: int = 4, use_gpu: bool = False, warmup: int = 5,
+                      runs: int = 50, core_mask: str | None = None, extra_args: list[str] | None = None) -> str:
+    """The shell line that runs benchmark_model on the phone, every argument quoted."""
+    if int(threads) < 1 and int(threads) != -1:
+        raise InputError(f"threads={threads}", "--threads", "a thread count >= 1 (or -1 for the tool's default)")
+    if int(warmup) < 0 or int(runs) < 1:
+        raise InputError(f"warmup={warmup}, runs={runs}", "latency", "warmup >= 0 and runs >= 1")
+    argv = [binary, f"--graph={graph}", f"--num_threads={int(threads)}", f"--use_gpu={'true' if use_gpu else 'false'}",
+            f"--warmup_runs={int(warmup)}", f"--num_runs={int(runs)}", *(extra_args or [])]
+    if core_mask is not None:
+        mask = str(core_mask).strip().lower().removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-f]{1,16}", mask) or int(mask, 16) == 0:
+            raise InputError(f"core mask {core_mask!r}", "--core-mask", "a non-zero hex CPU mask such as f0 (big cores)")
+        argv = ["taskset", mask, *argv]
+    return " ".join(shlex.quote(a) for a in argv) + f"; echo {EXIT_MARKER}$?"
+
+
+def _split_exit(output: str) -> tuple[str, int | None]:
+    m = None
+    for m in re.finditer(rf"{re.escape(EXIT_MARKER)}(-?\d+)", output):
+        pass
+    if m is None:
+        return output, None
+    return output[: m.start()].rstrip("\r\n") + "\n", int(m.group(1))
+
+
+def _remote_sha256(session: PhoneSession, paths: list[str]) -> dict[str, str | None]:
+    out = session.shell("sha256sum " + " ".join(shlex.quote(p) for p in paths), what="sha256sum")
+    found: dict[str, str | None] = {p: None for p in paths}
+    for line in out.splitlines():
+        m = re.match(r"\s*([0-9a-f]{64})\s+\*?(.+?)\s*$", line)
+        if m and m.group(2) in found:
+            found[m.group(2)] = m.group(1)
+    return found
+
+
+def run_phone_benchmark(model: str | Path, binary: str | Path | None, serial: str, threads: int = 4,
+                        use_gpu: bool = False, warmup: int = 5, runs: int = 50, core_mask: str | None = None,
+                        adb_key: str | Path | None = None, out_dir: str | Path | None = None,
+                        timeouts: Timeouts = Timeouts(), remote_dir: str = REMOTE_DIR,
+                        extra_args: list[str] | None = None, stamp: str | None = None) -> dict:
+    """Push ``model`` and ``binary`` to the phone, run benchmark_model, return the parsed row.
+
+    The raw output is written to ``out_dir/adb-<stamp>.txt`` and the row to
+    ``out_dir/adb-<stamp>.json`` (out_dir defaults to the model's folder / 'latency').
+    Output that does not parse raises InputError naming the saved raw file.
+    """
+    from e2gan.deploy.benchmark_output import parse_benchmark_output
+
+    t_start = time.perf_counter()
+    model = Path(model).expanduser()
+    if not model.is_file():
+        raise InputError(f"no model at {model}", "latency --backend adb", "an exported .tflite (run the export first)")
+    bin_info = check_binary(binary)
+    model_info = {"path": str(model), "bytes": model.stat().st_size, "sha256": sha256_file(model)}
+    command_preview = benchmark_command("benchmark_model", "model.tflite", threads, use_gpu, warmup, runs, core_mask,
+                                        extra_args)  # validates the arguments before touching the phone
+    del command_preview
+    out_dir = Path(out_dir) if out_dir else model.parent / "latency"
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S") + f"-{int(time.time() * 1000) % 1000:03d}"
+    raw_path, row_path = out_dir / f"adb-{stamp}.txt", out_dir / f"adb-{stamp}.json"
+
+    remote_bin = f"{remote_dir}/{Path(bin_info['path']).name}"
+    remote_model = f"{remote_dir}/{model.name}"
+    command = benchmark_command(remote_bin, remote_model, threads, use_gpu, warmup, runs, core_mask, extra_args)
+    with connect(serial, adb_key, timeouts) as session:
+        device = session.device_info()
+        session.shell(f"mkdir -p {shlex.quote(remote_dir)}", what="mkdir")
+        session.push(bin_info["path"], remote_bin, mode=0o755)
+        session.push(model, remote_model, mode=0o644)
+        session.shell(f"chmod 755 {shlex.quote(remote_bin)}", what="chmod")
+        on_device = _remote_sha256(session, [remote_bin, remote_model])
+        for remote, local in ((remote_bin, bin_info), (remote_model, model_info)):
+            if on_device[remote] is not None and on_device[remote] != local["sha256"]:
+                raise InputError(f"pushed file differs on the phone: {remote}", session.where,
+                                 f"sha256 {local['sha256'][:12]}..., got {on_device[remote][:12]}... (retry the push)")
+        thermal_before = session.thermal()
+        t_run = time.perf_counter()
+        output = session.shell(command, long=True, what="benchmark_model")
+        run_seconds = time.perf_counter() - t_run
+        thermal_after = session.thermal()
+        key_info = session.key  # type: ignore[attr-defined]
+        adb_calls = session.log
+
+    text, exit_code = _split_exit(output)
+    atomic_write_text(raw_path, text)
+    try:
+        parsed = parse_benchmark_output(text)
+    except ValueError as exc:
+        notes = [f"exit status {exit_code}"] if exit_code not in (None, 0) else []
+        if "; first error line: " in str(exc):
+            notes.append(str(exc).split("; first error line: ", 1)[1][:140])
+        detail = f" ({'; '.join(notes)})" if notes else ""
+        raise InputError("benchmark_model output did not parse", session.where,
+                         f"a timing summary in its output{detail}; raw output saved to {raw_path}") from None
+
+    latency_ms = parsed["inference_avg_ms"]
+    row = {
+        "backend": "adb",
+        "latency_ms": latency_ms,
+        "latency_stat": "benchmark_model Inference (avg)",
+        "median_ms": parsed.get("inference_median_ms"),
+        "std_ms": parsed.get("inference_std_ms"),
+        "parsed": parsed,
+        "device": {**device, "serial": session.where},
+        "thermal_before": thermal_before,
+        "thermal_after": thermal_after,
+        "thermal_max_c": {"before": _max_temp(thermal_before), "after": _max_temp(thermal_after)},
+        "binary": {**bin_info, "remote": remote_bin, "remote_sha256": on_device[remote_bin]},
+        "model": {**model_info, "remote": remote_model, "remote_sha256": on_device[remote_model]},
+        "protocol": {"threads": int(threads), "use_gpu": bool(use_gpu), "warmup_runs": int(warmup),
+                     "num_runs": int(runs), "core_mask": core_mask, "extra_args": list(extra_args or []),
+                     "command": command, "exit_code": exit_code, "timeouts": asdict(timeouts)},
+        "adb_key": {k: key_info[k] for k in ("path", "generated")},
+        "adb_calls": adb_calls,
+        "raw_output": str(raw_path),
+        "run_seconds": run_seconds,
+        "seconds": time.perf_counter() - t_start,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if exit_code not in (None, 0):
+        row["warning"] = f"benchmark_model exited with status {exit_code} after printing its timings"
+    atomic_write_json(row_path, row)
+    row["row_file"] = str(row_path)
+    return row
+
+
+def _max_temp(zones: list[dict]) -> float | None:
+    temps = [z["temp_c"] for z in zones if z.get("temp_c") is not None]
+    return max(temps) if temps else None

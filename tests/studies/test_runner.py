@@ -1,0 +1,167 @@
+"""Studies: every grid cell exactly once, SIGKILL + resume, many workers on SQLite and PostgreSQL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from e2gan.cli import main
+from tests.conftest import MICRO
+from tests.studies.postgres import PostgresServer, find_bin, wait_for
+
+SPEC = """
+name = "{name}"
+title = "micro grid"
+metric = "psnr"
+concepts = ["hue-60"]
+seeds = {seeds}
+
+[config]
+data = {{ resolution = 32, crops_per_photo = 2, base_concepts = ["hue-120", "pixelate"], new_concepts = ["hue-60"] }}
+model = {{ width = 8, attn_heads = 2, n_tokens = 2 }}
+disc = {{ ndf = 8, n_layers = 2 }}
+train = {{ steps = 4, batch_size = 4, ckpt_every = 2 }}
+adapt = {{ steps = {steps}, pix2pix_ngf = 8, pix2pix_blocks = 2 }}
+
+[arms.lora]
+adapt = {{ method = "lora" }}
+
+[arms.scratch]
+adapt = {{ method = "scratch" }}
+"""
+
+
+def write_spec(tmp_path, name="micro", seeds=(0, 1), steps=2) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SPEC.format(name=name, seeds=list(seeds), steps=steps))
+    return path
+
+
+def trials(storage: str, name: str):
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study.get_trials(deepcopy=False)
+
+
+def cells_by_state(storage, name):
+    out: dict[str, list] = {}
+    for t in trials(storage, name):
+        out.setdefault(t.state.name, []).append(json.dumps(t.user_attrs.get("cell"), sort_keys=True))
+    return out
+
+
+def _env(**extra):
+    return dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **extra)
+
+
+def test_grid_runs_every_cell_exactly_once(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    runs = tmp_path / "runs"
+    assert main(["study", "run", str(spec), "--runs", str(runs), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "micro-tiny: 4/4 done" in out and "| lora |" in out
+    storage = f"sqlite:///{(runs / 'studies' / 'micro-tiny.db').resolve()}"
+    states = cells_by_state(storage, "micro-tiny")
+    assert set(states) == {"COMPLETE"} and len(states["COMPLETE"]) == len(set(states["COMPLETE"])) == 4
+    # Running again finds nothing to do: no new trial.
+    assert main(["study", "run", str(spec), "--runs", str(runs), "--no-progress"]) == 0
+    assert len(trials(storage, "micro-tiny")) == 4
+    assert main(["study", "export", str(spec), "--runs", str(runs)]) == 0
+    csv = (runs / "studies" / "micro-tiny.csv").read_text()
+    assert csv.count("\n") == 5 and "user_attrs_run_dir" in csv
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ('name = "x"\nmetirc = "fid"\n', "unknown key(s) ['metirc']"),
+    ('name = "x"\nmetric = "accuracy"\n', "'metric' = 'accuracy'"),
+    ('name = "x"\nconcepts = ["no-such-concept"]\n', "unknown concept 'no-such-concept'"),
+    ('name = "x"\n[axes]\n"adapt.ranks.neck" = [1, 2]\n', "axis 'adapt.ranks.neck'"),
+    ('name = "x"\n[arms.a]\nadapt = { groups = ["neck"] }\n', "unknown layer group(s) ['neck']"),
+    ('name = "x"\n[config]\nadapt = { rank = 0 }\n', "'adapt.rank' = 0"),
+    ('name = "x"\n[config]\ntrain = { stepz = 3 }\n', "unknown key 'train.stepz'"),
+    ('name = "X Y"\n', "'name' = 'X Y'"),
+])
+def test_malformed_spec_is_one_line_exit_2(text, pattern, tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["study", "run", str(path), "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and pattern in err[0] and str(path) in err[0]
+
+
+def test_unreachable_storage_is_one_line(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    url = "postgresql+psycopg2://user:secret@127.0.0.1:1/none"
+    assert main(["study", "status", str(spec), "--storage", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot open study storage") and "secret" not in err and "***" in err
+
+
+@pytest.mark.slow
+def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
+    spec = write_spec(tmp_path, seeds=(0, 1, 2), steps=40)
+    runs = tmp_path / "runs"
+    storage = f"sqlite:///{(runs / 'studies' / 'micro-tiny.db').resolve()}"
+    env = _env(E2GAN_HEARTBEAT_S="1", E2GAN_GRACE_S="3")
+    cmd = [sys.executable, "-m", "e2gan.cli", "study", "run", str(spec), "--runs", str(runs), "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def running_after_one_complete():
+        try:
+            s = cells_by_state(storage, "micro-tiny")
+        except Exception:
+            return False
+        return len(s.get("COMPLETE", [])) >= 1 and len(s.get("RUNNING", [])) == 1
+
+    assert wait_for(running_after_one_complete, timeout=300), "study never got mid-trial"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = cells_by_state(storage, "micro-tiny")["RUNNING"][0]
+
+    import time
+    time.sleep(4)  # past the grace period, so the dead worker's trial counts as stale
+    done = subprocess.run([sys.executable, "-m", "e2gan.cli", "study", "resume", str(spec), "--runs", str(runs),
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    states = cells_by_state(storage, "micro-tiny")
+    assert len(states["COMPLETE"]) == len(set(states["COMPLETE"])) == 6
+    assert states["FAIL"] == [killed]
+    assert "RUNNING" not in states and "WAITING" not in states
+
+
+def _four_workers(tmp_path, storage: str, name: str):
+    spec = write_spec(tmp_path, name=name, seeds=(0, 1, 2))
+    runs = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-m", "e2gan.cli", "study", "run", str(spec), "--runs", str(runs),
+                           "--storage", storage, "--workers", "4", "--no-progress"],
+                          env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = cells_by_state(storage, f"{name}-tiny")
+    assert set(states) == {"COMPLETE"}
+    assert len(states["COMPLETE"]) == len(set(states["COMPLETE"])) == 6
+
+
+@pytest.mark.slow
+def test_four_workers_on_sqlite(tmp_path):
+    (tmp_path / "runs" / "studies").mkdir(parents=True)
+    _four_workers(tmp_path, f"sqlite:///{tmp_path / 'runs' / 'studies' / 'shared.db'}", "sq")
+
+
+@pytest.mark.slow
+def test_four_workers_on_postgresql(tmp_path):
+    url = os.environ.get("E2GAN_TEST_POSTGRES_URL")
+    server = None
+    if not url:
+        if not (find_bin("initdb") and find_bin("pg_ctl")):
+            pytest.skip("no PostgreSQL server binary (initdb/pg_ctl); .ci/run installs Debian's postgresql")
+        server = PostgresServer(tmp_path / "pg").start()
+        url = server.url
+    try:
+        _four_workers(tmp_path, url, "pg")
+    finally:
+        if server:
+            server.stop()
