@@ -118,9 +118,19 @@ def cmd_adapt(args) -> str:
 
 
 def _data_and_base(args, cfg):
-    """The distilled data and the base run a per-concept study adapts from (trained if missing)."""
-    from studies.prerequisites import ensure_base, ensure_data
+    """The distilled data and the base run a per-concept study adapts from (trained if missing).
 
+    Checks the concepts and seeds first, so bad input fails before anything is trained.
+    """
+    from e2gan.errors import InputError
+    from studies.layer_analysis import parse_seeds
+    from studies.prerequisites import concept_names, ensure_base, ensure_data
+
+    parse_seeds(args.seeds, cfg.adapt.seed)
+    new = concept_names(cfg)[1]
+    unknown = [c for c in args.concept if c not in new]
+    if unknown:
+        raise InputError(f"concept(s) {unknown}", "--concept", f"new concepts of this configuration: {new}")
     progress = not args.no_progress
     data, _ = ensure_data(cfg, args.runs, progress=progress)
     base = Path(args.base) if args.base else ensure_base(cfg, data, args.runs, progress=progress)[0]
@@ -159,10 +169,10 @@ def cmd_rank_search(args) -> str:
     from studies.rank_search import rank_search_study
 
     cfg = _config(args, budget_section="adapt")
+    budget = _param_count(args.budget) if args.budget is not None else None
     data, base = _data_and_base(args, cfg)
     res = rank_search_study(cfg, args.concept, data, base, args.runs, groups=cfg.adapt.groups,
-                            metric=args.metric, seeds=args.seeds, delta=args.delta,
-                            budget=_param_count(args.budget) if args.budget is not None else None,
+                            metric=args.metric, seeds=args.seeds, delta=args.delta, budget=budget,
                             start_rank=args.start_rank, max_rank=args.max_rank, max_rounds=args.max_rounds,
                             uniform_rank=args.uniform_rank, out_dir=args.out, progress=not args.no_progress)
     print(res.files["markdown"].read_text())
@@ -173,7 +183,7 @@ def _study_context(args, create: bool):
     from studies import runner
     from studies.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec).with_user_config(args.config)
     preset = args.preset or spec.preset
     url = args.storage or runner.default_storage(spec, args.runs, preset)
     study = runner.load_study(spec, url, preset, create=create)
@@ -244,25 +254,52 @@ def cmd_describe(args) -> str:
 def cmd_reproduce(args) -> str:
     from e2gan.evaluate import evaluate_run
     from e2gan.reporting.base_report import write_base_report
+    from e2gan.reporting.study_report import summary_line, write_index, write_study_report
+    from studies import runner
     from studies.prerequisites import ensure_base, ensure_data
+    from studies.spec import builtin_specs, load_spec
+    from studies.summary import trials_frame
 
     t0 = time.perf_counter()
     cfg = _config(args)
     progress = not args.no_progress
-    print(f"[1/4] distilling the {cfg.preset} preset's data", file=sys.stderr)
+    names = args.specs.split(",") if args.specs else [p.stem for p in builtin_specs()]
+    specs = [load_spec(name).with_user_config(args.config) for name in names]
+    steps = 3 + len(specs)
+    print(f"[1/{steps}] distilling the {cfg.preset} preset's data", file=sys.stderr)
     data, _ = ensure_data(cfg, args.runs, progress=progress)
-    print("[2/4] training the base model (cached once complete)", file=sys.stderr)
+    print(f"[2/{steps}] training the base model (cached once complete)", file=sys.stderr)
     run_dir, summary = ensure_base(cfg, data, args.runs, progress=progress)
     if summary is None:
         return ""
-    print("[3/4] evaluating on the test split", file=sys.stderr)
-    result = evaluate_run(run_dir)
-    print("[4/4] writing the report", file=sys.stderr)
-    report = write_base_report(result, run_dir, Path(args.reports) / cfg.preset)
+    result = evaluate_run(run_dir) if not (run_dir / "result.json").exists() else _read_result(run_dir)
+    reports = Path(args.reports) / cfg.preset
+    write_base_report(result, run_dir, reports / "base")
+    entries = []
+    for i, spec in enumerate(specs, start=3):
+        print(f"[{i}/{steps}] study {spec.name}: {spec.title}", file=sys.stderr)
+        url = runner.default_storage(spec, args.runs, cfg.preset)
+        study = runner.load_study(spec, url, cfg.preset, create=True)
+        runner.reconcile(study, spec, cfg.preset)
+        runner.prepare(spec, cfg.preset, args.runs, progress=progress)
+        while any(runner.work(spec, url, cfg.preset, args.runs, max_trials=1).values()):
+            if progress:
+                print("  " + runner.status_line(runner.status(study, spec, cfg.preset)), file=sys.stderr, flush=True)
+        frame = trials_frame(study)
+        write_study_report(spec, frame, reports / spec.name, preset=cfg.preset)
+        entries.append((spec.name, spec.title, f"{spec.name}/index.html",
+                        summary_line(spec, frame, preset=cfg.preset)))
+    print(f"[{steps}/{steps}] writing the reports", file=sys.stderr)
+    index = write_index(cfg.preset, entries, reports, base_report_link="base/index.html")
     m = result["metrics"]["mean_over_concepts"]
     return (f"reproduce {cfg.preset}: base PSNR {m['psnr']:.2f} dB vs identity {m['identity_psnr']:.2f} dB, "
-            f"FID {m.get('fid', float('nan')):.1f} ({result['protocol']['backbone']['name']}), "
-            f"{time.perf_counter() - t0:.0f} s -> {report}")
+            f"{len(specs)} studies, {time.perf_counter() - t0:.0f} s -> {index}")
+
+
+def _read_result(run_dir: Path) -> dict:
+    from e2gan.results import read_result
+
+    return read_result(run_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="a spec file or the name of a built-in spec (studies/specs/)")
     p.add_argument("--preset", default=None, help="override the spec's preset")
     p.add_argument("--storage", default=None, help="SQLAlchemy URL (default: SQLite under runs/studies/)")
+    p.add_argument("--config", default=None, help="TOML layered between the preset and the spec")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--runs", default="runs")
     p.add_argument("--out", default=None, help="export: CSV path")
@@ -366,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="distil, train the base, evaluate, and write reports/<preset>/")
     _add_config_args(p)
     p.add_argument("--reports", default="reports", help="folder for reports (default: reports)")
+    p.add_argument("--specs", default=None, help="comma-separated study specs (default: every built-in spec)")
     p.set_defaults(func=cmd_reproduce)
     return parser
 

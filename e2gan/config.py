@@ -38,6 +38,7 @@ class ModelConfig:
     norm: str = "instance"
     attn_heads: int = 4
     n_tokens: int = 4
+    lowres_skip: bool = False         # identity skip around DS -> TB -> US (not in the paper's figure)
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _merge_section(obj: Any, values: dict, where: str, section: str) -> None:
         if key not in fields:
             raise InputError(f"unknown key '{section}.{key}'", where, f"one of {sorted(fields)}")
         current = getattr(obj, key)
-        if isinstance(current, bool) or not isinstance(value, type(current)):
+        if isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, type(current)):
             ok = isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool)
             if not ok:
                 raise InputError(f"'{section}.{key}' = {value!r}", where,

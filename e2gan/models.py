@@ -23,7 +23,8 @@ def make_generator(model: ModelConfig, n_concepts: int) -> nn.Module:
     if model.arch == "e2gan":
         return build_generator("e2gan", n_concepts=n_concepts, width=model.width,
                                n_blocks_before=model.n_blocks_before, n_blocks_after=model.n_blocks_after,
-                               norm=model.norm, attn_heads=model.attn_heads, n_tokens=model.n_tokens)
+                               norm=model.norm, attn_heads=model.attn_heads, n_tokens=model.n_tokens,
+                               lowres_skip=model.lowres_skip)
     return build_generator(model.arch, ngf=model.width, n_blocks=model.n_blocks,
                            norm=model.norm if model.norm in ("instance", "batch") else "instance")
 

@@ -267,7 +267,7 @@ class RankSearchStudy:
         parts = [f"{name} {row[title]:.3f} @ {int(row['LoRA params']):,}" for name, row in t.iterrows()]
         return (f"rank search ({p['metric']}, {'higher' if p['higher_is_better'] else 'lower'} is better): "
                 f"searched {format_ranks(s.ranks)} after {len(s.rounds)} round(s), stopped by {s.stop_reason}; "
-                + "; ".join(parts) + f"; {s.evaluations} allocations trained -> {self.out_dir}")
+                + "; ".join(parts) + f"; {s.evaluations} allocations evaluated -> {self.out_dir}")
 
 
 def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_run: Path,
@@ -352,6 +352,14 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
     return RankSearchStudy(search, table, protocol, out, files)
 
 
+def _yes_no(df):
+    """Booleans as yes/no for Markdown (the table writer would print them as numbers)."""
+    df = df.copy()
+    for col in ("within budget", "eligible", "chosen"):
+        df[col] = df[col].map(lambda v: "–" if v is None else ("yes" if v else "no")).astype(object)
+    return df
+
+
 def _write(out: Path, search: SearchResult, table, protocol: dict, evaluator: TrainingEvaluator,
            to_markdown) -> dict[str, Path]:
     title = METRIC_TITLES.get(protocol["metric"], protocol["metric"])
@@ -366,7 +374,7 @@ def _write(out: Path, search: SearchResult, table, protocol: dict, evaluator: Tr
           f"Flickr-Scenery FID at 256² (lower is better), for orientation only.\n\n"
           + to_markdown(table, decimals)
           + "\n## Trajectory\n\n"
-          + to_markdown(trajectory.set_index("round"), {"params": 0, "added params": 0, "quality": 3, "gain": 3,
+          + to_markdown(_yes_no(trajectory).set_index("round"), {"params": 0, "added params": 0, "quality": 3, "gain": 3,
                                                         "gain per 1k params": 4, "from rank": 0, "to rank": 0}))
     files = {"csv": out / "table.csv", "markdown": out / "table.md", "trajectory": out / "trajectory.csv",
              "json": out / "search.json"}

@@ -267,7 +267,8 @@ def spawn_workers(spec: StudySpec, storage_url: str, preset: str, runs: str | Pa
     threads = max(1, (os.cpu_count() or 1) // n)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "e2gan.cli", "study", "worker", spec.path, "--storage", storage_url,
-           "--preset", preset, "--runs", str(runs), "--no-progress"]
+           "--preset", preset, "--runs", str(runs), "--no-progress",
+           *(["--config", spec.user_config] if spec.user_config else [])]
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
     study = load_study(spec, storage_url, preset)
     last = ""

@@ -62,15 +62,24 @@ class StudySpec:
     search: dict[str, list] = field(default_factory=dict)
     paper: dict = field(default_factory=dict)  # the paper's numbers for the same rows, shown beside ours
     description: str = ""
+    user_config: str = ""                      # a --config file layered under the spec (preset < file < spec)
+
+    def with_user_config(self, path: str | None) -> "StudySpec":
+        """Layer a user's config file between the preset and the spec's own overrides."""
+        if path:
+            self.user_config = str(path)
+            self.base_config()  # fail now on a bad file
+        return self
 
     @property
     def direction(self) -> str:
         return METRICS[self.metric]
 
     def base_config(self, preset: str | None = None) -> Config:
-        from e2gan.presets import get_preset
+        from e2gan.config import load_config
 
-        return apply_overrides(get_preset(preset or self.preset), copy.deepcopy(self.config), self.path)
+        cfg = load_config(self.user_config or None, preset or self.preset)
+        return apply_overrides(cfg, copy.deepcopy(self.config), self.path)
 
     def concept_names(self, preset: str | None = None) -> list[str]:
         from e2gan.teachers import load_concepts, select_concepts

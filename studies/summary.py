@@ -11,7 +11,7 @@ def trials_frame(study) -> pd.DataFrame:
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         cell = t.user_attrs.get("cell") or dict(t.params)
-        rows.append({**cell, **{k: v for k, v in t.user_attrs.items() if k not in ("cell", "traceback", "runs")},
+        rows.append({**cell, **{k: v for k, v in t.user_attrs.items() if k not in ("cell", "traceback")},
                      "trial": t.number})
     return pd.DataFrame(rows)
 

@@ -67,11 +67,16 @@ def test_help_does_not_import_torch():
 @pytest.mark.slow
 def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
     cfg = write_micro_toml(tmp_path / "micro.toml", train={"steps": 8, "ckpt_every": 4})
-    argv = ["reproduce", "--config", str(cfg), "--runs", str(tmp_path / "runs"),
+    spec = tmp_path / "mini.toml"
+    spec.write_text('name = "mini"\ntitle = "mini"\ntable = "main"\nmetric = "psnr"\nconcepts = ["hue-60"]\n'
+                    'seeds = [0]\n[config]\nadapt = { steps = 2 }\n[arms.e2gan]\nadapt = { method = "lora" }\n'
+                    '[arms.scratch]\nadapt = { method = "scratch" }\n')
+    argv = ["reproduce", "--config", str(cfg), "--runs", str(tmp_path / "runs"), "--specs", str(spec),
             "--reports", str(tmp_path / "reports"), "--no-progress"]
     assert main(argv) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("reproduce tiny: base PSNR")
+    assert "1 studies" in line
     results = list((tmp_path / "runs").glob("base-*/result.json"))
     assert len(results) == 1
     result = json.loads(results[0].read_text())
@@ -81,8 +86,11 @@ def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
     assert set(result["metrics"]["per_concept"]) == {"hue-120", "pixelate"}
     assert {"torch", "lightning"} <= set(result["env"]["versions"])
     report = tmp_path / "reports" / "tiny"
-    assert {"index.html", "index.md", "base_quality.csv", "base_samples.png"} <= {p.name for p in report.iterdir()}
-    assert "effnet-lite0" in (report / "index.md").read_text()
+    assert {"index.html", "index.md", "base", "mini"} <= {p.name for p in report.iterdir()}
+    assert {"index.html", "base_quality.csv", "base_samples.png"} <= {p.name for p in (report / "base").iterdir()}
+    assert "effnet-lite0" in (report / "base" / "index.md").read_text()
+    assert (report / "mini" / "index.html").exists() and "mini/index.html" in (report / "index.html").read_text()
+    assert len(list((tmp_path / "runs").glob("adapt-*/result.json"))) == 2
 
     # A second run reuses the data and the finished base model: no new checkpoint is written.
     ckpts = sorted(results[0].parent.glob("checkpoints/*.ckpt"))

@@ -56,3 +56,12 @@ def test_cache_key_depends_only_on_named_sections():
     assert a.key("data") == b.key("data")
     assert a.key("data", "train") != b.key("data", "train")
     assert isinstance(Config().to_dict()["train"], dict)
+
+
+def test_bool_keys_take_bools_only():
+    cfg = apply_overrides(get_preset("tiny"), {"model": {"lowres_skip": True}}, "x")
+    assert cfg.model.lowres_skip is True
+    with pytest.raises(InputError, match="'model.lowres_skip' = 1"):
+        apply_overrides(get_preset("tiny"), {"model": {"lowres_skip": 1}}, "x")
+    with pytest.raises(InputError, match="'train.steps' = True"):
+        apply_overrides(get_preset("tiny"), {"train": {"steps": True}}, "x")

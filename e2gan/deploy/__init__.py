@@ -153,7 +153,7 @@ def latency_run(target: str | Path, backend: str, serial: str | None = None, bin
         if tflite is None or not tflite.is_file():
             raise InputError("no exported model", str(tflite), "an export first (e2gan export RUN)")
         side = _sidecar(tflite)
-        row = run_phone_benchmark(tflite, binary, serial, threads=threads or PHONE_DEFAULTS["threads"],
+        row = run_phone_benchmark(tflite, binary, serial, threads=PHONE_DEFAULTS["threads"] if threads is None else threads,
                                   use_gpu=use_gpu, warmup=PHONE_DEFAULTS["warmup"] if warmup is None else warmup,
                                   runs=PHONE_DEFAULTS["runs"] if runs is None else runs, core_mask=core_mask,
                                   adb_key=adb_key, out_dir=(run_dir or tflite.parent) / "latency",

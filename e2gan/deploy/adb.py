@@ -153,16 +153,23 @@ def check_binary(path: str | Path | None) -> dict:
 
 # ----------------------------------------------------------------------------- connection
 def _tcp_device(host: str, port: int, transport_timeout_s: float):
-    """AdbDeviceTcp whose transport notices a closed socket and sends whole buffers.
+    """AdbDeviceTcp whose transport notices a closed socket, sends whole buffers, and sets NODELAY.
 
     adb-shell's TcpTransport returns b'' forever once the peer closes (its read loop then spins
-    until the read timeout) and may send only part of a buffer on its non-blocking socket.
+    at full CPU until the read timeout: the whole benchmark budget) and may send only part of a
+    buffer on its non-blocking socket.
     """
     from adb_shell.adb_device import AdbDevice, AdbDeviceTcp
     from adb_shell.exceptions import TcpTimeoutException
     from adb_shell.transport.tcp_transport import TcpTransport
 
     class _Transport(TcpTransport):
+        def connect(self, transport_timeout_s):
+            super().connect(transport_timeout_s)
+            # adb-shell writes each header and payload separately: without NODELAY, Nagle's
+            # algorithm and delayed ACKs add tens of milliseconds to every packet.
+            self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def bulk_read(self, numbytes, transport_timeout_s):
             data = super().bulk_read(numbytes, transport_timeout_s)
             if not data and numbytes:
@@ -315,8 +322,7 @@ def connect(serial: str, adb_key: str | Path | None = None, timeouts: Timeouts =
                          "or the phone's wireless-debugging address)") from None
     except (socket.gaierror, socket.herror) as exc:
         raise InputError(f"unknown host {a!r}", "--serial", f"a resolvable host name or IP ({exc})") from None
-    except (socket.timeout, TimeoutError, ae.TcpTimeoutException, ae.AdbTimeoutError, ConnectionError, OSError,
-            ae.DeviceAuthError, ae.InvalidResponseError) as exc:
+    except Exception as exc:  # noqa: BLE001 - timeouts, resets, protocol garbage: one line for the user
         device.close()
         if prompted:
             raise InputError("device did not accept the adb key", where,

@@ -88,7 +88,7 @@ def _stats_ms(row: dict[str, float]) -> dict[str, float]:
 
 def _error_hint(text: str) -> str:
     hits = [line.strip() for line in _ERROR_HINT.findall(text) if line.strip()]
-    return f"; first error line: {hits[0][:200]!r}" if hits else ""
+    return f"; first error line: {hits[0][:200]}" if hits else ""
 
 
 def parse_benchmark_output(text: str) -> dict[str, Any]:

@@ -17,9 +17,11 @@ padding *and* output_padding (e.g. k4 s2 p1 op1) it converts but computes wrong 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import io
 import re
+import sys
 import time
 from contextlib import contextmanager
 from importlib import metadata
@@ -62,6 +64,19 @@ class ConceptBound(nn.Module):
 def _takes_concepts(generator: nn.Module) -> bool:
     params = list(inspect.signature(generator.forward).parameters.values())
     return len(params) >= 2 and params[1].default is inspect.Parameter.empty
+
+
+def _merged_copy(generator: nn.Module) -> tuple[nn.Module, bool]:
+    """A copy with LoRA folded into the base weights when the generator still carries peft LoRA layers."""
+    if "peft" not in sys.modules:  # LoRA layers exist only if peft was imported; don't pay its import
+        return generator, False
+    from peft.tuners.lora import LoraLayer
+
+    if not any(isinstance(m, LoraLayer) for m in generator.modules()):
+        return generator, False
+    from e2gan.adapt import merge_lora
+
+    return merge_lora(copy.deepcopy(generator)), True
 
 
 def _n_concepts(generator: nn.Module) -> int | None:
@@ -287,8 +302,6 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
     separately (and checked only if ``int8_tol`` is given). precheck: reject known-bad layers
     before converting. Returns {path, bytes, sha256, parity_max_abs_diff, parity_inputs, ...}.
     """
-    import litert_torch
-
     t_start = time.perf_counter()
     if quantize not in QUANTIZE:
         raise InputError(f"quantize {quantize!r}", "export", "none or 'dynamic-int8'")
@@ -301,7 +314,18 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
     if out_path.suffix != ".tflite":
         raise InputError(f"output file {out_path.name!r}", str(out_path.parent), "a path ending in .tflite")
 
-    generator = generator.eval()
+    was_training = generator.training
+    try:
+        return _export(generator.eval(), out_path, h, w, concept_id, nhwc, quantize, parity_tol, parity_inputs,
+                       seed, int8_tol, precheck, progress, t_start)
+    finally:
+        generator.train(was_training)
+
+
+def _export(generator: nn.Module, out_path: Path, h: int, w: int, concept_id: int, nhwc: bool,
+            quantize: str | None, parity_tol: float, parity_inputs: int, seed: int, int8_tol: float | None,
+            precheck: bool, progress: bool, t_start: float) -> dict:
+    generator, lora_merged = _merged_copy(generator)
     takes_concepts = _takes_concepts(generator)
     n_concepts = _n_concepts(generator)
     if takes_concepts and n_concepts is not None and not 0 <= concept_id < n_concepts:
@@ -313,7 +337,9 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
     in_ch = int(getattr(generator, "in_channels", 3))
     nchw_shape = (1, in_ch, h, w)
     if nhwc:
-        model = litert_torch.to_channel_last_io(model, args=[0], outputs=[0])
+        from litert_torch import to_channel_last_io
+
+        model = to_channel_last_io(model, args=[0], outputs=[0])
         shape = (1, h, w, in_ch)
     else:
         shape = nchw_shape
@@ -363,6 +389,8 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
 
     atomic_write(out_path, write)
 
+    import litert_torch
+
     from e2gan.metrics.cost import count_macs, count_params
 
     macs = count_macs(model, sample, by_module_prefix=False, on_meta=True)["total"]
@@ -375,6 +403,7 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
         "input_shape": list(shape),
         "resolution": [h, w],
         "concept_id": int(concept_id) if takes_concepts else None,
+        "lora_merged": lora_merged,
         "parity_tol": parity_tol,
         "parity_inputs": {"n": parity_inputs, "seed": seed, "distribution": "uniform[-1, 1]", "shape": list(shape)},
         **info,

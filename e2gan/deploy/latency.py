@@ -9,7 +9,6 @@ achieved GFLOP/s = 2 * MACs / median, and its fraction of the measured fp32 GEMM
 """
 from __future__ import annotations
 
-import statistics
 import time
 from importlib import metadata
 from pathlib import Path

@@ -152,6 +152,8 @@ def lite_normalise(x255: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- extractor
 @dataclass
 class FeatureExtractor:
+    """Callable: uint8 images [N,3,H,W] -> float64 features [N,dim], batched, without grad."""
+
     name: str
     dim: int
     resolution: int

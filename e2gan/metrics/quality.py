@@ -80,13 +80,15 @@ def kid_from_features(a, b, num_subsets: int = 100, subset_size: int = 1000,
     """(mean, std) of the unbiased polynomial-kernel MMD² over random subsets.
 
     Each subset value is clean-fid's `kernel_distance` with one subset; their mean is exactly
-    what clean-fid reports. When the subset size is clamped to N, every subset is the whole set
-    and std is 0.
+    what clean-fid reports. When the subset size is clamped to N for both sets, every subset is
+    the whole set: one draw is computed and std is 0 (not a measure of precision then).
     """
     from cleanfid.fid import kernel_distance
 
     a, b = _np64(a), _np64(b)
     m = effective_kid_subset_size(len(a), len(b), subset_size)
+    if m == len(a) == len(b):
+        num_subsets = 1  # all subsets would be the same set in another order
     state = np.random.get_state()  # kernel_distance draws from numpy's global RNG
     try:
         np.random.seed(seed)
@@ -230,7 +232,8 @@ def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: s
         "backbone": extractor.describe(), "fid_mode": "clean", "reference_set": reference, "n": n,
         "resolution": h if h == w else [h, w],
         "kid_subset_size": effective_kid_subset_size(n, n, kid_subset_size),
-        "kid_subset_size_requested": kid_subset_size, "kid_subsets": kid_subsets,
+        "kid_subset_size_requested": kid_subset_size,
+        "kid_subsets": 1 if kid_subset_size >= n else kid_subsets,
         "psnr": "set-level, from the mean MSE over all images",
         "ssim": "torchmetrics, gaussian 11, data_range=1",
         "perceptual": perceptual_name}}

@@ -91,7 +91,7 @@ class E2GANGenerator(nn.Module):
     def __init__(self, n_concepts: int, width: int = 64, in_channels: int = 3, out_channels: int = 3,
                  n_blocks_before: int = 2, n_blocks_after: int = 1, norm: str = "instance",
                  attn_heads: int = 4, n_tokens: int = 4, token_dim: int | None = None,
-                 ffn_mult: int = 4, concept_encoder: nn.Module | None = None):
+                 ffn_mult: int = 4, concept_encoder: nn.Module | None = None, lowres_skip: bool = False):
         """token_dim: concept token size (default: the transformer width 4*width).
         concept_encoder: any module with `.dim` mapping ids [B] -> [B, T, dim]; default a
         ConceptEmbedding(n_concepts, n_tokens, token_dim).
@@ -105,6 +105,9 @@ class E2GANGenerator(nn.Module):
                              f"{n_blocks_after}", "E2GANGenerator", "width >= 1 and block counts >= 0")
         w, d = width, 4 * width
         self.width, self.in_channels, self.out_channels = width, in_channels, out_channels
+        # The paper's figure shows no skip around DS -> TB -> US; an identity skip there is an
+        # ablation axis (it lets full-resolution detail bypass the low-resolution bottleneck).
+        self.lowres_skip = lowres_skip
         concepts = (concept_encoder if concept_encoder is not None
                     else ConceptEmbedding(n_concepts, n_tokens, token_dim or d))
         self.down = nn.Sequential(*conv_block(in_channels, w, 7, norm=norm, reflect=True),
@@ -129,7 +132,8 @@ class E2GANGenerator(nn.Module):
         h = self.down(x)
         for name in self._before:
             h = getattr(self, name)(h)
-        h = self.us(self.tb(self.ds(h), context))
+        low = self.us(self.tb(self.ds(h), context))
+        h = h + low if self.lowres_skip else low
         for name in self._after:
             h = getattr(self, name)(h)
         return self.up(h)

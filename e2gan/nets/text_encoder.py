@@ -89,7 +89,8 @@ class CLIPConceptEncoder(nn.Module):
         if text_model is not None:
             max_pos = text_model.config.max_position_embeddings
             if n_tokens > max_pos:
-                raise InputError(f"n_tokens={n_tokens}", "CLIP concept encoder", f"at most the text model's {max_pos} positions")
+                raise InputError(f"n_tokens={n_tokens}", "CLIP concept encoder",
+                                 f"at most the text model's {max_pos} positions")
             hidden_size = text_model.config.hidden_size
         self.model_name = str(model) if model is not None else None
         self.n_tokens, self.hidden_size, self.normalize = n_tokens, int(hidden_size), normalize

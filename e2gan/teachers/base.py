@@ -42,7 +42,11 @@ class Teacher(Protocol):
         ...
 
     def edit(self, images: list[Image.Image], instruction: str, seeds: list[int]) -> list[Image.Image]:
-        """Edit each image (one seed per image); same-size RGB images out."""
+        """Edit each image (one seed per image); same-size RGB images out.
+
+        A teacher that honours per-concept settings (``Concept.teacher_settings``) also takes a
+        keyword ``settings: dict``; distillation passes it only for concepts that have some.
+        """
         ...
 
 

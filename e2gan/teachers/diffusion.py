@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -142,17 +143,36 @@ def _local_revision(folder: Path) -> str | None:
     return None
 
 
-def fingerprint_folder(folder: Path) -> dict:
+def fingerprint_folder(folder: Path, variant: str | None = None) -> dict:
     """sha256 of every config/tokenizer file, and of (size + first and last MiB) of each weight file.
 
     Cheap (no full read of multi-GB weights) yet it tells fine-tunes of one architecture apart.
-    Paths are relative to the folder and use '/'; hidden folders (.cache) are skipped.
+    Only what a pipeline loads counts, so two copies of one model fingerprint alike however much
+    else was downloaded beside it: in a pipeline folder, ``model_index.json`` and the folders of
+    the components it names; per folder, the weights of one format (safetensors if any, else
+    the others) and of the requested ``variant`` (none: the files without one). Paths are
+    relative, with '/'; hidden folders (.cache) are skipped.
     """
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    roots = [folder]
+    if index.is_file():
+        try:
+            spec = json.loads(index.read_text("utf-8"))
+        except (OSError, ValueError):
+            spec = {}
+        roots = [folder / k for k, v in spec.items()
+                 if isinstance(v, list) and len(v) == 2 and v[0] is not None and (folder / k).is_dir()]
+    files = [index] if index.is_file() else []
+    for root in roots:
+        found = [f for f in sorted(root.rglob("*")) if f.is_file()
+                 and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
+        weights = [f for f in found if f.name.endswith(WEIGHT_SUFFIXES) and _variant_of(f.name) == variant]
+        safetensors = [f for f in weights if f.name.endswith(".safetensors")]
+        keep = set(safetensors or weights)
+        files += [f for f in found if not f.name.endswith(WEIGHT_SUFFIXES) or f in keep]
     out: dict[str, str] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
+    for path in files:
         h = hashlib.sha256()
         with open(path, "rb") as fh:
             if path.name.endswith(WEIGHT_SUFFIXES):
@@ -161,14 +181,21 @@ def fingerprint_folder(folder: Path) -> dict:
                 h.update(fh.read(FINGERPRINT_BYTES))
                 if size > 2 * FINGERPRINT_BYTES:
                     fh.seek(-FINGERPRINT_BYTES, os.SEEK_END)
-                    h.update(fh.read(FINGERPRINT_BYTES))
-                else:
-                    h.update(fh.read())
+                h.update(fh.read(FINGERPRINT_BYTES))
             else:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):
                     h.update(chunk)
-        out[rel.as_posix()] = h.hexdigest()
+        out[path.relative_to(folder).as_posix()] = h.hexdigest()
     return out
+
+
+def _variant_of(name: str) -> str | None:
+    """'diffusion_pytorch_model.fp16.safetensors' -> 'fp16'; shards ('-00001-of-00002') are not variants."""
+    parts = name.split(".")
+    if len(parts) < 3:
+        return None
+    middle = re.sub(r"-\d+-of-\d+$", "", parts[-2])
+    return middle or None
 
 
 # ---------- the spec ----------
@@ -267,6 +294,23 @@ class DiffusionTeacher:
         self.dtype = _pick_dtype(dtype, self.device, torch, where)
         self.max_batch = int(max_batch)
 
+        # Options are checked against the pipeline class before any weights are loaded.
+        defaults = {k: params[arg].default for k, arg in CALL_ARGS.items()
+                    if arg in params and params[arg].default is not inspect.Parameter.empty}
+        given = {"steps": steps, "guidance_scale": guidance_scale, "image_guidance_scale": image_guidance_scale,
+                 "strength": strength, "negative_prompt": negative_prompt or None}
+        for k, v in given.items():
+            if v is not None and CALL_ARGS[k] not in params:
+                raise InputError(f"teacher option {k}", where,
+                                 f"options {pipeline} takes: {', '.join(self._settable())}")
+        merged = {**defaults, **{k: v for k, v in given.items() if v is not None}}
+        self.settings = {k: v for k, v in merged.items() if k != "negative_prompt" and v is not None}
+        if "steps" not in self.settings:
+            raise InputError(f"pipeline {pipeline!r}", where, "a pipeline with a num_inference_steps argument")
+        self.negative_prompt = negative_prompt
+        if scheduler:
+            _diffusers_class(scheduler, "SchedulerMixin", where, "scheduler")
+
         path, self.provenance = resolve_pretrained(model, revision=revision or None, markers=("model_index.json",),
                                                    where=where)
         kwargs: dict = {"dtype": self.dtype}
@@ -294,20 +338,6 @@ class DiffusionTeacher:
         self.scheduler = scheduler or type(self._base_scheduler).__name__
         self._scheduler_for(self.scheduler, where)  # validate now, not at the first edit
 
-        defaults = {k: params[arg].default for k, arg in CALL_ARGS.items()
-                    if arg in params and params[arg].default is not inspect.Parameter.empty}
-        given = {"steps": steps, "guidance_scale": guidance_scale, "image_guidance_scale": image_guidance_scale,
-                 "strength": strength}
-        for k, v in given.items():
-            if v is not None and CALL_ARGS[k] not in params:
-                raise InputError(f"teacher option {k}", where, f"options {pipeline} takes: {', '.join(self._settable())}")
-        self.settings = {k: v for k, v in defaults.items() if k != "negative_prompt" and v is not None}
-        self.settings.update({k: v for k, v in given.items() if v is not None})
-        if "steps" not in self.settings:
-            raise InputError(f"pipeline {pipeline!r}", where, "a pipeline with a num_inference_steps argument")
-        if negative_prompt and "negative_prompt" not in params:
-            raise InputError("teacher option negative_prompt", where, f"options {pipeline} takes: {', '.join(self._settable())}")
-        self.negative_prompt = negative_prompt
         self.safety_checker = getattr(self.pipe, "safety_checker", None) is not None
         self.resolution = int(resolution) or _native_resolution(self.pipe)
         self.multiple = _size_multiple(self.pipe)
@@ -323,7 +353,7 @@ class DiffusionTeacher:
             "model": Path(model).name if self.provenance["source"] == "local folder" else model,
             "model_source": self.provenance["source"],
             "revision": self.provenance["revision"],
-            "files": fingerprint_folder(folder) if folder is not None else {},
+            "files": fingerprint_folder(folder, variant or None) if folder is not None else {},
             "pipeline": pipeline,
             "scheduler": {"class": self.scheduler,
                           "config": _jsonable(dict(self._scheduler_for(self.scheduler, where).config))},
@@ -339,6 +369,16 @@ class DiffusionTeacher:
             "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__,
                          "transformers": transformers.__version__, "e2gan": __version__},
         }
+
+    @property
+    def device_name(self) -> str:
+        """The device in words, for cost records: 'cpu' or 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+        if self.device.type == "cuda":
+            import torch
+
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        return str(self.device)
 
     # -- Teacher interface --
 
@@ -415,7 +455,8 @@ class DiffusionTeacher:
                 kwargs[arg] = value
         return kwargs
 
-    def run_pipeline(self, images: list[Image.Image], instruction: str, seeds: list[int], call: dict) -> list[Image.Image]:
+    def run_pipeline(self, images: list[Image.Image], instruction: str, seeds: list[int],
+                     call: dict) -> list[Image.Image]:
         scheduler = self._scheduler_for(call["scheduler"], f"teacher diffusers:{self.model}")
         if self.pipe.scheduler is not scheduler:
             self.pipe.scheduler = scheduler
@@ -426,7 +467,7 @@ class DiffusionTeacher:
             self.flagged += n
             warnings.warn(f"the safety checker blacked out {n} of {len(flags)} images for {instruction!r}; "
                           "their targets are black (use safety_checker=off to keep the edits)", stacklevel=2)
-        return [img.convert("RGB") for img in result.images]
+        return [img if img.mode == "RGB" else img.convert("RGB") for img in result.images]
 
     # -- helpers --
 
@@ -439,7 +480,8 @@ class DiffusionTeacher:
             compatible = {c.__name__ for c in getattr(self._base_scheduler, "compatibles", [])}
             compatible.add(type(self._base_scheduler).__name__)
             if name not in compatible:
-                raise InputError(f"scheduler {name!r}", where, f"one compatible with the model: {', '.join(sorted(compatible))}")
+                raise InputError(f"scheduler {name!r}", where,
+                                 f"one compatible with the model: {', '.join(sorted(compatible))}")
             self._schedulers[name] = cls.from_config(self._base_scheduler.config)
         return self._schedulers[name]
 
@@ -470,7 +512,8 @@ def _pick_device(device: str, torch, where: str):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"teacher option device={device!r}", where, "a device this machine has (no CUDA here): cpu or auto")
+        raise InputError(f"teacher option device={device!r}", where,
+                         "a device this machine has (no CUDA here): cpu or auto")
     return dev
 
 
@@ -478,7 +521,8 @@ def _pick_dtype(dtype: str, device, torch, where: str):
     if dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if dtype == "float16" and device.type == "cpu":
-        raise InputError("teacher option dtype='float16'", where, "float32 or bfloat16 on the CPU (float16 is for CUDA)")
+        raise InputError("teacher option dtype='float16'", where,
+                         "float32 or bfloat16 on the CPU (float16 is for CUDA)")
     return getattr(torch, dtype)
 
 
@@ -512,8 +556,8 @@ def _jsonable(obj):
 # ---------- benchmark hook ----------
 
 def wrapper_overhead(pipeline_dir: str | Path, n_images: int = 8, *, steps: int = 2, repeats: int = 7,
-                     warmup: int = 1, size: int | None = None, instruction: str = "make it look like a watercolor",
-                     seed: int = 0, **options) -> dict:
+                     warmup: int = 1, size: int | None = None, seed: int = 0,
+                     instruction: str = "make it look like a watercolor", **options) -> dict:
     """Time ``DiffusionTeacher.edit`` against calling its pipeline directly on the same batch.
 
     Both get the same images, prompt, settings and per-image generators; the calls alternate
@@ -527,7 +571,8 @@ def wrapper_overhead(pipeline_dir: str | Path, n_images: int = 8, *, steps: int 
     teacher = DiffusionTeacher(str(pipeline_dir), steps=steps, **options)
     side = size or teacher.resolution
     rng = np.random.default_rng(seed)
-    images = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB") for _ in range(n_images)]
+    images = [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "RGB")
+              for _ in range(n_images)]
     seeds = list(range(seed, seed + n_images))
     call = teacher.call_settings()
     working = [teacher.to_working_size(im) for im in images]

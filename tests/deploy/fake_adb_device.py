@@ -131,6 +131,7 @@ class FakeAdbDevice:
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._next_id = 100
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeAdbDevice:
@@ -153,6 +154,7 @@ class FakeAdbDevice:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         with self._lock:
@@ -170,12 +172,17 @@ class FakeAdbDevice:
 
     def _accept_loop(self) -> None:
         assert self._server is not None
-        while True:
+        self._server.settimeout(0.05)
+        while not self._stopping:
             try:
                 conn, _ = self._server.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             self.connections += 1
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._conns.append(conn)
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)

@@ -69,7 +69,7 @@ def test_kid_subset_size_is_clamped_and_seeded(feats):
     a, b = feats["ref"], feats[BLURS[1]]
     assert q.effective_kid_subset_size(N, N, 1000) == N
     mean, std = q.kid_from_features(a, b, num_subsets=20, subset_size=1000)
-    assert std < 1e-9 * abs(mean)  # clamped to N: every subset is the whole set
+    assert std == 0 and mean > 0  # clamped to N: every subset is the whole set
     state = np.random.get_state()
     m32, s32 = q.kid_from_features(a, b, num_subsets=20, subset_size=32, seed=3)
     assert s32 > 0 and q.kid_from_features(a, b, num_subsets=20, subset_size=32, seed=3) == (m32, s32)
@@ -116,7 +116,7 @@ def test_evaluate_images_reports_metrics_and_protocol(monkeypatch, tmp_path):
     assert p["perceptual"] == "effnet-lite0-perceptual (proxy)"
     assert p["backbone"]["name"] == "effnet-lite0" and p["fid_mode"] == "clean"
     assert (p["n"], p["resolution"], p["reference_set"]) == (16, 64, "teacher/test")
-    assert (p["kid_subset_size"], p["kid_subset_size_requested"]) == (16, 1000)
+    assert (p["kid_subset_size"], p["kid_subset_size_requested"], p["kid_subsets"]) == (16, 1000, 1)
     with pytest.raises(InputError, match="uint8"):
         q.evaluate_images(outputs.float(), targets)
     with pytest.raises(InputError, match="perceptual"):

@@ -210,3 +210,31 @@ def test_rank_search_end_to_end(micro_data, micro_runs, tmp_path, capsys):
     assert main(argv) == 0
     assert {p: p.stat().st_mtime for p in micro_runs.glob("adapt-*/result.json")} == before
     assert json.loads((out / "search.json").read_text())["table"] == saved["table"]
+
+
+@pytest.mark.parametrize("extra,pattern", [
+    (["--concept", "hue-60", "--budget", "12q"], "error: budget '12q' (--budget)"),
+    (["--concept", "hue-60", "--budget=-5k"], "error: budget '-5k' (--budget)"),
+    (["--concept", "hue-60", "--seeds", "a"], "error: seeds 'a' (--seeds)"),
+    (["--concept", "no-such-edit"], "error: concept(s) ['no-such-edit'] (--concept): new concepts of this configuration: ['hue-60']"),
+    (["--concept", "hue-120"], "error: concept(s) ['hue-120'] (--concept)"),
+    (["--concept", "hue-60", "--groups", "tb,nope"], "error: unknown layer group(s) ['nope']"),
+])
+def test_cli_bad_input_fails_before_training(extra, pattern, tmp_path, capsys):
+    from e2gan.cli import main
+    from tests.conftest import write_micro_toml
+
+    cfg = write_micro_toml(tmp_path / "micro.toml")
+    for command in ("rank-search", "analyze-layers"):
+        if command == "analyze-layers" and any(a.startswith("--budget") for a in extra):
+            continue
+        assert main([command, "--config", str(cfg), "--runs", str(tmp_path / "runs"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(pattern), err
+        assert not (tmp_path / "runs").exists()  # nothing distilled or trained
+
+
+def test_budget_text_forms():
+    from e2gan.cli import _param_count
+
+    assert _param_count("90000") == 90000 and _param_count("90k") == 90000 and _param_count("0.092M") == 92000

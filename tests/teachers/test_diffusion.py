@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.distill import (COST_FILE, MANIFEST, distill, merge_shards, parse_shard, read_manifest, shard_file,
+from e2gan.distill import (COST_FILE, distill, merge_shards, parse_shard, read_manifest, shard_file,
                            shard_of, verify_manifest)
 from e2gan.errors import InputError
 from e2gan.io import sha256_file
@@ -124,8 +124,7 @@ def test_same_seed_same_output_other_seed_differs():
     b = arrays(t.edit(imgs, "put on sunglasses", [5, 6]))
     c = arrays(t.edit(imgs, "put on sunglasses", [5, 7]))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert np.array_equal(a[0], c[0]) is False or True  # image 0 keeps seed 5 ...
-    assert np.abs(a[0] - c[0]).max() <= 2                # ... so it is unchanged up to batch rounding
+    assert np.abs(a[0] - c[0]).max() <= 2                # image 0 keeps seed 5: unchanged up to rounding
     assert np.abs(a[1] - c[1]).mean() > 1                # image 1's seed changed: another edit
     # One generator per image: an image's result does not depend on its batch-mates.
     alone = arrays(t.edit(imgs[1:], "put on sunglasses", [6]))
@@ -171,14 +170,27 @@ def test_img2img_pipeline_by_class_name():
     imgs = [s.image for s in sources(2)]
     a = arrays(t.edit(imgs, "a watercolor painting", [1, 2]))
     assert [x.shape for x in a] == [(24, 24, 3)] * 2
-    assert np.array_equal(a[0], arrays(t.edit(imgs[:1], "a watercolor painting", [1]))[0]) or \
-        np.abs(a[0] - arrays(t.edit(imgs[:1], "a watercolor painting", [1]))[0]).max() <= 2
+    assert np.array_equal(a[0], arrays(t.edit(imgs, "a watercolor painting", [1, 2]))[0])  # seeded
+    assert np.abs(a[1] - arrays(t.edit(imgs, "a watercolor painting", [1, 3]))[1]).mean() > 0.5
     with pytest.raises(InputError, match="image_guidance_scale"):
         load_teacher(f"diffusers:{sd_dir()}?pipeline=StableDiffusionImg2ImgPipeline&image_guidance_scale=1.2")
     with pytest.raises(InputError, match="DiffusionPipeline class name"):
         load_teacher(f"diffusers:{sd_dir()}?pipeline=NoSuchPipeline")
     with pytest.raises(InputError, match="takes prompt and image"):
         load_teacher(f"diffusers:{sd_dir()}?pipeline=StableDiffusionPipeline")
+
+
+def test_device_and_dtype_choices(monkeypatch):
+    import torch
+
+    assert teacher().describe()["dtype"] == "float32"  # auto on the CPU
+    with pytest.raises(InputError, match="float16 is for CUDA"):
+        load_teacher(f"diffusers:{ip2p_dir()}?dtype=float16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="no CUDA here"):
+        load_teacher(f"diffusers:{ip2p_dir()}?device=cuda")
+    with pytest.raises(InputError, match="options StableDiffusionInstructPix2PixPipeline takes"):
+        load_teacher("diffusers:never/loaded?strength=0.5")  # refused before looking for weights
 
 
 # ---------- offline ----------
@@ -214,6 +226,48 @@ def test_unknown_model_offline_is_one_line_error_without_network(no_network, tmp
     assert no_network == []
 
 
+def test_cached_hub_id_loads_offline_from_the_snapshot(no_network, tmp_path, monkeypatch):
+    """A hub id already in the local cache loads offline, with its commit as the revision."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--tiny-org--tiny-ip2p"
+    shutil.copytree(ip2p_dir(), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    t = load_teacher(f"diffusers:tiny-org/tiny-ip2p?steps={STEPS}")
+    d = t.describe()
+    assert d["model"] == "tiny-org/tiny-ip2p" and d["model_source"] == "hub cache" and d["revision"] == commit
+    assert d["files"] == teacher().describe()["files"]
+    assert [o.size for o in t.edit([sources(1)[0].image], "put on sunglasses", [1])] == [(24, 24)]
+    assert no_network == []
+
+
+def test_fingerprint_covers_what_is_loaded(tmp_path):
+    import shutil
+
+    from e2gan.teachers.diffusion import fingerprint_folder
+
+    folder = tmp_path / "copy"
+    shutil.copytree(ip2p_dir(), folder)
+    base = fingerprint_folder(folder)
+    assert "unet/diffusion_pytorch_model.safetensors" in base and "model_index.json" in base
+    (folder / "instruct-pix2pix-00-22000.ckpt").write_bytes(b"x")  # a full-repo download's extras
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"x")
+    (folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"x")
+    assert fingerprint_folder(folder) == base
+    assert set(fingerprint_folder(folder, "fp16")) - set(base) == {"unet/diffusion_pytorch_model.fp16.safetensors"}
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # a fine-tune of the same architecture
+    weights.write_bytes(bytes(data))
+    assert fingerprint_folder(folder)["vae/diffusion_pytorch_model.safetensors"] != \
+        base["vae/diffusion_pytorch_model.safetensors"]
+
+
 def test_incomplete_folder_is_an_input_error(tmp_path):
     import shutil
 
@@ -238,7 +292,6 @@ def test_distill_records_teacher_and_settings(tmp_path):
     assert all("teacher_settings" not in r for (c, _), r in recs.items() if c == "sunglasses")
     assert all(r["teacher_settings"] == {"guidance_scale": 12.0} for (c, _), r in recs.items() if c != "sunglasses")
     assert counting.seen[1][2] == {"guidance_scale": 12.0}
-    # The setting changes the edit (same instruction, same seeds would otherwise give the same image).
     a = {sid: r["target_sha256"] for (c, sid), r in recs.items() if c == "sunglasses"}
     # Changing a concept's settings redoes that concept only.
     changed = [CONCEPTS[0], Concept("sunglasses-strong", "put on sunglasses", "base", "structure",
@@ -376,3 +429,40 @@ def test_wrapper_overhead_report():
     assert r["outputs_identical"] and r["working_size"] == [RESOLUTION, RESOLUTION]
     assert r["raw_s"]["median"] > 0 and r["wrapper_s"]["median"] > 0 and len(r["raw_s"]["all"]) == 2
     assert r["overhead_median"] == pytest.approx(r["wrapper_s"]["median"] / r["raw_s"]["median"] - 1)
+
+
+SHARD_SCRIPT = """
+import sys
+from e2gan.distill import distill
+from e2gan.sources import builtin_sources
+from e2gan.teachers import load_concepts, select_concepts
+from e2gan.teachers.procedural import ProceduralTeacher
+concepts = select_concepts(load_concepts(), ["pixelate", "emboss", "sketch", "vignette", "sepia"])
+distill(builtin_sources(24, crops_per_photo=2), concepts, ProceduralTeacher(), sys.argv[1],
+        shard=(int(sys.argv[2]), int(sys.argv[3])), batch_size=2, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_shard_processes_share_one_folder(tmp_path):
+    """n processes at once into one folder (a shared disk): no lost or doubled pairs after the merge."""
+    import os
+    import subprocess
+    import sys
+
+    n = 3
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    procs = [subprocess.Popen([sys.executable, "-c", SHARD_SCRIPT, str(tmp_path), str(i), str(n)], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(n)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    srcs = builtin_sources(24, crops_per_photo=2)
+    concepts = select_concepts(load_concepts(), ["pixelate", "emboss", "sketch", "vignette", "sepia"])
+    t = Counting(ProceduralTeacher())
+    summary = distill(srcs, concepts, t, tmp_path, progress=False)
+    assert t.images == 0 and summary["shards_merged"] == n
+    recs = verify_manifest(tmp_path)
+    done = summary["pairs"] - summary["skipped_greyscale"]
+    assert len(recs) == len({(r["concept"], r["source_id"]) for r in recs}) == done
+    cost = json.loads((tmp_path / COST_FILE).read_text())
+    assert cost["total"]["images"] == len(recs)

@@ -1,0 +1,418 @@
+"""One report per study (tables, figures, image grids; Markdown + self-contained HTML) and the index.
+
+Layout of a study report (``out_dir`` = ``reports/<preset>/<study>``)::
+
+    index.html          self-contained: figures and grids embedded as data URIs, user strings escaped
+    index.md            the same content in Markdown, linking the files below
+    tables/<key>.md|.csv|.tex
+    figures/<name>.png
+    grids/<concept>.png source / teacher target / each method's output, a few test images
+    trials.csv          the trials the report was built from
+
+Inputs are plain (see ``study_tables``): a spec-like object or dict, the trials DataFrame, and
+the runs' result.json files (read here unless given).
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from e2gan.io import atomic_write_text
+from e2gan.reporting.html import image_data_uri, page, paragraph
+from e2gan.reporting.plots import Point, plot_cost_quality, plot_grouped_bars, plot_latency_macs, plot_lines
+from e2gan.reporting.study_tables import (PAIRS_AXIS, TITLES, StudyContext, _estimates, best_line, build_tables,
+                                          latency_rows, md_escape, metric_title, pareto_points, spec_get,
+                                          study_context)
+
+EXTRA_STYLE = "<style>td.missing{color:#a00}td.paper,th.paper{background:#f3f0e6;font-style:italic}figure{margin:1em 0}figcaption{font-size:90%;color:#444}</style>"
+TILE_MIN_PX = 96
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    path: Path
+    caption: str
+
+
+@dataclass
+class Grid:
+    concept: str
+    path: Path | None
+    columns: list[str]
+    notes: list[str]
+
+
+def slug(text: str) -> str:
+    """A safe file name for any user string (a short hash keeps distinct names distinct)."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-.")[:40] or "x"
+    return f"{base}-{hashlib.sha256(str(text).encode()).hexdigest()[:6]}" if base != str(text) else base
+
+
+# --------------------------------------------------------------------------------------------
+# Figures.
+# --------------------------------------------------------------------------------------------
+
+def _points(ctx: StudyContext, x_key: str, y_key: str) -> list[Point]:
+    ex, ey = _estimates(ctx, x_key), _estimates(ctx, y_key)
+    return [Point(ctx.group_label(g), ex[g].mean, ey[g].mean, ex[g].ci95, ey[g].ci95, "") for g in ctx.groups
+            if ex[g].n and ey[g].n]
+
+
+def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
+    folder = Path(folder)
+    out: list[Figure] = []
+    ylab = f"{TITLES.get(ctx.metric, ctx.metric)} ({'higher' if ctx.maximize else 'lower'} is better)"
+    ci = "Points: mean over seeds; bars: 95% CI."
+
+    def add(key: str, title: str, path: Path, caption: str) -> None:
+        out.append(Figure(key, title, path, caption))
+
+    if ctx.kind == "main":
+        p = plot_cost_quality(_points(ctx, "train_seconds", ctx.metric), folder / "cost-quality.png",
+                              xlabel="training wall time per concept (s)", ylabel=ylab,
+                              title="Cost vs quality per method", maximize_y=ctx.maximize)
+        add("cost-quality", "Cost vs quality", p, f"{ci} The black step line is the Pareto front.")
+        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric), folder / "params-quality.png",
+                              xlabel="trainable parameters per concept", ylabel=ylab,
+                              title="Trainable parameters vs quality", maximize_y=ctx.maximize, log_x=True)
+        add("params-quality", "Trainable parameters vs quality", p, ci)
+    elif ctx.kind == "ranks":
+        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric), folder / "rank-budget.png",
+                              xlabel="trainable parameters (rank budget)", ylabel=ylab,
+                              title="Quality vs rank budget per scheme", maximize_y=ctx.maximize)
+        add("rank-budget", "Quality vs rank budget", p, f"{ci} The step line is the Pareto front.")
+    elif ctx.kind == "layers":
+        est = _estimates(ctx, ctx.metric)
+        p = plot_grouped_bars([ctx.group_label(g) for g in ctx.groups],
+                              {TITLES.get(ctx.metric, ctx.metric): [(est[g].mean, est[g].ci95) for g in ctx.groups]},
+                              folder / "layers.png", ylabel=ylab, title="Quality per LoRA group")
+        add("layers", "Quality per LoRA group", p, ci)
+        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric), folder / "layers-params.png",
+                              xlabel="trainable parameters", ylabel=ylab, title="Quality vs parameters per group",
+                              maximize_y=ctx.maximize)
+        add("layers-params", "Quality vs parameters per group", p, ci)
+    elif ctx.kind == "base-model":
+        keys = [*ctx.cell_cols, "concept"]
+        groups = [(*g, c) for g in ctx.groups for c in ctx.concepts]
+        per = _estimates(ctx, ctx.metric, keys=keys, groups=groups, concepts=False)
+        mean = _estimates(ctx, ctx.metric)
+        series = {ctx.group_label(g): [(per[(*g, c)].mean, per[(*g, c)].ci95) for c in ctx.concepts]
+                  + [(mean[g].mean, mean[g].ci95)] for g in ctx.groups}
+        p = plot_grouped_bars([*ctx.concepts, "mean"], series, folder / "base-model.png", ylabel=ylab,
+                              title="Quality per concept and base model")
+        add("base-model", "Quality per concept and base model", p, ci)
+    elif ctx.kind == "data-count" and PAIRS_AXIS in ctx.cell_cols:
+        i = ctx.cell_cols.index(PAIRS_AXIS)
+        est = _estimates(ctx, ctx.metric)
+        series: dict[str, list] = {}
+        for g in ctx.groups:
+            name = " / ".join(str(v) for j, v in enumerate(g) if j != i) or "all"
+            try:
+                x = float(g[i])
+            except (TypeError, ValueError):
+                continue
+            if x > 0:
+                series.setdefault(name, []).append((x, est[g].mean, est[g].ci95))
+        p = plot_lines(series, folder / "data-count.png", xlabel="training pairs of the new concept", ylabel=ylab,
+                       title="Quality vs training pairs per selection method", log_x=True)
+        add("data-count", "Quality vs number of training pairs", p,
+            f"{ci} 'All pairs' cells are in the table, not on this axis.")
+    elif ctx.kind == "pareto":
+        df, _ = pareto_points(ctx)
+        pts = [Point(f"t{int(r['trial'])}" if "trial" in df.columns else str(i), r["_x"], r["_y"])
+               for i, r in df.iterrows()]
+        p = plot_cost_quality(pts, folder / "pareto.png", xlabel="trainable parameters", ylabel=ylab,
+                              title="NSGA-II trials and Pareto front", maximize_y=ctx.maximize)
+        add("pareto", "Cost vs quality: NSGA-II trials", p, "Each point is one trial (mean over its runs); "
+            "circled points form the Pareto front.")
+    lat = latency_rows(ctx)
+    if lat:
+        pts = [Point(r["label"], r["macs"], r["estimate"].mean, float("nan"), r["estimate"].ci95, r["backend"])
+               for r in lat if r["macs"]]
+        p = plot_latency_macs(pts, folder / "latency-macs.png")
+        add("latency-macs", "Latency vs MACs", p, "One marker style per backend; bars: 95% CI over measured runs.")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Image grids: source / teacher / each method's output on a few test images of a concept.
+# --------------------------------------------------------------------------------------------
+
+def _methods(ctx: StudyContext, concept: str, seed: Any) -> list[tuple[str, str | None]]:
+    """(label, run_dir) per method for one concept: the run of ``seed``, else its lowest seed."""
+    out: list[tuple[str, str | None]] = []
+    if ctx.sampler == "grid":
+        for g in ctx.groups:
+            rows = ctx.group_rows(g)
+            rows = rows[rows["concept"] == concept] if "concept" in rows.columns else rows.iloc[0:0]
+            run = None
+            if len(rows) and "run_dir" in rows.columns:
+                pick = rows[rows["seed"] == seed] if "seed" in rows.columns else rows
+                if pick.empty and "seed" in rows.columns:
+                    pick = rows.sort_values("seed", kind="mergesort")
+                run = str(pick["run_dir"].iloc[0]) if len(pick) else None
+            out.append((ctx.group_label(g), run))
+        return out
+    df, front = pareto_points(ctx)  # search studies: the front's trials, cheapest first
+    for pos in front[:4]:
+        r = df.iloc[pos]
+        runs = r.get("runs") if "runs" in df.columns else None
+        runs = list(runs) if isinstance(runs, (list, tuple)) else ([r["run_dir"]] if "run_dir" in df.columns else [])
+        run = next((str(x) for x in runs if concept in (ctx.results.get(str(x), {}).get("concepts") or [])), None)
+        label = f"trial {int(r['trial'])}" if "trial" in df.columns else f"#{pos}"
+        out.append((label, run))
+    return out
+
+
+def _predict(run_dir: str, concept: str, n: int, source_ids: list[str] | None, device: str) -> dict:
+    from e2gan.data import PairedDataset
+    from e2gan.errors import InputError
+    from e2gan.evaluate import predict
+    from e2gan.models import load_generator
+
+    generator, meta = load_generator(run_dir)
+    trained = list(meta.get("concepts", []))
+    if concept not in trained:
+        raise InputError(f"concept {concept!r} not trained in this run", str(run_dir), f"one of {trained}")
+    root = meta.get("data")
+    if not root:
+        raise InputError("run names no data folder", str(Path(run_dir) / "model.json"), "a 'data' entry")
+    index = {c: i for i, c in enumerate(trained)}
+    full = PairedDataset(root, [concept], "test", index, check_hashes=False)
+    ids = [p.source_id for p in full.pairs]
+    pick = list(range(min(n, len(ids)))) if source_ids is None else [ids.index(s) for s in source_ids if s in ids]
+    ds = PairedDataset(root, [concept], "test", index, indices=pick, check_hashes=False)
+    return predict(generator, ds, device=device)
+
+
+def _upscale(tiles: np.ndarray) -> np.ndarray:
+    h = tiles.shape[-1]
+    f = max(1, math.ceil(TILE_MIN_PX / max(1, h)))
+    return tiles if f == 1 else tiles.repeat(f, axis=-1).repeat(f, axis=-2)
+
+
+def concept_grid(ctx: StudyContext, concept: str, path: Path, n_images: int = 3, seed: Any = 0,
+                 device: str = "cpu") -> Grid:
+    """source | teacher target | each method's output, for the first ``n_images`` test images."""
+    from e2gan.reporting.grids import save_triplet_grid
+
+    methods = _methods(ctx, concept, seed)
+    notes: list[str] = []
+    preds: dict[str, dict] = {}
+    ref = None
+    for label, run in methods:
+        if run is None:
+            notes.append(f"{label}: no finished run for this concept")
+            continue
+        try:
+            pred = _predict(run, concept, n_images, ref["source_ids"] if ref else None, device)
+        except Exception as exc:  # a run moved, a data folder missing: the grid says so and goes on
+            notes.append(f"{label}: not rendered ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+            continue
+        if ref is None:
+            ref = pred
+        preds[label] = pred
+    columns = ["source", "teacher", *[label for label, _ in methods]]
+    if ref is None:
+        return Grid(concept, None, columns, notes or ["no run could be rendered"])
+    ids = ref["source_ids"]
+    shape = tuple(ref["sources"].shape[1:])
+    rows = np.full((len(ids), len(columns), *shape), 200, dtype=np.uint8)
+    rows[:, 0] = ref["sources"].numpy()
+    rows[:, 1] = ref["targets"].numpy()
+    for j, (label, _) in enumerate(methods, start=2):
+        pred = preds.get(label)
+        if pred is None:
+            continue
+        for i, sid in enumerate(ids):
+            if sid in pred["source_ids"]:
+                out = pred["outputs"][pred["source_ids"].index(sid)].numpy()
+                if out.shape == shape:
+                    rows[i, j] = out
+                else:
+                    notes.append(f"{label}: output shape {out.shape} differs from {shape}")
+    save_triplet_grid(_upscale(rows), path, header=tuple(columns), row_labels=tuple(ids), label_px=96)
+    return Grid(concept, Path(path), columns, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# The report.
+# --------------------------------------------------------------------------------------------
+
+def _rel(path: Path, base: Path) -> str:
+    return path.relative_to(base).as_posix()
+
+
+def _links(files: dict[str, Path], base: Path) -> str:
+    return " · ".join(f"<a href='{html.escape(_rel(p, base), quote=True)}'>{k.upper()}</a>" for k, p in files.items())
+
+
+def _missing_frame(ctx: StudyContext) -> pd.DataFrame:
+    miss = ctx.missing_cells()
+    if not miss:
+        return pd.DataFrame()
+    df = pd.DataFrame(miss)
+    return df.rename(columns={"arm": "method"})
+
+
+def _html_frame(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_frame(df: pd.DataFrame) -> str:
+    def c(v: Any) -> str:
+        return md_escape(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(c(x) for x in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(c(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_study_report(spec: Any, trials_df: pd.DataFrame | None, out_dir: str | Path, *, preset: str | None = None,
+                       concepts: Sequence[str] | None = None, results: dict[str, dict] | None = None,
+                       grid_images: int = 3, grid_seed: Any = 0, grids: bool = True, device: str = "cpu") -> Path:
+    """Write the study's report into ``out_dir`` (``reports/<preset>/<study>``); returns index.html.
+
+    spec: a StudySpec or a dict with name, title, table, metric, seeds, concepts, arms, axes,
+    search, n_trials, paper. trials_df: ``studies.summary.trials_frame(study)``. concepts: the
+    held-out concept names (default: the spec's ``concept_names(preset)`` when it has one, else
+    those in the frame). results: run_dir -> result.json (default: read from each ``run_dir``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = study_context(spec, trials_df, results=results, concepts=list(concepts) if concepts else None,
+                        preset=preset)
+    tables = build_tables(ctx)
+    table_files = {t.key: t.write(out_dir / "tables") for t in tables}
+    figures = build_figures(ctx, out_dir / "figures")
+    grid_list = ([concept_grid(ctx, c, out_dir / "grids" / f"{slug(c)}.png", grid_images, grid_seed, device)
+                  for c in ctx.concepts] if grids else [])
+    trials_out = (trials_df if trials_df is not None else pd.DataFrame())
+    atomic_write_text(out_dir / "trials.csv", trials_out.to_csv(index=False))
+    summary = best_line(ctx)
+    missing = _missing_frame(ctx)
+    title = f"{ctx.title or ctx.name} — preset {ctx.preset}"
+    spec_info = {k: spec_get(spec, k) for k in ("name", "title", "table", "metric", "concepts", "seeds", "sampler",
+                                                  "n_trials", "arms", "axes", "search", "paper")}
+    if spec_get(spec, "path"):
+        spec_info["file"] = Path(str(spec_get(spec, "path"))).name  # the file name only: no local folders
+
+    # Markdown
+    md = [f"# {md_escape(title)}\n", f"{md_escape(summary)}\n", f"Study `{ctx.name}` ({ctx.kind} table), objective "
+          f"{metric_title(ctx.metric)}. Raw trials: [trials.csv](trials.csv).\n"]
+    for t in tables:
+        files = table_files[t.key]
+        md.append(f"## {md_escape(t.title)}\n\n{t.to_markdown()}\n"
+                  + " · ".join(f"[{k.upper()}]({_rel(p, out_dir)})" for k, p in files.items()) + "\n")
+    if figures:
+        md.append("## Figures\n")
+        md += [f"### {f.title}\n\n![{f.title}]({_rel(f.path, out_dir)})\n\n{f.caption}\n" for f in figures]
+    if grid_list:
+        md.append("## Image grids (test split, seed " + str(grid_seed) + ")\n")
+        for g in grid_list:
+            md.append(f"### {md_escape(g.concept)}\n\nColumns: {md_escape(' | '.join(g.columns))}.\n")
+            if g.path:
+                md.append(f"![grid]({_rel(g.path, out_dir)})\n")
+            md += [f"- {md_escape(n)}\n" for n in g.notes]
+    if not missing.empty or ctx.problems:
+        md.append("## Missing runs\n")
+        if not missing.empty:
+            md.append(f"{len(missing)} expected runs have no complete trial:\n\n{_md_frame(missing)}")
+        md += [f"- unreadable result: {md_escape(p)}\n" for p in ctx.problems]
+    atomic_write_text(out_dir / "index.md", "\n".join(md))
+
+    # HTML
+    sections: list[tuple[str, str]] = [
+        ("Summary", EXTRA_STYLE + paragraph(summary) + paragraph(
+            f"Study '{ctx.name}' ({ctx.kind} table); objective {metric_title(ctx.metric)}; seeds "
+            f"{', '.join(map(str, ctx.seeds))}; held-out concepts {', '.join(ctx.concepts)}.")
+         + "<p>Raw trials: <a href='trials.csv'>trials.csv</a> · Markdown version: "
+           "<a href='index.md'>index.md</a></p>"),
+    ]
+    for t in tables:
+        sections.append((t.title, t.to_html() + f"<p>{_links(table_files[t.key], out_dir)}</p>"))
+    if figures:
+        body = "<a id='figures'></a>" + "".join(f"<figure><img alt='{html.escape(f.title, quote=True)}' src='{image_data_uri(f.path)}'>"
+                       f"<figcaption>{html.escape(f.title)}: {html.escape(f.caption)} "
+                       f"<a href='{html.escape(_rel(f.path, out_dir), quote=True)}'>PNG</a></figcaption></figure>"
+                       for f in figures)
+        sections.append(("Figures", body))
+    if grid_list:
+        body = "<a id='grids'></a>"
+        for g in grid_list:
+            body += f"<h3>{html.escape(g.concept)}</h3>" + paragraph("Columns: " + " | ".join(g.columns) + ".")
+            if g.path:
+                body += (f"<img alt='{html.escape(g.concept, quote=True)}' src='{image_data_uri(g.path)}'> "
+                         f"<a href='{html.escape(_rel(g.path, out_dir), quote=True)}'>PNG</a>")
+            body += "".join(paragraph(n, "protocol") for n in g.notes)
+        sections.append((f"Image grids (test split, seed {grid_seed})", body))
+    if not missing.empty or ctx.problems:
+        body = ""
+        if not missing.empty:
+            body += paragraph(f"{len(missing)} expected runs have no complete trial:") + _html_frame(missing)
+        body += "".join(paragraph(f"unreadable result: {p}") for p in ctx.problems)
+        sections.append(("Missing runs", body))
+    sections.append(("Study spec", f"<pre>{html.escape(json.dumps(spec_info, indent=1, default=str))}</pre>"))
+    return atomic_write_text(out_dir / "index.html", page(title, sections))
+
+
+def summary_line(spec: Any, trials_df: pd.DataFrame | None, *, preset: str | None = None,
+                 concepts: Sequence[str] | None = None, results: dict[str, dict] | None = None) -> str:
+    """The study's one-line summary for the top-level index (best row on the objective, completeness)."""
+    return best_line(study_context(spec, trials_df, results=results, concepts=list(concepts) if concepts else None,
+                                   preset=preset))
+
+
+_SAFE_LINK = re.compile(r"^(?![a-zA-Z][a-zA-Z0-9+.-]*:)|^(https?|file):", re.I)
+
+
+def _href(link: str) -> str | None:
+    return html.escape(link, quote=True) if link and _SAFE_LINK.match(link) else None
+
+
+def write_index(preset: str, studies: Sequence[tuple[str, str, str, str]], out_dir: str | Path,
+                base_report_link: str | None = None) -> Path:
+    """The top-level ``reports/<preset>/index.html`` (+ index.md): one row per study.
+
+    studies: (name, title, relative link to the study's index.html, one-line summary).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"e2gan reports — preset {preset}"
+    rows = []
+    md = [f"# {md_escape(title)}\n", "Every table of the paper this suite reproduces, one report per study.\n"]
+    if base_report_link:
+        href = _href(base_report_link)
+        md.append(f"Base model: [{base_report_link}]({base_report_link})\n")
+        base_html = (f"<p>Base model report: <a href='{href}'>{html.escape(base_report_link)}</a></p>" if href
+                     else paragraph(f"Base model report: {base_report_link}"))
+    else:
+        base_html = ""
+    md.append("| study | title | summary |\n|---|---|---|")
+    for name, stitle, link, summary in studies:
+        href = _href(link)
+        cell = f"<a href='{href}'>{html.escape(name)}</a>" if href else html.escape(name)
+        rows.append(f"<tr><td>{cell}</td><td>{html.escape(stitle)}</td><td>{html.escape(summary)}</td></tr>")
+        esc = [md_escape(x).replace("|", "\\|") for x in (name, stitle, summary)]
+        md.append(f"| [{esc[0]}]({link}) | {esc[1]} | {esc[2]} |")
+    table = ("<table><thead><tr><th>study</th><th>title</th><th>summary</th></tr></thead><tbody>"
+             + "".join(rows) + "</tbody></table>")
+    intro = paragraph("Every table of the paper this suite reproduces, one report per study. Each cell is "
+                      "mean ± 95% CI over seeds with N; each table states its protocol; the paper's numbers "
+                      "are shown beside ours where it has them, marked as the paper's.")
+    atomic_write_text(out_dir / "index.md", "\n".join(md) + "\n")
+    return atomic_write_text(out_dir / "index.html", page(title, [("Studies", intro + base_html + table)]))
