@@ -16,7 +16,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help="tiny | small | paper (default: the config's, else tiny)")
     p.add_argument("--config", default=None, help="TOML file overriding the preset")
     p.add_argument("--sources", default=None, help="folder of source images (default: built-in photos)")
-    p.add_argument("--teacher", default=None, help="procedural | module:callable")
+    p.add_argument("--teacher", default=None,
+                   help="procedural | diffusers:<hub id or folder>[?steps=20&guidance_scale=7.5&...] | module:callable")
+    p.add_argument("--concepts-file", default=None, help="procedural | ffhq | scenery | a concepts TOML file")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="training steps (one G+D update each)")
     p.add_argument("--max-time", type=float, default=None, help="training wall-time budget in seconds")
@@ -37,6 +39,7 @@ def _config(args, budget_section: str = "train"):
     cfg = load_config(args.config, args.preset)
     over: dict[str, dict] = {"data": {}, "train": {}, "adapt": {}}
     for attr, section, key in [("sources", "data", "sources"), ("teacher", "data", "teacher"),
+                               ("concepts_file", "data", "concepts_file"),
                                ("resolution", "data", "resolution"), ("steps", budget_section, "steps"),
                                ("max_time", budget_section, "max_time_s"), ("batch_size", "train", "batch_size"),
                                ("seed", "train", "seed"), ("accelerator", "train", "accelerator"),
@@ -67,10 +70,15 @@ def _is_worker_rank() -> bool:
 
 
 def cmd_distill(args) -> str:
-    from studies.prerequisites import ensure_data
+    from studies.prerequisites import data_dir, ensure_data
 
     cfg = _config(args)
-    out, s = ensure_data(cfg, args.runs, progress=not args.no_progress)
+    if args.merge_shards:
+        from e2gan.distill import merge_shards
+
+        merged = merge_shards(data_dir(cfg, args.runs))
+        return f"merged shards into {data_dir(cfg, args.runs) / 'manifest.jsonl'}: {merged}"
+    out, s = ensure_data(cfg, args.runs, progress=not args.no_progress, shard=args.shard)
     return (f"distilled {s['written']} new pairs ({s['skipped_existing']} already done, "
             f"{s['skipped_greyscale']} greyscale skipped) in {s['seconds']:.1f} s -> {out}")
 
@@ -225,6 +233,28 @@ def cmd_study(args) -> str:
     return runner.status_line(runner.status(study, spec, preset))
 
 
+def cmd_export(args) -> str:
+    from e2gan.deploy import export_run
+
+    rec = export_run(args.run, out=args.out, concept=args.concept, nhwc=args.nhwc, quantize=args.quantize,
+                     resolution=args.resolution, parity_tol=args.parity_tol, progress=not args.no_progress)
+    int8 = f", int8 diff {rec['int8_max_abs_diff']:.3g}" if rec.get("int8_max_abs_diff") is not None else ""
+    return (f"exported {rec['bytes']:,} bytes, parity max |diff| {rec['parity_max_abs_diff']:.2e}{int8} "
+            f"-> {rec['path']}")
+
+
+def cmd_latency(args) -> str:
+    from e2gan.deploy import latency_run
+
+    row = latency_run(args.target, args.backend, serial=args.serial, binary=args.binary, threads=args.threads,
+                      use_gpu=args.gpu, warmup=args.warmup, runs=args.runs_count, core_mask=args.core_mask,
+                      adb_key=args.adb_key, concept=args.concept, resolution=args.resolution, model=args.model,
+                      timeout_s=args.timeout, gemm_peak=not args.no_peak)
+    median = row.get("median_ms") or row.get("latency_ms") or row.get("inference_avg_ms")
+    extra = f", {row['peak_fraction']:.0%} of the measured GEMM peak" if row.get("peak_fraction") else ""
+    return f"{args.backend} latency {median:.2f} ms ({row.get('threads')} threads){extra}"
+
+
 def cmd_describe(args) -> str:
     import torch
 
@@ -310,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="sources x concepts -> paired data + manifest (resumable)")
     _add_config_args(p)
+    p.add_argument("--shard", default=None, help="i/n: this machine's disjoint share of the work")
+    p.add_argument("--merge-shards", action="store_true", help="fold finished shards into manifest.jsonl")
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser("train-base", help="train the base GAN on the base concepts (resumes from last)")
@@ -384,6 +416,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="export: CSV path")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("export", help="export a run's generator to .tflite (litert-torch) with a parity check")
+    p.add_argument("run")
+    p.add_argument("--out", default=None)
+    p.add_argument("--concept", default=None, help="concept to bake in (default: the new one, else the first)")
+    p.add_argument("--nhwc", action="store_true", help="NHWC input and output")
+    p.add_argument("--quantize", default=None, choices=["dynamic-int8"])
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--parity-tol", type=float, default=1e-4)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("latency", help="latency on the host (torch | litert) or a phone over adb")
+    p.add_argument("target", help="run directory or .tflite file")
+    p.add_argument("--backend", required=True, choices=["torch", "litert", "adb"])
+    p.add_argument("--model", default=None, help="export file inside RUN/export (default model.tflite)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--runs", dest="runs_count", type=int, default=None, help="timed runs")
+    p.add_argument("--concept", default=None)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--serial", default=None, help="phone: HOST:PORT or usb[:SERIAL]")
+    p.add_argument("--binary", default=None, help="phone: your benchmark_model binary")
+    p.add_argument("--gpu", action="store_true", help="phone: GPU delegate")
+    p.add_argument("--core-mask", default=None, help="phone: taskset mask, e.g. f0")
+    p.add_argument("--adb-key", default=None, help="phone: adb private key (default ~/.android/adbkey)")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the GEMM peak")
+    p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("evaluate", help="test-split metrics of a run -> its result.json")
     p.add_argument("run", help="run directory")

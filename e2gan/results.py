@@ -11,6 +11,7 @@ Schema (version 1):
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -28,11 +29,32 @@ def make_result(*, run: str, kind: str, metrics: dict, protocol: dict, cost: dic
             "protocol": protocol, "cost": cost, "config": config, "env": env, **extra}
 
 
+KEPT_ON_REWRITE = ("export", "latency")  # written by other commands; re-evaluating must not drop them
+
+
+def _finite(obj):
+    """Strict JSON: a non-finite float (PSNR of identical sets, FID of too few images) becomes null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_result(run_dir: str | Path, result: dict) -> Path:
     missing = [k for k in REQUIRED if k not in result]
     if missing:
         raise ValueError(f"result is missing {missing}")
-    return atomic_write_json(Path(run_dir) / "result.json", result)
+    path = Path(run_dir) / "result.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        result = {**{k: old[k] for k in KEPT_ON_REWRITE if k in old}, **result}
+    return atomic_write_json(path, _finite(result))
 
 
 def read_result(run_dir: str | Path) -> dict:

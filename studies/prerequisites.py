@@ -36,8 +36,12 @@ def data_dir(cfg: Config, runs: str | Path = "runs") -> Path:
     return Path(runs) / "data" / f"{cfg.preset}-{cfg.data_key()}"
 
 
-def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True) -> tuple[Path, dict]:
-    """Distil every base and new concept of ``cfg`` (resumable); returns the folder and a summary."""
+def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True,
+                shard: str | None = None) -> tuple[Path, dict]:
+    """Distil every base and new concept of ``cfg`` (resumable); returns the folder and a summary.
+
+    ``shard`` ("i/n") distils only this worker's disjoint share; merge with `distill --merge-shards`.
+    """
     from e2gan.distill import distill
     from e2gan.sources import load_sources
     from e2gan.teachers import load_concepts, load_teacher
@@ -48,8 +52,9 @@ def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True) -
     teacher = load_teacher(cfg.data.teacher)
     sources = load_sources(cfg.data.sources, cfg.data.resolution, crops_per_photo=cfg.data.crops_per_photo,
                            seed=cfg.data.seed)
-    summary = distill(sources, wanted, teacher, out, seed=cfg.data.seed, progress=progress)
-    atomic_write_json(out / "data.json", {"config": cfg.to_dict()["data"], "last_distill": summary})
+    summary = distill(sources, wanted, teacher, out, seed=cfg.data.seed, progress=progress, shard=shard)
+    if shard is None:  # shards run at once into one folder: only the merged run describes it
+        atomic_write_json(out / "data.json", {"config": cfg.to_dict()["data"], "last_distill": summary})
     return out, summary
 
 
