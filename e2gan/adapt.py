@@ -179,7 +179,11 @@ def load_adapter(base_run: str | Path, adapter_dir: str | Path) -> tuple[nn.Modu
         raise InputError("adapter was trained on another base", str(meta_path),
                          f"base generator with sha256 {meta['base_sha256'][:12]}…")
     generator, _ = load_generator(base_run)
-    state = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+    try:
+        state = load_file(str(adapter_dir / ADAPTER_WEIGHTS))
+    except Exception as exc:  # not a safetensors file (adapters are never unpickled)
+        raise InputError("unreadable adapter weights", str(adapter_dir / ADAPTER_WEIGHTS),
+                         f"a safetensors file written by e2gan ({str(exc).splitlines()[0][:160]})") from None
     rows = state.pop("concept_embedding", None)
     if rows is not None:
         ids = generator.concepts.add_concepts(len(meta["concept_ids"]))

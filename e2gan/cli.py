@@ -109,6 +109,9 @@ def cmd_evaluate(args) -> str:
 def cmd_adapt(args) -> str:
     from studies.prerequisites import ensure_adapt, ensure_base, ensure_data
 
+    from e2gan.teachers.base import check_concept_name
+
+    check_concept_name(args.concept, "--concept")  # before anything is distilled; it becomes a folder name
     cfg = _config(args, budget_section="adapt")
     progress = not args.no_progress
     data, _ = ensure_data(cfg, args.runs, progress=progress and not _is_worker_rank())
@@ -470,6 +473,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_line(exc: OSError) -> str:
+    """``<what> (<where>): <expected>`` for a failed file operation."""
+    import errno
+
+    what = exc.strerror or type(exc).__name__
+    where = exc.filename if exc.filename is not None else "file system"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        expected = "free space on the output disk (earlier results are kept; free some and run again to resume)"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        expected = "a folder path whose parents are folders, not files"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        expected = "a writable output folder (--runs / --out)"
+    else:
+        expected = "a readable input and a writable output folder"
+    return f"{what} ({where}): {expected}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -481,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the disk is full, the output folder is not writable or not a folder, ...
+        if args.debug:
+            raise
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: work done so far is kept; run the same command again to resume", file=sys.stderr)

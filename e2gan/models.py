@@ -71,7 +71,12 @@ def load_generator(run_dir: str | Path) -> tuple[nn.Module, dict]:
     # Added concepts live in extra embedding chunks that loading re-creates: build with the base count.
     generator = make_generator(model, n_concepts=meta.get("n_base_concepts", len(meta["concepts"])))
     try:
-        generator.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own SafetensorError for a file that is not one
+        raise InputError("unreadable generator weights", str(weights),
+                         f"a safetensors file written by e2gan ({str(exc).splitlines()[0][:160]})") from None
+    try:
+        generator.load_state_dict(state)
     except RuntimeError as exc:
         raise InputError("weights do not fit the architecture", str(weights),
                          f"a checkpoint of {model.arch} width {model.width} ({str(exc).splitlines()[0]})") from None

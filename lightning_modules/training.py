@@ -11,11 +11,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from e2gan.config import Config
+from e2gan.errors import InputError
 from e2gan.io import atomic_write_json
 from e2gan.metrics.cost import peak_memory_bytes
 from lightning_modules.callbacks import TrainClock
 from lightning_modules.data_module import PairedDataModule
-from lightning_modules.gan_module import PairedGANModule
+from lightning_modules.gan_module import NonFiniteLoss, PairedGANModule
 
 
 def _trainer_device_args(cfg: Config) -> dict:
@@ -29,6 +30,22 @@ def _trainer_device_args(cfg: Config) -> dict:
         # A GAN step leaves some parameters without gradients in one of the two backward passes.
         strategy = DDPStrategy(find_unused_parameters=True)
     return {"accelerator": acc, "devices": cfg.train.devices, "precision": precision, "strategy": strategy}
+
+
+def check_checkpoint(path: str | Path) -> None:
+    """Refuse a checkpoint that is truncated or holds anything but tensors and plain data.
+
+    Loaded with ``weights_only=True``: a pickle naming arbitrary callables is never executed.
+    """
+    import pickle
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError("unloadable or unsafe checkpoint", str(path),
+                         f"a Lightning checkpoint of tensors and plain data, loadable with weights_only=True "
+                         f"(delete it to restart from scratch; {reason})") from None
 
 
 def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
@@ -60,7 +77,16 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                         use_distributed_sampler=False, check_val_every_n_epoch=1,
                         **_trainer_device_args(cfg))
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    if last.exists():
+        check_checkpoint(last)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    except NonFiniteLoss as exc:  # diverged: record why, then stop this run with one line
+        if trainer.is_global_zero:
+            atomic_write_json(run_dir / "train.json", {"gan_step": module.gan_step, "stopped_by": "diverged",
+                                                       "reason": str(exc), "train_seconds": clock.train_seconds})
+        raise InputError(f"training diverged: {exc}", str(run_dir),
+                         "finite losses and weights (lower the learning rate)") from None
     if not trainer.is_global_zero:
         return None
     stopped_by = "steps" if module.gan_step >= t.steps else ("time" if clock.budget_hit else "interrupted")

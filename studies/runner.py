@@ -27,7 +27,9 @@ def redact(url: str) -> str:
     """A storage URL with its password replaced, for logs, results and reports."""
     import re
 
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    # user:password@ up to the last '@' of the host part (an empty user too), and password= options.
+    url = re.sub(r"(://[^:/?#@]*:)[^/?#]*@", r"\1***@", url)
+    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", url)
 
 
 def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:

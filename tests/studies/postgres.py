@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, root: Path):
-        self.root, self.port = Path(root), _free_port()
+    def __init__(self):
+        # Not under pytest's tmp_path: that sits in a root-only folder the 'postgres' user cannot enter.
+        self.root, self.port = Path(tempfile.mkdtemp(prefix="e2gan-pg-")), _free_port()
         self.data = self.root / "pgdata"
         self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -40,7 +42,6 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
-        self.root.mkdir(parents=True, exist_ok=True)
         if self._as_user:
             shutil.chown(self.root, "postgres")
             os.chmod(self.root, 0o755)
@@ -54,6 +55,7 @@ class PostgresServer:
     def stop(self) -> None:
         subprocess.run([*self._as_user, find_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5) -> bool:

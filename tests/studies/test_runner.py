@@ -158,7 +158,7 @@ def test_four_workers_on_postgresql(tmp_path):
     if not url:
         if not (find_bin("initdb") and find_bin("pg_ctl")):
             pytest.skip("no PostgreSQL server binary (initdb/pg_ctl); .ci/run installs Debian's postgresql")
-        server = PostgresServer(tmp_path / "pg").start()
+        server = PostgresServer().start()
         url = server.url
     try:
         _four_workers(tmp_path, url, "pg")

@@ -1,0 +1,283 @@
+"""1. Adaptation cost: what LoRA-on-crucial-groups from the base needs to match pix2pix from scratch.
+
+Protocol (same new concept, same data, same machine, one process):
+1. pix2pix (ResNet-9 at the preset's ngf) is trained from scratch on the new concept for its whole
+   budget; its test-split set-level PSNR is recorded every few steps. Its *final quality* is the
+   mean of its last ``final_window`` checkpoints (GAN checkpoints jitter by about a dB).
+2. LoRA on the crucial groups (down, DS, transformer block, US, up) of the cached base model is
+   trained on the same concept with the same checkpoint schedule; the first checkpoint whose PSNR
+   reaches pix2pix's final quality gives its steps, wall time and FLOPs to reach it.
+3. Time ratio: per-step wall times of both sides are timed interleaved in this process (the two
+   runs above happen one after the other, so machine load can differ between them); the ratio is
+   pix2pix steps x its step time over LoRA steps-to-reach x its step time. The raw ratio of the two
+   runs' train_seconds is kept beside it. FLOPs are counted (torch.utils.flop_counter, G+D forward
+   and backward of one batch), so their ratio is load-free.
+Evaluation time is excluded from every time (the training clock pauses outside training batches).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+from benchmarks.common import (Context, check, interleave, make_gan_step, median, paired_ratio,
+                               ratio_of_medians, train_batch, wait_for_base)
+
+NAME = "adaptation"
+TITLE = "Adaptation cost: LoRA from the base vs pix2pix from scratch"
+
+
+class TestCurve:
+    """Lightning callback: set-level PSNR on the concept's test split every ``every`` GAN steps,
+    with the training clock's seconds at that point. Runs between batches, so it is not timed."""
+
+    def __init__(self, data_root: Path, concept: str, every: int, batch_size: int = 32):
+        import lightning as L
+
+        self.data_root, self.concept, self.every, self.batch_size = Path(data_root), concept, every, batch_size
+        self.points: list[dict] = []
+        self._dataset = None
+        self._base = L.Callback
+
+    def callback(self):
+        outer = self
+
+        class _CB(self._base):
+            def on_train_start(self, trainer, pl_module):
+                outer._trainer = trainer
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                step = int(pl_module.gan_step)
+                if outer._dataset is None:
+                    outer._make_dataset(int(batch["concept_id"][0]))
+                    outer._evaluate(pl_module.generator, 0, 0.0)  # not reached: before step 1 it was untrained
+                if step % outer.every == 0 and (not outer.points or outer.points[-1]["step"] != step):
+                    outer._evaluate(pl_module.generator, step, outer._clock(trainer))
+
+        return _CB()
+
+    @staticmethod
+    def _clock(trainer) -> float:
+        from lightning_modules.callbacks import TrainClock
+
+        clock = next(c for c in trainer.callbacks if isinstance(c, TrainClock))
+        return float(clock.train_seconds)
+
+    def _make_dataset(self, concept_id: int) -> None:
+        from e2gan.data import PairedDataset
+
+        self._dataset = PairedDataset(self.data_root, [self.concept], "test", {self.concept: concept_id},
+                                      check_hashes=False)
+
+    def _evaluate(self, generator, step: int, seconds: float) -> None:
+        from e2gan.evaluate import predict
+        from e2gan.metrics.quality import set_psnr
+
+        was_training = generator.training
+        pred = predict(generator, self._dataset, batch_size=self.batch_size,
+                       device=next(generator.parameters()).device)
+        generator.train(was_training)
+        psnr = set_psnr(pred["outputs"], pred["targets"])
+        if step == 0:
+            self.identity_psnr = set_psnr(pred["sources"], pred["targets"])
+        self.points.append({"step": step, "train_seconds": seconds, "psnr": psnr})
+
+
+def first_reaching(points: list[dict], target: float, sustained: int = 1) -> dict | None:
+    """First checkpoint (step > 0) whose PSNR >= target; with sustained > 1, the mean of it and the
+    next ``sustained - 1`` checkpoints must reach the target (a guard against one lucky checkpoint)."""
+    pts = [p for p in points if p["step"] > 0]
+    for i, p in enumerate(pts):
+        window = pts[i:i + sustained]
+        if len(window) == sustained and sum(q["psnr"] for q in window) / sustained >= target:
+            return p
+    return None
+
+
+def final_quality(points: list[dict], window: int) -> float:
+    pts = [p["psnr"] for p in points if p["step"] > 0][-window:]
+    return sum(pts) / len(pts)
+
+
+def _train(ctx: Context, cfg, base_run: Path | None, data: Path, run_dir: Path) -> tuple[dict, list[dict], float]:
+    from lightning_modules.adaptation import adapt
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a benchmark measures a fresh run, never a resumed or cached one
+    curve = TestCurve(data, ctx.scale.concept, ctx.scale.eval_every, batch_size=cfg.eval.batch_size)
+    summary = adapt(cfg, base_run, data, ctx.scale.concept, run_dir, progress=ctx.progress,
+                    extra_callbacks=[curve.callback()])
+    return summary, curve.points, getattr(curve, "identity_psnr", float("nan"))
+
+
+def _lora_size(model_cfg, n_base: int, ranks: dict[str, int], alpha_ratio: float) -> dict:
+    """Trainable parameters and fp32 bytes of a LoRA adapter (+ the new concept's embedding row)
+    against the whole generator, for a generator built from ``model_cfg`` (random weights)."""
+    from e2gan.adapt import LoraSpec, add_lora
+    from e2gan.metrics.cost import bytes_of_tensors, count_params
+    from e2gan.models import make_generator
+
+    g = make_generator(model_cfg, n_concepts=n_base)
+    gen_params, gen_bytes = count_params(g), bytes_of_tensors(g.state_dict())
+    g.concepts.add_concepts(1, "mean")
+    g = add_lora(g, LoraSpec(ranks=dict(ranks), alpha_ratio=alpha_ratio))
+    g.concepts.tables[-1].requires_grad_(True)
+    trainable = sum(p.numel() for p in g.parameters() if p.requires_grad)
+    return {"width": model_cfg.width, "generator_params": gen_params, "generator_bytes_fp32": gen_bytes,
+            "trainable_params": trainable, "adapter_bytes_fp32": 4 * trainable,
+            "embedding_row_params": g.concepts.tables[-1].numel()}
+
+
+def _pix2pix_params(ngf: int, n_blocks: int) -> int:
+    from e2gan.metrics.cost import count_params
+    from e2gan.nets import build_generator
+
+    return count_params(build_generator("pix2pix", ngf=ngf, n_blocks=n_blocks, init_gain=None))
+
+
+def run(ctx: Context) -> dict:
+    import torch
+
+    from e2gan.config import CRUCIAL
+    from lightning_modules.adaptation import build
+
+    sc = ctx.scale
+    data, base_run, base_summary = wait_for_base(ctx, ctx.cfg)
+    concept = sc.concept
+    p2p_cfg = ctx.config(adapt={"method": "pix2pix", "steps": sc.p2p_steps})
+    lora_cfg = ctx.config(adapt={"method": "lora", "groups": list(CRUCIAL), "ranks": {}, "steps": sc.lora_steps})
+    work = ctx.work / "adaptation"
+
+    ctx.log(f"pix2pix ngf={p2p_cfg.adapt.pix2pix_ngf} from scratch on {concept}: {sc.p2p_steps} steps")
+    t0 = time.perf_counter()
+    p2p_sum, p2p_curve, identity = _train(ctx, p2p_cfg, None, data, work / "pix2pix")
+    p2p_wall = time.perf_counter() - t0
+    ctx.log(f"LoRA on {'/'.join(CRUCIAL)} from {base_run.name} on {concept}: up to {sc.lora_steps} steps")
+    t0 = time.perf_counter()
+    lora_sum, lora_curve, _ = _train(ctx, lora_cfg, base_run, data, work / "lora")
+    lora_wall = time.perf_counter() - t0
+
+    # Per-step wall time of both sides, interleaved, on fresh copies built exactly as adaptation builds them.
+    parts = {"pix2pix": build(p2p_cfg, None, data, concept), "lora": build(lora_cfg, base_run, data, concept)}
+    steps = {}
+    for name, p in parts.items():
+        cfg = p2p_cfg if name == "pix2pix" else lora_cfg
+        batch = train_batch(data, [concept], {concept: p["concept_id"]}, cfg.train.batch_size, seed=cfg.adapt.seed)
+        steps[name] = make_gan_step(p["generator"], p["discriminator"], batch, lr_g=p["lr_g"], lr_d=cfg.adapt.lr_d,
+                                    betas=(cfg.train.beta1, cfg.train.beta2), lambda_l1=cfg.train.lambda_l1,
+                                    gan_mode=cfg.train.gan_mode, device=ctx.device)
+    from benchmarks.common import cuda_sync
+    step_times = interleave(steps, rounds=sc.step_rounds, warmup=1, sync=cuda_sync(ctx.device))
+    t_p2p, t_lora = median(step_times["pix2pix"]), median(step_times["lora"])
+
+    # Quality target and when LoRA reaches it.
+    target = final_quality(p2p_curve, sc.final_window)
+    reach = first_reaching(lora_curve, target)
+    reach_sustained = first_reaching(lora_curve, target, sustained=min(3, sc.final_window))
+    p2p_own = first_reaching(p2p_curve, target)
+    p2p_steps, p2p_flops_step = int(p2p_sum["gan_step"]), int(p2p_sum["flops_per_step"])
+    lora_flops_step = int(lora_sum["flops_per_step"])
+    p2p_flops = p2p_steps * p2p_flops_step
+    out: dict = {
+        "concept": concept, "base_run": base_run.name, "seed": lora_cfg.adapt.seed,
+        "pix2pix": {"ngf": p2p_cfg.adapt.pix2pix_ngf, "blocks": p2p_cfg.adapt.pix2pix_blocks,
+                    "steps": p2p_steps, "train_seconds": p2p_sum["train_seconds"], "wall_seconds": p2p_wall,
+                    "flops_per_step": p2p_flops_step, "train_flops": p2p_flops,
+                    "params_trainable": p2p_sum["params_trainable"], "bytes_stored": p2p_sum["bytes_stored"],
+                    "final_psnr": target, "last_psnr": p2p_curve[-1]["psnr"],
+                    "first_reaching_own_final": p2p_own, "curve": p2p_curve},
+        "lora": {"groups": list(CRUCIAL), "ranks": lora_sum.get("lora_ranks"), "lr": lora_cfg.adapt.lr,
+                 "disc": lora_cfg.adapt.disc, "embedding_init": lora_cfg.adapt.embedding_init,
+                 "steps": int(lora_sum["gan_step"]), "train_seconds": lora_sum["train_seconds"],
+                 "wall_seconds": lora_wall, "flops_per_step": lora_flops_step,
+                 "params_trainable": lora_sum["params_trainable"], "bytes_stored": lora_sum["bytes_stored"],
+                 "final_psnr": final_quality(lora_curve, sc.final_window), "last_psnr": lora_curve[-1]["psnr"],
+                 "reach": reach, "reach_sustained": reach_sustained, "curve": lora_curve},
+        "identity_psnr": identity,
+        "quality_metric": "set-level PSNR (dB) on the concept's test split vs the teacher's targets",
+        "target_quality": f"pix2pix's final quality = mean PSNR of its last {sc.final_window} checkpoints",
+        "step_seconds": {"pix2pix": t_p2p, "lora": t_lora, "rounds": sc.step_rounds,
+                         "lora_over_pix2pix": ratio_of_medians(step_times["lora"], step_times["pix2pix"]),
+                         "lora_over_pix2pix_paired": paired_ratio(step_times["lora"], step_times["pix2pix"]),
+                         "all": step_times},
+        "device": ctx.device, "threads": torch.get_num_threads(),
+    }
+
+    # Ratios (None where LoRA never reached the target: then an upper bound is given).
+    if reach is not None:
+        time_ratio = (p2p_steps * t_p2p) / (reach["step"] * t_lora)
+        raw_ratio = p2p_sum["train_seconds"] / reach["train_seconds"] if reach["train_seconds"] > 0 else None
+        flops_ratio = p2p_flops / (reach["step"] * lora_flops_step)
+        bound = None
+    else:
+        time_ratio = raw_ratio = flops_ratio = None
+        bound = {"time_ratio_below": (p2p_steps * t_p2p) / (out["lora"]["steps"] * t_lora),
+                 "flops_ratio_below": p2p_flops / (out["lora"]["steps"] * lora_flops_step)}
+    out["ratios"] = {"time": time_ratio, "time_raw_runs": raw_ratio, "flops": flops_ratio, "bounds_if_not_reached": bound,
+                     "time_sustained": ((p2p_steps * t_p2p) / (reach_sustained["step"] * t_lora)
+                                        if reach_sustained else None),
+                     "time_vs_pix2pix_first_touch": ((p2p_own["step"] * t_p2p) / (reach["step"] * t_lora)
+                                                     if reach and p2p_own else None)}
+
+    # Sizes: the tiny model as trained, and the paper's width (computed, not trained).
+    n_base = len(json.loads((base_run / "model.json").read_text())["concepts"])
+    ranks = lora_sum.get("lora_ranks") or {g: lora_cfg.adapt.rank for g in CRUCIAL}
+    trained = _lora_size(lora_cfg.model, n_base, ranks, lora_cfg.adapt.alpha_ratio)
+    paper_model = dataclasses.replace(lora_cfg.model, width=sc.paper_width)
+    paper = _lora_size(paper_model, n_base, ranks, lora_cfg.adapt.alpha_ratio)
+    p2p_paper_params = _pix2pix_params(sc.paper_width, 9)
+    p2p_tiny_params = int(p2p_sum["params_trainable"])
+    out["sizes"] = {"e2gan_trained": {**trained, "adapter_bytes_saved": lora_sum["bytes_stored"]},
+                    "e2gan_paper_width": paper,
+                    "pix2pix_trained_params": p2p_tiny_params, "pix2pix_paper_params": p2p_paper_params,
+                    "param_ratio_tiny": p2p_tiny_params / lora_sum["params_trainable"],
+                    "param_ratio_paper": p2p_paper_params / paper["trainable_params"],
+                    "bytes_fraction_tiny": lora_sum["bytes_stored"] / trained["generator_bytes_fp32"],
+                    "bytes_fraction_paper": paper["adapter_bytes_fp32"] / paper["generator_bytes_fp32"]}
+
+    # The base is paid once for all concepts: after how many concepts does it pay for itself?
+    from e2gan.metrics.train_cost import gan_step_flops
+    from e2gan.models import load_generator, make_discriminator
+
+    base_g, _ = load_generator(base_run)
+    base_flops_step = gan_step_flops(base_g, make_discriminator(ctx.cfg.disc), ctx.cfg.train.batch_size,
+                                     ctx.cfg.data.resolution, ctx.cfg.train.lambda_l1)
+    base_steps = int((base_summary or {}).get("gan_step", 0))
+    base_flops = base_flops_step * base_steps
+    per_concept_saving = p2p_flops - (reach["step"] * lora_flops_step if reach else out["lora"]["steps"] * lora_flops_step)
+    out["base"] = {"steps": base_steps, "flops_per_step": base_flops_step, "train_flops": base_flops,
+                   "train_seconds": (base_summary or {}).get("train_seconds"),
+                   "break_even_concepts": (math.ceil(base_flops / per_concept_saving) if per_concept_saving > 0 else None)}
+    ctx.shared["adaptation"] = out
+
+    paper_note = ("paper: pix2pix 950 s vs E²GAN 200 s per concept (4.75×), ~14× fewer training FLOPs")
+    reach_note = (f"LoRA reached {target:.2f} dB at step {reach['step']} of {out['lora']['steps']} "
+                  f"(pix2pix {p2p_steps} steps)" if reach else
+                  f"LoRA never reached pix2pix's {target:.2f} dB in {out['lora']['steps']} steps "
+                  f"(best {max(p['psnr'] for p in lora_curve):.2f} dB): time ratio < "
+                  f"{bound['time_ratio_below']:.2f}×, FLOPs ratio < {bound['flops_ratio_below']:.2f}×")
+    checks = [
+        check("adapt.time_ratio", "training time to pix2pix's final quality, pix2pix ÷ LoRA",
+              time_ratio, 10.0, ">=", unit="×", paper="4.75×", note=reach_note,
+              basis="steps × interleaved per-step time; excludes evaluation and the base's one-off training"),
+        check("adapt.flops_ratio", "training FLOPs to pix2pix's final quality, pix2pix ÷ LoRA",
+              flops_ratio, 10.0, ">=", unit="×", paper="~14×", note=paper_note,
+              basis="torch.utils.flop_counter, G+D forward+backward per step × steps"),
+        check("adapt.params_ratio_paper", f"trainable params, pix2pix ngf={sc.paper_width} ÷ LoRA on E²GAN width {sc.paper_width}",
+              out["sizes"]["param_ratio_paper"], 100.0, ">=", unit="×", paper="121×",
+              note=f"{p2p_paper_params / 1e6:.2f} M vs {paper['trainable_params'] / 1e3:.1f} k (LoRA r{next(iter(ranks.values()))} + the concept's embedding row); computed, not trained"),
+        check("adapt.params_ratio_tiny", f"trainable params, pix2pix ngf={p2p_cfg.adapt.pix2pix_ngf} ÷ LoRA on E²GAN width {lora_cfg.model.width} (as trained)",
+              out["sizes"]["param_ratio_tiny"], 100.0, ">=", unit="×", paper="121×",
+              note=f"{p2p_tiny_params / 1e3:.1f} k vs {lora_sum['params_trainable'] / 1e3:.1f} k"),
+        check("adapt.bytes_fraction_paper", f"adapter bytes ÷ generator bytes, width {sc.paper_width}",
+              out["sizes"]["bytes_fraction_paper"], 0.01, "<=", unit="%", paper="≈1%",
+              note="fp32; adapter = LoRA matrices + the concept's embedding row"),
+        check("adapt.bytes_fraction_tiny", f"adapter bytes ÷ generator bytes, width {lora_cfg.model.width} (as saved)",
+              out["sizes"]["bytes_fraction_tiny"], 0.01, "<=", unit="%", paper="≈1%",
+              note=f"{lora_sum['bytes_stored'] / 1024:.1f} KiB of {trained['generator_bytes_fp32'] / 1024:.0f} KiB"),
+    ]
+    return {"checks": checks, "data": out}
