@@ -59,7 +59,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from e2gan.errors import InputError
-from e2gan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from e2gan.io import (atomic_write_bytes, atomic_write_json, atomic_write_text, remove_stale_temps,
+                      sha256_bytes, sha256_file)
 from e2gan.sources import SourceImage, is_greyscale
 from e2gan.teachers.base import Concept, Teacher, check_concept_name
 
@@ -286,6 +287,7 @@ def distill(
     settings_ok = _teacher_takes_settings(teacher, concepts)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # half-written files of a killed run (never read, but never left either)
     description = teacher.describe()
     t_hash = _check_teacher_file(out, description)
     own = out / (shard_file("manifest", shard) if shard else MANIFEST)

@@ -4,16 +4,48 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+
+_OWNER = f"{socket.gethostname().replace('.', '-')}-{os.getpid()}"
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files under ``folder`` left by a killed writer on this host (its process is gone).
+
+    Temp files of live processes and of other hosts (a shared disk) are left alone.
+    """
+    host, removed = socket.gethostname().replace(".", "-"), 0
+    for p in Path(folder).rglob(".*.tmp"):
+        owner = p.name[:-len(".tmp")].rsplit(".", 2)
+        if len(owner) != 3 or not owner[1].startswith(host + "-"):
+            continue
+        pid = owner[1][len(host) + 1:]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        p.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temp file onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_OWNER}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

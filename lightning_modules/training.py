@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from e2gan.config import Config
 from e2gan.errors import InputError
-from e2gan.io import atomic_write_json
+from e2gan.io import atomic_write_json, remove_stale_temps
 from e2gan.metrics.cost import peak_memory_bytes
 from lightning_modules.callbacks import TrainClock
 from lightning_modules.data_module import PairedDataModule
@@ -57,6 +57,8 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
     Re-running with the same ``run_dir`` resumes from ``checkpoints/last.ckpt``.
     """
     run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        remove_stale_temps(run_dir)
     t = cfg.train
     steps_per_epoch = min(t.ckpt_every, t.steps)
     epochs = math.ceil(t.steps / steps_per_epoch)

@@ -4,10 +4,6 @@ Tests that change it work on a private copy (``copy_run``).
 """
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import pytest
 
 from e2gan.cli import main
@@ -26,15 +22,3 @@ def trained(tmp_path_factory):
     assert main(["evaluate", str(run)]) == 0
     assert (run / "result.json").is_file()
     return {"root": root, "cfg": cfg, "runs": runs, "run": run, "data": next((runs / "data").iterdir())}
-
-
-def copy_run(trained, tmp_path) -> tuple[Path, Path]:
-    """A private copy of the trained run and its data, the run pointing at the copied data."""
-    data = shutil.copytree(trained["data"], tmp_path / "data")
-    run = shutil.copytree(trained["run"], tmp_path / trained["run"].name)
-    meta = json.loads((run / "model.json").read_text())
-    meta["data"] = str(data)
-    (run / "model.json").write_text(json.dumps(meta))
-    return run, data
-
-

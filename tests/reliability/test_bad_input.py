@@ -19,9 +19,8 @@ import pytest
 from PIL import Image
 
 from e2gan.cli import main
-from tests.conftest import write_micro_toml
-from tests.reliability.common import assert_nothing_partial, one_error_line, snapshot
-from tests.reliability.conftest import copy_run
+from tests.reliability.common import assert_nothing_partial, copy_run, one_error_line, snapshot
+
 
 def first_record(data: Path, split: str = "test") -> dict:
     lines = (data / "manifest.jsonl").read_text().splitlines()
