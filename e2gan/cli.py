@@ -284,20 +284,52 @@ def cmd_describe(args) -> str:
     return "MACs counted with torch.utils.flop_counter (transposed convs at input resolution)"
 
 
-def cmd_reproduce(args) -> str:
-    from e2gan.evaluate import evaluate_run
+def _specs(args):
+    from studies.spec import builtin_specs, load_spec
+
+    names = args.specs.split(",") if args.specs else [p.stem for p in builtin_specs()]
+    return [load_spec(name).with_user_config(args.config) for name in names]
+
+
+def _write_reports(specs, preset: str, runs: str, reports_root: str, base_result: dict | None, base_run: Path | None) -> Path:
+    """Every study's page and the preset's index, from the study storage and result.json files only."""
     from e2gan.reporting.base_report import write_base_report
     from e2gan.reporting.study_report import summary_line, write_index, write_study_report
     from studies import runner
-    from studies.prerequisites import ensure_base, ensure_data
-    from studies.spec import builtin_specs, load_spec
     from studies.summary import trials_frame
+
+    reports = Path(reports_root) / preset
+    if base_result is not None:
+        write_base_report(base_result, base_run, reports / "base")
+    entries = []
+    for spec in specs:
+        study = runner.load_study(spec, runner.default_storage(spec, runs, preset), preset, create=True)
+        frame = trials_frame(study)
+        write_study_report(spec, frame, reports / spec.name, preset=preset)
+        entries.append((spec.name, spec.title, f"{spec.name}/index.html", summary_line(spec, frame, preset=preset)))
+    return write_index(preset, entries, reports, base_report_link="base/index.html" if base_result else None)
+
+
+def cmd_report(args) -> str:
+    from studies.prerequisites import base_dir
+
+    cfg = _config(args)
+    run = base_dir(cfg, args.runs)
+    base = _read_result(run) if (run / "result.json").exists() else None
+    specs = _specs(args)
+    index = _write_reports(specs, cfg.preset, args.runs, args.reports, base, run)
+    return f"report {cfg.preset}: {len(specs)} studies (what is in storage now, nothing run) -> {index}"
+
+
+def cmd_reproduce(args) -> str:
+    from e2gan.evaluate import evaluate_run
+    from studies import runner
+    from studies.prerequisites import ensure_base, ensure_data
 
     t0 = time.perf_counter()
     cfg = _config(args)
     progress = not args.no_progress
-    names = args.specs.split(",") if args.specs else [p.stem for p in builtin_specs()]
-    specs = [load_spec(name).with_user_config(args.config) for name in names]
+    specs = _specs(args)
     steps = 3 + len(specs)
     print(f"[1/{steps}] distilling the {cfg.preset} preset's data", file=sys.stderr)
     data, _ = ensure_data(cfg, args.runs, progress=progress)
@@ -306,9 +338,6 @@ def cmd_reproduce(args) -> str:
     if summary is None:
         return ""
     result = evaluate_run(run_dir) if not (run_dir / "result.json").exists() else _read_result(run_dir)
-    reports = Path(args.reports) / cfg.preset
-    write_base_report(result, run_dir, reports / "base")
-    entries = []
     for i, spec in enumerate(specs, start=3):
         print(f"[{i}/{steps}] study {spec.name}: {spec.title}", file=sys.stderr)
         url = runner.default_storage(spec, args.runs, cfg.preset)
@@ -318,12 +347,8 @@ def cmd_reproduce(args) -> str:
         while any(runner.work(spec, url, cfg.preset, args.runs, max_trials=1).values()):
             if progress:
                 print("  " + runner.status_line(runner.status(study, spec, cfg.preset)), file=sys.stderr, flush=True)
-        frame = trials_frame(study)
-        write_study_report(spec, frame, reports / spec.name, preset=cfg.preset)
-        entries.append((spec.name, spec.title, f"{spec.name}/index.html",
-                        summary_line(spec, frame, preset=cfg.preset)))
     print(f"[{steps}/{steps}] writing the reports", file=sys.stderr)
-    index = write_index(cfg.preset, entries, reports, base_report_link="base/index.html")
+    index = _write_reports(specs, cfg.preset, args.runs, args.reports, result, run_dir)
     m = result["metrics"]["mean_over_concepts"]
     return (f"reproduce {cfg.preset}: base PSNR {m['psnr']:.2f} dB vs identity {m['identity_psnr']:.2f} dB, "
             f"{len(specs)} studies, {time.perf_counter() - t0:.0f} s -> {index}")
@@ -470,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports", help="folder for reports (default: reports)")
     p.add_argument("--specs", default=None, help="comma-separated study specs (default: every built-in spec)")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("report", help="rebuild reports/<preset>/ from the studies' storage and result.json files")
+    _add_config_args(p)
+    p.add_argument("--reports", default="reports")
+    p.add_argument("--specs", default=None, help="comma-separated study specs (default: every built-in spec)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -92,6 +92,12 @@ def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
     assert (report / "mini" / "index.html").exists() and "mini/index.html" in (report / "index.html").read_text()
     assert len(list((tmp_path / "runs").glob("adapt-*/result.json"))) == 2
 
+    # `report` rebuilds the pages from storage alone.
+    (report / "index.html").unlink()
+    assert main(["report", "--config", str(cfg), "--runs", str(tmp_path / "runs"), "--specs", str(spec),
+                 "--reports", str(tmp_path / "reports")]) == 0
+    assert "mini/index.html" in (report / "index.html").read_text()
+
     # A second run reuses the data and the finished base model: no new checkpoint is written.
     ckpts = sorted(results[0].parent.glob("checkpoints/*.ckpt"))
     mtimes = [p.stat().st_mtime for p in ckpts]
