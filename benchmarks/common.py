@@ -128,11 +128,12 @@ def pick_device(cfg) -> str:
 
 # ----------------------------------------------------------------------------- targets
 def check(key: str, what: str, measured: float | None, target: float | None, op: str = ">=", *,
-          unit: str = "", paper: str | None = None, note: str = "", basis: str = "") -> dict:
+          unit: str = "", paper: str | None = None, note: str = "", basis: str = "", cause: str = "") -> dict:
     """One summary row. ``measured`` None means "not reached / not measurable" (a miss).
 
     ``shortfall`` is the factor by which a missed target is missed: target/measured for ">="
-    targets, measured/target for "<=" targets (1.0 or less when met).
+    targets, measured/target for "<=" targets (1.0 or less when met). ``cause``: what the
+    measurements say about why (shown with a missed target).
     """
     if op not in OPS:
         raise ValueError(f"op {op!r} not in {OPS}")
@@ -158,7 +159,7 @@ def check(key: str, what: str, measured: float | None, target: float | None, op:
             miss_by = f"{shortfall:.2f}× above target"
     return {"key": key, "what": what, "measured": measured, "unit": unit, "target": target, "op": op,
             "met": met, "shortfall": shortfall, "miss_by": miss_by, "paper": paper, "note": note,
-            "basis": basis}
+            "basis": basis, "cause": cause if met is False else ""}
 
 
 # ----------------------------------------------------------------------------- timing

@@ -1,0 +1,242 @@
+"""Markdown from a benchmark results dict: the summary table (LATEST.md) and a full run report."""
+from __future__ import annotations
+
+import math
+
+
+def fmt(value, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if unit == "×":
+        return f"{value:.2f}×" if value < 100 else f"{value:.0f}×"
+    if unit == "%":
+        return f"{100 * value:.1f}%" if abs(value) < 10 else f"{100 * value:.0f}%"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if unit:
+        return f"{value:.1f} {unit}"
+    return f"{value:.3g}"
+
+
+def fmt_target(c: dict) -> str:
+    if c["target"] is None:
+        return "(reported)"
+    op = "≥" if c["op"] == ">=" else "≤"
+    t, u = c["target"], c["unit"]
+    if u == "%":
+        return f"{op} {100 * t:g}%"
+    if u == "×":
+        return f"{op} {t:g}×"
+    return f"{op} {t:g} {u}".rstrip()
+
+
+def verdict(c: dict) -> str:
+    if c["met"] is None:
+        return "—"
+    return "met" if c["met"] else f"**missed** ({c['miss_by']})"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_table(report: dict) -> str:
+    lines = ["| # | benchmark | measure | measured | target | result | paper | notes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for i, (name, b) in enumerate(report["benchmarks"].items(), start=1):
+        if b["status"] != "ok":
+            lines.append(f"| {i} | {name} | — | — | — | **error** | — | {_cell(b.get('error', ''))} |")
+            continue
+        for c in b["checks"]:
+            lines.append(f"| {i} | {name} | {_cell(c['what'])} | {fmt(c['measured'], c['unit'])} | {fmt_target(c)} | "
+                         f"{verdict(c)} | {_cell(c.get('paper') or '')} | {_cell(c.get('note') or '')} |")
+    return "\n".join(lines)
+
+
+def header(report: dict) -> str:
+    t = report["threads"]
+    env = report.get("env", {})
+    versions = {**env.get("versions", {}), **report.get("versions", {})}
+    load = report.get("loadavg_start"), report.get("loadavg_end")
+    return (f"Preset **{report['preset']}** (scale {report['scale']}), {report['device']}, host `{report['host']}` "
+            f"({report.get('cpu_count')} cores, {env.get('device_name', '?')}), started {report['started']}, "
+            f"{report.get('seconds', 0):.0f} s in all. Threads: torch {t['torch']}, LiteRT {t['litert']}, "
+            f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}, OMP_WAIT_POLICY={t.get('OMP_WAIT_POLICY')}. Load average (1/5/15 min) at start {load[0]}, end {load[1]}. "
+            f"torch {versions.get('torch', '?')}, litert-torch {versions.get('litert-torch', '?')}, "
+            f"ai-edge-litert {versions.get('ai-edge-litert', '?')}.")
+
+
+def missed(report: dict) -> list[str]:
+    out = []
+    for name, b in report["benchmarks"].items():
+        for c in b["checks"]:
+            if c["met"] is False:
+                out.append(f"- **{c['what']}** ({name}): {fmt(c['measured'], c['unit'])} vs target {fmt_target(c)}"
+                           f" — {c['miss_by']}." + (f" Why: {c['cause']}" if c.get("cause") else ""))
+    return out
+
+
+def render_latest(report: dict, run_name: str) -> str:
+    checks = [c for b in report["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
+    n_met = sum(1 for c in checks if c["met"])
+    parts = ["# Benchmarks: latest summary", "", header(report), "",
+             f"{n_met} of {len(checks)} targets met. Full numbers: `benchmarks/results/{run_name}.json` "
+             f"and `.md`; what each benchmark measures: `benchmarks/README.md`.", "", summary_table(report), ""]
+    miss = missed(report)
+    if miss:
+        parts += ["## Missed targets", "", *miss, ""]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- per-benchmark details
+def _adaptation(d: dict) -> list[str]:
+    p, lo = d["pix2pix"], d["lora"]
+    r = d["ratios"]
+    out = [f"Concept `{d['concept']}`, base `{d['base_run']}`, seed {d['seed']}, {d['device']}, {d['threads']} threads. "
+           f"{d['quality_metric']}; identity (unedited source) {d['identity_psnr']:.2f} dB. Target quality: "
+           f"{d['target_quality']} = **{p['final_psnr']:.2f} dB**.", "",
+           "| side | steps | train s | ms/step (interleaved) | GFLOP/step | trainable params | stored bytes | final PSNR |",
+           "|---|---|---|---|---|---|---|---|",
+           f"| pix2pix ngf={p['ngf']} from scratch | {p['steps']} | {p['train_seconds']:.1f} | "
+           f"{1000 * d['step_seconds']['pix2pix']:.0f} | {p['flops_per_step'] / 1e9:.2f} | {p['params_trainable']:,} | "
+           f"{p['bytes_stored']:,} | {p['final_psnr']:.2f} |",
+           f"| LoRA {'/'.join(lo['groups'])} from the base | {lo['steps']} | {lo['train_seconds']:.1f} | "
+           f"{1000 * d['step_seconds']['lora']:.0f} | {lo['flops_per_step'] / 1e9:.2f} | {lo['params_trainable']:,} | "
+           f"{lo['bytes_stored']:,} | {lo['final_psnr']:.2f} |", ""]
+    if lo["reach"]:
+        out.append(f"LoRA first reached {p['final_psnr']:.2f} dB at step {lo['reach']['step']} "
+                   f"({lo['reach']['train_seconds']:.1f} s on the training clock); sustained over 3 checkpoints from step "
+                   f"{lo['reach_sustained']['step'] if lo['reach_sustained'] else '— (never)'}. Time ratio "
+                   f"{fmt(r['time'], '×')} (steps × interleaved step time), {fmt(r['time_raw_runs'], '×')} from the two "
+                   f"runs' own clocks, FLOPs ratio {fmt(r['flops'], '×')}; against the step at which pix2pix itself "
+                   f"first touched its final quality: {fmt(r['time_vs_pix2pix_first_touch'], '×')}.")
+    else:
+        b = r["bounds_if_not_reached"]
+        out.append(f"LoRA never reached {p['final_psnr']:.2f} dB within {lo['steps']} steps (best "
+                   f"{max(q['psnr'] for q in lo['curve']):.2f} dB): time ratio < {b['time_ratio_below']:.2f}×, "
+                   f"FLOPs ratio < {b['flops_ratio_below']:.2f}×.")
+    base = d["base"]
+    secs = "" if base["train_seconds"] is None else f", {base['train_seconds']:.0f} s"
+    out += ["", f"The base (trained once for all concepts): {base['steps']} steps, {base['train_flops'] / 1e12:.2f} TFLOP"
+            f"{secs}; it pays for itself in FLOPs after {base['break_even_concepts'] or '—'} new concepts."
+            + (f" Its own quality on its base concepts: {base['quality']['psnr']:.2f} dB vs {base['quality']['identity_psnr']:.2f} dB "
+               "for the unedited sources." if base.get("quality") else ""), "",
+            "PSNR curves (dB) at the checkpoints:", "", "| step | pix2pix | LoRA |", "|---|---|---|"]
+    lc = {q["step"]: q["psnr"] for q in lo["curve"]}
+    pc = {q["step"]: q["psnr"] for q in p["curve"]}
+    steps = sorted(set(lc) | set(pc))
+    stride = max(1, len(steps) // 20)
+    for s in steps[::stride]:
+        out.append(f"| {s} | {pc.get(s, float('nan')):.2f} | {lc.get(s, float('nan')):.2f} |".replace("nan", "—"))
+    s = d["sizes"]
+    out += ["", f"Sizes: E²GAN width {s['e2gan_trained']['width']} (as trained) {s['e2gan_trained']['generator_params']:,} params, "
+            f"adapter {s['e2gan_trained']['trainable_params']:,} trainable; width {s['e2gan_paper_width']['width']} "
+            f"{s['e2gan_paper_width']['generator_params']:,} params, adapter {s['e2gan_paper_width']['trainable_params']:,}; "
+            f"pix2pix ngf={p['ngf']} {s['pix2pix_trained_params']:,}, ngf={s['e2gan_paper_width']['width']} {s['pix2pix_paper_params']:,}."]
+    return out
+
+
+def _speed(d: dict) -> list[str]:
+    out = ["| pair | res | backend | E²GAN ms | pix2pix ms | ratio | paired ratio | MACs ratio | rounds | also timed |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['pair']} (w{r['width']} / ngf{r['ngf']}, {r['other']}) | {r['resolution']}² | {r['backend']} | "
+                   f"{r['e2gan_ms']:.2f} | {r['other_ms']:.2f} | {r['ratio']:.2f}× | {r['ratio_paired']:.2f}× | "
+                   f"{r['macs_ratio']:.2f} | {r['rounds']} | "
+                   + ", ".join(f"{k} {v:.2f} ms" for k, v in r["extra_sides"].items()) + " |")
+    if d.get("macs_by_group"):
+        out += ["", "MACs by layer group (torch.utils.flop_counter; transposed convs at input resolution):", ""]
+    for key, models in (d.get("macs_by_group") or {}).items():
+        parts = []
+        for name, groups in models.items():
+            total = groups.get("total") or 1
+            parts.append(f"{name} {total / 1e9:.2f} G (" + ", ".join(
+                f"{g} {100 * v / total:.0f}%" for g, v in groups.items() if g != "total" and v) + ")")
+        out.append(f"- MACs at {key}: " + "; ".join(parts))
+    if d.get("quality"):
+        q = d["quality"]
+        out += ["", f"Quality of the preset pair ({q['what']}): E²GAN {q['e2gan']:.2f} dB, pix2pix {q['pix2pix']:.2f} dB, "
+                f"identity {q['identity']:.2f} dB on `{q['concept']}`."]
+    return out
+
+
+def _kernel(d: dict) -> list[str]:
+    out = ["| model | res | MACs | GEMM peak GFLOP/s | LiteRT ms | LiteRT % | eager ms | eager % | lone conv3x3 % |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['model']} ({r['pair']}) | {r['resolution']}² | {r['macs'] / 1e9:.3f} G | {r['gemm_peak_gflops']:.1f} | "
+                   f"{r['litert']['median_ms']:.2f} | {100 * r['litert']['peak_fraction']:.1f}% | {r['torch']['median_ms']:.2f} | "
+                   f"{100 * r['torch']['peak_fraction']:.1f}% | {100 * r['conv3x3']['peak_fraction']:.1f}% |")
+    out += ["", "Eager profiles (share of self CPU time by operator kind; top operators):", ""]
+    for r in d["rows"]:
+        p = r.get("profile_eager")
+        if p:
+            shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(p["share"].items(), key=lambda kv: -kv[1]))
+            top = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in p["top_ops"][:4])
+            out.append(f"- {r['model']} at {r['resolution']}²: {shares}. Top: {top}.")
+    return out
+
+
+def _throughput(d: dict) -> list[str]:
+    out = [f"Batch {d['batch_size']} at {d['resolution']}², {d['device']}, {d['threads']} threads, GEMM peak "
+           f"{d['gemm_peak_gflops']:.1f} GFLOP/s.", "",
+           "| model | ms/step | img/s | GFLOP/step | GFLOP/s | % of peak | vs E²GAN |", "|---|---|---|---|---|---|---|"]
+    for k, s in d["steps"].items():
+        out.append(f"| {k} | {1000 * s['step_seconds']:.0f} | {s['images_per_s']:.1f} | {s['flops_per_step'] / 1e9:.2f} | "
+                   f"{s['achieved_gflops']:.1f} | {100 * s['peak_fraction']:.1f}% | {fmt(s.get('slower_than_e2gan'), '×')} |")
+    lp = d["loop"]
+    out += ["", f"Inside the Lightning loop ({lp['steps']} steps): {lp['images_per_s']:.1f} img/s, "
+            f"{1000 * lp['step_seconds']:.0f} ms/step vs {1000 * lp['bare_step_seconds_around']:.0f} ms bare "
+            f"({100 * lp['loop_overhead']:+.0f}%; {lp['note']})."]
+    o = d.get("omp_wait_policy")
+    if o:
+        a, p = o["best_of"]["ACTIVE"], o["best_of"]["PASSIVE"]
+        out.append(f"OpenMP wait policy (fresh processes, {o['threads']} threads, load average {o['loadavg']}): training step "
+                   f"{1000 * a['step_seconds']:.0f} ms spinning vs {1000 * p['step_seconds']:.0f} ms sleeping "
+                   f"({o['active_over_passive_step']:.2f}×); batch-1 forward {1000 * a['forward_seconds']:.1f} ms vs "
+                   f"{1000 * p['forward_seconds']:.1f} ms ({o['active_over_passive_forward']:.1f}×).")
+    if d.get("base_run"):
+        b = d["base_run"]
+        out.append(f"The cached base run trained at {b['images_per_s']:.1f} img/s ({b['note']}).")
+    return out
+
+
+def _overheads(d: dict) -> list[str]:
+    c, t, w = d["cli_startup"], d["study_trial"], d["wrapper"]
+    out = [f"`{c['command']}`: median {c['seconds']:.2f} s over {c['runs']} runs (bare python {c['python_floor_seconds']:.2f} s). "
+           f"Slowest imports: " + ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in c["slowest_imports"]) + ".",
+           "", f"Study trial ({t['steps']} steps): {t['wall_seconds']:.1f} s wall, overhead {t['overhead_seconds']:.1f} s "
+           f"({100 * t['overhead_fraction']:.1f}%); study setup {t['study_setup_seconds']:.1f} s (once per study).", "",
+           "| phase | seconds |", "|---|---|"]
+    out += [f"| {k} | {v:.2f} |" for k, v in t["breakdown_seconds"].items()]
+    out += ["", f"Diffusion wrapper: raw {w['raw_s']['median']:.3f} s vs wrapper {w['wrapper_s']['median']:.3f} s "
+            f"({100 * w['overhead_median']:+.1f}%, outputs identical: {w['outputs_identical']})."]
+    for key in ("distill_tiny_diffusion", "distill_procedural"):
+        x = d[key]
+        out.append(f"distill() with the {x['teacher']} teacher: {x['pairs_written']} pairs in {x['seconds']:.2f} s, "
+                   f"teacher {x['teacher_seconds']:.2f} s ({fmt(x['overhead'], '%')} on top; "
+                   f"{x['overhead_ms_per_pair']:.2f} ms/pair outside the teacher).")
+    return out
+
+
+DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
+           "overheads": _overheads}
+
+
+def render_run(report: dict) -> str:
+    parts = [f"# Benchmarks {report['started']} ({report['host']})", "", header(report), "", summary_table(report), ""]
+    miss = missed(report)
+    if miss:
+        parts += ["## Missed targets", "", *miss, ""]
+    for name, b in report["benchmarks"].items():
+        parts += [f"## {b['title']}", "", f"{b['seconds']:.0f} s; load average {b.get('loadavg_start')} → {b.get('loadavg_end')}.", ""]
+        if b["status"] != "ok":
+            parts += [f"**error**: {b.get('error')}", ""]
+            continue
+        try:
+            parts += [*DETAILS[name](b["data"]), ""]
+        except (KeyError, TypeError, ValueError) as exc:  # details are a courtesy; the JSON has the numbers
+            parts += [f"(details not rendered: {type(exc).__name__}: {exc})", ""]
+    return "\n".join(parts)

@@ -1,0 +1,139 @@
+"""Run the benchmarks and write benchmarks/results/<date>-<host>.json, .md and LATEST.md.
+
+    python -m benchmarks.run --preset tiny [--only adaptation,speed] [--out benchmarks/results]
+                             [--runs runs] [--threads N]
+
+Thread counts are fixed before torch loads (OMP_NUM_THREADS, torch.set_num_threads, the LiteRT
+interpreter's num_threads) and recorded. The data and the base model come from the shared runs
+folder (reused when cached); everything a benchmark trains goes to its own scratch folder.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ORDER = ("adaptation", "speed", "kernel", "throughput", "overheads")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def host_tag() -> str:
+    """A short, stable, non-identifying name for this machine."""
+    node = platform.node() or "unknown"
+    return f"host-{hashlib.sha256(node.encode()).hexdigest()[:8]}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny", help="tiny | small | paper (default: tiny)")
+    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(ORDER)}")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="results folder (default: benchmarks/results)")
+    p.add_argument("--runs", default="runs", help="shared runs folder holding the data and base model")
+    p.add_argument("--work", default=None, help="scratch folder (default: <runs>/bench-<preset>)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch and LiteRT (default: all cores)")
+    p.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "inherit"),
+                   help="OpenMP idle threads sleep (PASSIVE, default) or spin (ACTIVE); 'inherit' leaves the "
+                        "environment alone. Spinning threads on a machine busy with other work turn every "
+                        "parallel region into a wait for a descheduled thread")
+    p.add_argument("--scale", default=None, help=argparse.SUPPRESS)   # 'micro': the harness's own test
+    p.add_argument("--no-latest", action="store_true", help="do not update LATEST.md")
+    p.add_argument("--progress", action="store_true", help="show training progress bars")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else list(ORDER)
+    unknown = [s for s in args.only if s not in ORDER]
+    if unknown:
+        p.error(f"unknown benchmark(s) {unknown}: choose from {', '.join(ORDER)}")
+    args.only = [s for s in ORDER if s in args.only]  # dependency order: adaptation feeds speed, speed kernel
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads = args.threads or os.cpu_count() or 1
+    os.environ["OMP_NUM_THREADS"] = str(threads)   # before torch (and its OpenMP pool) loads
+    if args.omp_wait_policy != "inherit":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    import torch
+
+    torch.set_num_threads(threads)
+    from benchmarks.common import SCHEMA, jsonable, loadavg, make_context
+    from e2gan.env import environment
+
+    ctx = make_context(args.preset, args.scale, args.runs, args.work, threads, progress=args.progress)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{stamp}-{host_tag()}"
+    report = {"schema": SCHEMA, "started": started, "host": host_tag(), "preset": args.preset,
+              "scale": ctx.scale.name, "device": ctx.device,
+              "threads": {"requested": threads, "torch": torch.get_num_threads(), "litert": threads,
+                          "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                          "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
+              "cpu_count": os.cpu_count(), "loadavg_start": loadavg(), "env": environment(ctx.device),
+              "versions": _versions(),
+              "config": ctx.cfg.to_dict(), "budgets": jsonable(ctx.scale), "benchmarks": {}}
+    t_all = time.perf_counter()
+    for name in args.only:
+        mod = importlib.import_module(f"benchmarks.{name}")
+        print(f"[bench] {name}: {mod.TITLE}", file=sys.stderr, flush=True)
+        entry = {"title": mod.TITLE, "loadavg_start": loadavg()}
+        t0 = time.perf_counter()
+        try:
+            res = mod.run(ctx)
+            entry.update(status="ok", checks=res["checks"], data=res["data"])
+        except Exception as exc:  # one broken benchmark must not lose the others' numbers
+            entry.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:],
+                         checks=[], data={})
+            print(f"[bench] {name} failed: {entry['error']}", file=sys.stderr, flush=True)
+        entry["seconds"] = time.perf_counter() - t0
+        entry["loadavg_end"] = loadavg()
+        report["benchmarks"][name] = entry
+        report["seconds"] = time.perf_counter() - t_all
+        _write(stem, report, jsonable)   # after every benchmark: a crash keeps what was measured
+    report["loadavg_end"] = loadavg()
+    report["seconds"] = time.perf_counter() - t_all
+    from benchmarks.report import render_latest, render_run
+
+    _write(stem, report, jsonable)
+    stem.with_suffix(".md").write_text(render_run(report))
+    if set(args.only) == set(ORDER) and not args.no_latest:
+        (out / "LATEST.md").write_text(render_latest(report, stem.name))
+    checks = [c for b in report["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
+    errors = [n for n, b in report["benchmarks"].items() if b["status"] != "ok"]
+    print(f"bench {args.preset}: {sum(c['met'] for c in checks)}/{len(checks)} targets met"
+          f"{', errors in ' + ', '.join(errors) if errors else ''}, {report['seconds']:.0f} s -> {stem}.json",
+          file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("torch", "lightning", "peft", "litert-torch", "ai-edge-litert", "diffusers", "optuna"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _write(stem: Path, report: dict, jsonable) -> None:
+    tmp = stem.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(jsonable(report), indent=1, allow_nan=False))
+    tmp.replace(stem.with_suffix(".json"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

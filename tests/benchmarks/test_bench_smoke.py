@@ -1,0 +1,193 @@
+"""The benchmark harness: its bookkeeping (fast) and one run of every benchmark at a micro size (slow).
+
+No assertion here is about speed: the harness is checked for writing the documented schema and for
+computing every ratio and fraction from the numbers it measured.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.common import check, interleave, jsonable
+from benchmarks.report import render_latest, render_run, summary_table
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECK_KEYS = {"key", "what", "measured", "unit", "target", "op", "met", "shortfall", "miss_by", "paper", "note", "basis", "cause"}
+
+
+@pytest.mark.parametrize("measured, target, op, met, shortfall", [
+    (12.0, 10.0, ">=", True, 10 / 12),
+    (5.0, 10.0, ">=", False, 2.0),
+    (0.4, 0.5, "<=", True, 0.8),
+    (1.5, 0.5, "<=", False, 3.0),
+    (None, 10.0, ">=", False, None),      # not reached is a miss
+    (3.0, None, ">=", None, None),        # reported only
+])
+def test_check_verdicts(measured, target, op, met, shortfall):
+    c = check("k", "what", measured, target, op, unit="×")
+    assert set(c) == CHECK_KEYS
+    assert c["met"] is met
+    if shortfall is None:
+        assert c["shortfall"] is None
+    else:
+        assert c["shortfall"] == pytest.approx(shortfall)
+    assert (c["miss_by"] != "") == (met is False)
+    if measured is None and target is not None:
+        assert c["miss_by"] == "not reached"
+
+
+def test_check_rejects_unknown_operator():
+    with pytest.raises(ValueError):
+        check("k", "what", 1.0, 1.0, ">")
+
+
+def test_interleave_alternates_sides_abba():
+    order = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    times = interleave(calls, rounds=4, warmup=1)
+    assert order == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_first_reaching_and_final_quality():
+    from benchmarks.adaptation import final_quality, first_reaching
+
+    curve = [{"step": 0, "psnr": 30.0, "train_seconds": 0.0}, {"step": 5, "psnr": 10.0, "train_seconds": 1.0},
+             {"step": 10, "psnr": 13.0, "train_seconds": 2.0}, {"step": 15, "psnr": 11.0, "train_seconds": 3.0},
+             {"step": 20, "psnr": 12.5, "train_seconds": 4.0}]
+    assert final_quality(curve, 2) == pytest.approx(11.75)
+    assert first_reaching(curve, 12.0)["step"] == 10          # step 0 never counts
+    assert first_reaching(curve, 11.0, sustained=3)["step"] == 5    # 10, 13, 11 average 11.33
+    assert first_reaching(curve, 12.0, sustained=3)["step"] == 10   # 13, 11, 12.5 average 12.17
+    assert first_reaching(curve, 12.5, sustained=3) is None         # one good checkpoint is not enough
+    assert first_reaching(curve, 20.0) is None
+
+
+def test_jsonable_drops_non_finite_floats():
+    assert jsonable({"a": math.inf, "b": (1, float("nan")), "c": Path("x")}) == {"a": None, "b": [1, None], "c": "x"}
+
+
+def test_report_renders_misses_and_errors():
+    report = {"schema": "e2gan-bench/1", "started": "t", "host": "host-x", "preset": "tiny", "scale": "tiny",
+              "device": "cpu", "cpu_count": 2, "seconds": 1.0,
+              "threads": {"torch": 2, "litert": 2, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
+              "benchmarks": {
+                  "speed": {"title": "Speed", "status": "ok", "seconds": 1.0, "data": {},
+                            "checks": [check("s", "latency ratio", 0.8, 0.5, "<=", unit="×", note="n")]},
+                  "kernel": {"title": "Kernel", "status": "error", "seconds": 0.0, "error": "Boom: x", "checks": [],
+                             "data": {}}}}
+    table = summary_table(report)
+    assert "0.80×" in table and "≤ 0.5×" in table and "**missed** (1.60× above target)" in table
+    assert "**error**" in table and "Boom: x" in table
+    latest = render_latest(report, "run")
+    assert "0 of 1 targets met" in latest and "## Missed targets" in latest
+    assert "details not rendered" in render_run(report)  # speed's details need data it does not have
+
+
+def test_unknown_benchmark_name_is_refused():
+    from benchmarks.run import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "speed,warp-drive"])
+    assert parse_args(["--only", "kernel,adaptation"]).only == ["adaptation", "kernel"]
+
+
+def test_host_tag_is_a_hash():
+    from benchmarks.run import host_tag
+
+    tag = host_tag()
+    assert tag.startswith("host-") and len(tag) == 13
+
+
+# ----------------------------------------------------------------------------- the whole harness, micro
+@pytest.fixture(scope="module")
+def micro_report(tmp_path_factory) -> tuple[dict, Path]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--preset", "tiny", "--scale", "micro",
+                           "--runs", str(tmp / "runs"), "--out", str(out), "--threads", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = out.glob("*.json")
+    return json.loads(path.read_text()), out
+
+
+@pytest.mark.slow
+def test_micro_run_writes_the_schema(micro_report):
+    report, out = micro_report
+    assert report["schema"] == "e2gan-bench/1" and report["scale"] == "micro"
+    assert report["threads"]["torch"] == 1 and report["threads"]["OMP_NUM_THREADS"] == "1"
+    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "overheads"]
+    for name, b in report["benchmarks"].items():
+        assert b["status"] == "ok", (name, b.get("error"), b.get("traceback"))
+        assert b["checks"], name
+        for c in b["checks"]:
+            assert set(c) == CHECK_KEYS
+            if c["target"] is not None and c["measured"] is not None:
+                ok = c["measured"] >= c["target"] if c["op"] == ">=" else c["measured"] <= c["target"]
+                assert c["met"] is ok, c
+    md = next(out.glob("2*.md")).read_text()
+    assert "| # | benchmark | measure |" in md
+    latest = (out / "LATEST.md").read_text()
+    assert "targets met" in latest and "| # | benchmark | measure |" in latest
+
+
+def _measured(b: dict, key: str):
+    return next(c for c in b["checks"] if c["key"] == key)["measured"]
+
+
+@pytest.mark.slow
+def test_micro_adaptation_ratios_come_from_the_measurements(micro_report):
+    b = micro_report[0]["benchmarks"]["adaptation"]
+    d = b["data"]
+    p, lo, st = d["pix2pix"], d["lora"], d["step_seconds"]
+    assert p["final_psnr"] == pytest.approx(sum(q["psnr"] for q in p["curve"][-2:]) / 2)
+    steps = [q["step"] for q in lo["curve"]]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == lo["steps"]
+    clock = [q["train_seconds"] for q in lo["curve"]]
+    assert clock == sorted(clock) and clock[0] == 0.0
+    if lo["reach"]:
+        assert lo["reach"]["psnr"] >= p["final_psnr"]
+        assert d["ratios"]["time"] == pytest.approx(p["steps"] * st["pix2pix"] / (lo["reach"]["step"] * st["lora"]))
+        assert d["ratios"]["flops"] == pytest.approx(p["train_flops"] / (lo["reach"]["step"] * lo["flops_per_step"]))
+        assert _measured(b, "adapt.time_ratio") == pytest.approx(d["ratios"]["time"])
+    else:
+        assert all(q["psnr"] < p["final_psnr"] for q in lo["curve"] if q["step"] > 0)
+        assert _measured(b, "adapt.time_ratio") is None
+        bound = d["ratios"]["bounds_if_not_reached"]
+        assert bound["time_ratio_below"] == pytest.approx(p["steps"] * st["pix2pix"] / (lo["steps"] * st["lora"]))
+    s = d["sizes"]
+    assert _measured(b, "adapt.params_ratio_tiny") == pytest.approx(p["params_trainable"] / lo["params_trainable"])
+    assert _measured(b, "adapt.bytes_fraction_tiny") == pytest.approx(
+        lo["bytes_stored"] / s["e2gan_trained"]["generator_bytes_fp32"])
+    assert s["e2gan_trained"]["trainable_params"] == lo["params_trainable"]  # computed size = what trained
+
+
+@pytest.mark.slow
+def test_micro_speed_kernel_throughput_overheads_ratios(micro_report):
+    bench = micro_report[0]["benchmarks"]
+    for r in bench["speed"]["data"]["rows"]:
+        assert r["ratio"] == pytest.approx(r["e2gan_ms"] / r["other_ms"])
+        assert _measured(bench["speed"], f"speed.{r['pair']}.{r['resolution']}.{r['backend']}") == pytest.approx(r["ratio"])
+    assert {r["backend"] for r in bench["speed"]["data"]["rows"]} == {"torch", "litert"}
+    for r in bench["kernel"]["data"]["rows"]:
+        achieved = 2 * r["litert"]["macs"] / (r["litert"]["median_ms"] / 1000) / 1e9
+        assert r["litert"]["peak_fraction"] == pytest.approx(achieved / r["gemm_peak_gflops"])
+    t = bench["throughput"]["data"]
+    e = t["steps"]["e2gan"]
+    assert e["images_per_s"] == pytest.approx(t["batch_size"] / e["step_seconds"])
+    assert e["peak_fraction"] == pytest.approx(e["flops_per_step"] / e["step_seconds"] / 1e9 / t["gemm_peak_gflops"])
+    assert set(t["omp_wait_policy"]["best_of"]) == {"ACTIVE", "PASSIVE"}
+    o = bench["overheads"]["data"]["study_trial"]
+    assert o["overhead_seconds"] == pytest.approx(o["wall_seconds"] - o["train_seconds"] - o["evaluation_seconds"])
+    assert o["overhead_fraction"] == pytest.approx(o["overhead_seconds"] / o["wall_seconds"])
+    assert 0 < o["train_seconds"] < o["wall_seconds"]
+    w = bench["overheads"]["data"]["wrapper"]
+    assert w["outputs_identical"] is True
+    assert w["overhead_median"] == pytest.approx(w["wrapper_s"]["median"] / w["raw_s"]["median"] - 1)
