@@ -1,12 +1,20 @@
 """Shared fixtures: a micro configuration and its distilled data, built once per test session."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Lightning binds a stream handler to whichever stderr exists when it is first imported; under
+# pytest's capture that stream is closed by later tests, and its INFO lines then print logging
+# errors into the stderr that tests read. Its INFO lines carry nothing the tests check.
+import lightning.pytorch  # noqa: E402,F401  (it sets its logger's level on import: set ours after)
+
+logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 
 MICRO = {
     "data": {"resolution": 32, "crops_per_photo": 2, "base_concepts": ["hue-120", "pixelate"],
