@@ -134,6 +134,9 @@ def _claim_waiting(study):
     storage = study._storage
     for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
         if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+            # Beat at once: a trial with no heartbeat yet is never found stale, so a worker killed
+            # right after claiming would otherwise leave its cell RUNNING for ever.
+            storage.record_heartbeat(t._trial_id)
             return optuna.Trial(study, t._trial_id)
     return None
 
