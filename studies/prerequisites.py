@@ -13,7 +13,7 @@ from e2gan.config import Config
 from e2gan.io import atomic_write_json
 
 
-def _select(concepts: list, items: list[str]) -> list:
+def select_names_or_roles(concepts: list, items: list[str]) -> list:
     """Each item is a concept name or a role ('base', 'new', 'all'); order kept, no repeats."""
     from e2gan.teachers import select_concepts
 
@@ -28,8 +28,8 @@ def concept_names(cfg: Config) -> tuple[list[str], list[str]]:
     from e2gan.teachers import load_concepts
 
     concepts = load_concepts(cfg.data.concepts_file or None)
-    return ([c.name for c in _select(concepts, cfg.data.base_concepts)],
-            [c.name for c in _select(concepts, cfg.data.new_concepts)])
+    return ([c.name for c in select_names_or_roles(concepts, cfg.data.base_concepts)],
+            [c.name for c in select_names_or_roles(concepts, cfg.data.new_concepts)])
 
 
 def data_dir(cfg: Config, runs: str | Path = "runs") -> Path:
@@ -48,7 +48,7 @@ def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True,
 
     out = data_dir(cfg, runs)
     concepts = load_concepts(cfg.data.concepts_file or None)
-    wanted = _select(concepts, cfg.data.base_concepts + cfg.data.new_concepts)
+    wanted = select_names_or_roles(concepts, cfg.data.base_concepts + cfg.data.new_concepts)
     teacher = load_teacher(cfg.data.teacher)
     sources = load_sources(cfg.data.sources, cfg.data.resolution, crops_per_photo=cfg.data.crops_per_photo,
                            seed=cfg.data.seed)

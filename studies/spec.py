@@ -82,17 +82,15 @@ class StudySpec:
         return apply_overrides(cfg, copy.deepcopy(self.config), self.path)
 
     def concept_names(self, preset: str | None = None) -> list[str]:
-        from e2gan.teachers import load_concepts, select_concepts
+        from e2gan.teachers import load_concepts
+        from studies.prerequisites import select_names_or_roles
 
         cfg = self.base_config(preset)
         concepts = load_concepts(cfg.data.concepts_file or None)
-        out: list[str] = []
-        for item in self.concepts:
-            try:
-                out += [c.name for c in select_concepts(concepts, item) if c.name not in out]
-            except InputError as exc:
-                raise InputError(f"unknown concept {item!r}", self.path, exc.expected) from None
-        return out
+        try:
+            return [c.name for c in select_names_or_roles(concepts, self.concepts)]
+        except InputError as exc:
+            raise InputError(f"unknown concept {exc.what.removeprefix('concept ')}", self.path, exc.expected) from None
 
     def grid(self, preset: str | None = None) -> list[dict]:
         """Every cell of a grid spec, in a fixed order: arm x axes x concept x seed."""
