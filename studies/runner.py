@@ -38,15 +38,29 @@ def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
     return f"sqlite:///{path}"
 
 
-def open_storage(url: str):
-    import optuna
+_CREATION_RACE = ("already exists", "duplicate", "unique constraint", "database is locked")
 
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                          engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None)
-    except Exception as exc:  # sqlalchemy raises many types for a bad or unreachable URL
-        raise InputError("cannot open study storage", redact(url),
-                         f"a reachable SQLAlchemy URL ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
+
+def open_storage(url: str, attempts: int = 5):
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                              engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True})
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+            last = exc
+            # Two processes opening a fresh storage at once race to create its tables: the loser
+            # sees "already exists", a duplicate key or a locked SQLite file, and retries.
+            if not any(m in str(exc).lower() for m in _CREATION_RACE):
+                break
+            time.sleep(0.2 * 2 ** attempt)
+        except Exception as exc:  # sqlalchemy raises many types for a bad or unreachable URL
+            last = exc
+            break
+    raise InputError("cannot open study storage", redact(url),
+                     f"a reachable SQLAlchemy URL ({type(last).__name__}: {str(last).splitlines()[0][:160]})") from None
 
 
 def study_name(spec: StudySpec, preset: str) -> str:

@@ -101,25 +101,56 @@ def test_unreachable_storage_is_one_line(tmp_path, capsys):
     assert err.startswith("error: cannot open study storage") and "secret" not in err and "***" in err
 
 
+def _states_read_only(db: Path, name: str) -> dict[str, list[str]]:
+    """Trial states and cells straight from the SQLite file, opened read-only.
+
+    Polling through optuna would open the storage read-write: on a file the study process is
+    still creating, that races it to create the tables.
+    """
+    import sqlite3
+
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+    try:
+        rows = con.execute(
+            "SELECT t.state, a.value_json FROM trials t JOIN studies s ON s.study_id = t.study_id "
+            "LEFT JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'cell' "
+            "WHERE s.study_name = ?", (name,)).fetchall()
+    except sqlite3.Error:  # tables not there yet, or the file locked for a moment
+        return {}
+    finally:
+        con.close()
+    out: dict[str, list[str]] = {}
+    for state, cell in rows:
+        out.setdefault(state, []).append(json.dumps(json.loads(cell), sort_keys=True) if cell else "")
+    return out
+
+
 @pytest.mark.slow
 def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
     spec = write_spec(tmp_path, seeds=(0, 1, 2), steps=40)
     runs = tmp_path / "runs"
-    storage = f"sqlite:///{(runs / 'studies' / 'micro-tiny.db').resolve()}"
+    db = runs / "studies" / "micro-tiny.db"
+    storage = f"sqlite:///{db.resolve()}"
     env = _env(E2GAN_HEARTBEAT_S="1", E2GAN_GRACE_S="3")
     cmd = [sys.executable, "-m", "e2gan.cli", "study", "run", str(spec), "--runs", str(runs), "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "study.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
 
     def running_after_one_complete():
-        try:
-            s = cells_by_state(storage, "micro-tiny")
-        except Exception:
-            return False
+        if proc.poll() is not None:
+            return True  # finished or crashed: the assertion below says which
+        s = _states_read_only(db, "micro-tiny")
         return len(s.get("COMPLETE", [])) >= 1 and len(s.get("RUNNING", [])) == 1
 
-    assert wait_for(running_after_one_complete, timeout=300), "study never got mid-trial"
-    os.killpg(proc.pid, signal.SIGKILL)
+    reached = wait_for(running_after_one_complete, timeout=600, interval=0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert reached and proc.returncode == -signal.SIGKILL, \
+        f"the study was not killed mid-trial (exit {proc.returncode}): {log.read_text()[-2000:]}"
     killed = cells_by_state(storage, "micro-tiny")["RUNNING"][0]
 
     import time
@@ -131,6 +162,26 @@ def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert len(states["COMPLETE"]) == len(set(states["COMPLETE"])) == 6
     assert states["FAIL"] == [killed]
     assert "RUNNING" not in states and "WAITING" not in states
+
+
+def test_storage_opened_by_two_processes_at_once_retries_the_table_race(tmp_path, monkeypatch):
+    """The loser of a race to create a fresh storage's tables retries instead of crashing."""
+    import optuna
+    import sqlalchemy.exc
+
+    from studies import runner
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = runner.open_storage(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert len(calls) == 2 and storage.get_all_studies() == []
 
 
 def _four_workers(tmp_path, storage: str, name: str):
