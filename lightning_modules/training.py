@@ -9,10 +9,11 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from e2gan.config import Config
 from e2gan.errors import InputError
-from e2gan.io import atomic_write_json, remove_stale_temps
+from e2gan.io import atomic_write, atomic_write_json, remove_stale_temps
 from e2gan.metrics.cost import peak_memory_bytes
 from lightning_modules.callbacks import TrainClock
 from lightning_modules.data_module import PairedDataModule
@@ -48,13 +49,48 @@ def check_checkpoint(path: str | Path) -> None:
                          f"(delete it to restart from scratch; {reason})") from None
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written beside their final name, fsynced, then renamed.
+
+    Lightning's own save stages the file in $TMPDIR and moves it: across filesystems that move is
+    a copy a kill can cut short, and the staged file is left where no resume cleans it up.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def resume_point(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint to resume from: ``last.ckpt`` or a later ``step-N.ckpt``.
+
+    Lightning writes ``step-N.ckpt`` before ``last.ckpt``; a kill between the two leaves the
+    newer state only in the step file. Resuming from it means no epoch is replayed.
+    """
+    last = ckpt_dir / "last.ckpt"
+    steps = sorted((p for p in ckpt_dir.glob("step-*.ckpt") if _step_of(p) >= 0), key=_step_of)
+    if not last.exists():
+        return steps[-1] if steps else None
+    check_checkpoint(last)
+    last_step = int(torch.load(last, map_location="cpu", weights_only=True).get("gan_step", 0))
+    return steps[-1] if steps and _step_of(steps[-1]) > last_step else last
+
+
 def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
         concept_index: dict[str, int], generator: torch.nn.Module, discriminator: torch.nn.Module | None,
         *, progress: bool = True, train_indices: list[int] | None = None,
         extra_callbacks: list | None = None) -> dict | None:
     """Train ``generator`` (and ``discriminator``) on ``concepts``; returns a summary on rank 0.
 
-    Re-running with the same ``run_dir`` resumes from ``checkpoints/last.ckpt``.
+    Re-running with the same ``run_dir`` resumes from its newest checkpoint (see ``resume_point``).
     """
     run_dir = Path(run_dir)
     if run_dir.is_dir():
@@ -70,19 +106,21 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                             train_indices=train_indices)
     clock = TrainClock(max_train_seconds=t.max_time_s)
     ckpt_dir = run_dir / "checkpoints"
+    # No version counter: an epoch replayed after a kill overwrites its step file, never adds a "-v1".
     checkpoints = ModelCheckpoint(dirpath=ckpt_dir, filename="step-{gan_step:06.0f}", auto_insert_metric_name=False,
-                                  save_top_k=-1, save_last=True, every_n_epochs=1, save_on_train_epoch_end=True)
+                                  save_top_k=-1, save_last=True, every_n_epochs=1, save_on_train_epoch_end=True,
+                                  enable_version_counter=False)
     attempt = len(list((run_dir / "logs").glob("attempt-*"))) if (run_dir / "logs").exists() else 0
     trainer = L.Trainer(max_epochs=epochs, logger=CSVLogger(run_dir, name="logs", version=f"attempt-{attempt}"),
                         callbacks=[clock, checkpoints, *(extra_callbacks or [])], enable_progress_bar=progress,
                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=min(10, steps_per_epoch),
                         use_distributed_sampler=False, check_val_every_n_epoch=1,
-                        **_trainer_device_args(cfg))
-    last = ckpt_dir / "last.ckpt"
-    if last.exists():
-        check_checkpoint(last)
+                        plugins=[AtomicCheckpointIO()], **_trainer_device_args(cfg))
+    resume = resume_point(ckpt_dir) if ckpt_dir.is_dir() else None
+    if resume is not None:
+        check_checkpoint(resume)
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     except NonFiniteLoss as exc:  # diverged: record why, then stop this run with one line
         if trainer.is_global_zero:
             atomic_write_json(run_dir / "train.json", {"gan_step": module.gan_step, "stopped_by": "diverged",

@@ -74,3 +74,31 @@ def test_wall_time_budget_stops_training(micro_data, tmp_path):
     assert summary["stopped_by"] == "time"
     assert 0 < summary["gan_step"] < 10_000
     assert summary["train_seconds"] >= 0.5
+
+
+def test_resume_point_prefers_a_step_file_newer_than_last(tmp_path):
+    """A kill after Lightning wrote step-N.ckpt but before last.ckpt: resume from the step file."""
+    from lightning_modules.training import resume_point
+
+    assert resume_point(tmp_path) is None
+    torch.save({"gan_step": 3}, tmp_path / "step-000003.ckpt")
+    assert resume_point(tmp_path) == tmp_path / "step-000003.ckpt"  # killed before the first last.ckpt
+    torch.save({"gan_step": 3}, tmp_path / "last.ckpt")
+    assert resume_point(tmp_path) == tmp_path / "last.ckpt"
+    torch.save({"gan_step": 6}, tmp_path / "step-000006.ckpt")
+    assert resume_point(tmp_path) == tmp_path / "step-000006.ckpt"
+    torch.save({"gan_step": 6}, tmp_path / "last.ckpt")
+    assert resume_point(tmp_path) == tmp_path / "last.ckpt"
+
+
+def test_checkpoints_are_written_atomically_beside_their_name(tmp_path, monkeypatch):
+    """No staging in $TMPDIR: the temp file sits in the checkpoint folder and is renamed."""
+    from lightning_modules.training import AtomicCheckpointIO
+
+    seen = []
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f: (seen.append(str(f)), real_save(obj, f)))
+    AtomicCheckpointIO().save_checkpoint({"gan_step": 1}, tmp_path / "c" / "last.ckpt")
+    assert len(seen) == 1 and seen[0].startswith(str(tmp_path / "c" / ".last.ckpt.")) and seen[0].endswith(".tmp")
+    assert torch.load(tmp_path / "c" / "last.ckpt", weights_only=True) == {"gan_step": 1}
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["last.ckpt"]

@@ -1,7 +1,8 @@
 """SIGKILL at seeded random points of distillation and training, then resume: nothing lost, nothing
 duplicated, no truncated file anywhere, and the final artefacts byte-for-byte equal to an
-uninterrupted run (training on CPU is deterministic; a kill between checkpoints resumes from the
-last epoch boundary, which gives the same weights).
+uninterrupted run (training on CPU is deterministic; a kill resumes from the newest checkpoint, an
+epoch boundary, which gives the same weights; a kill between a step file and ``last.ckpt`` neither
+replays into a "-v1" duplicate nor loses the step file's state).
 
 A study killed mid-trial is covered by
 ``tests/studies/test_runner.py::test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing``.
@@ -100,9 +101,6 @@ def uninterrupted(trained, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="known bug, open: a SIGKILL at some points (about 1 run in 3) resumes to "
-                   "weights that differ from the uninterrupted run; the in-process resume test "
-                   "(tests/lightning_modules/test_training.py) is exact")
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sigkill_during_training_then_resume_is_bit_identical(seed, trained, uninterrupted, tmp_path):
     cfg, ref_run = uninterrupted
