@@ -3,6 +3,12 @@
 A concept adapter is two files: ``adapter.safetensors`` (the LoRA matrices and the new concept's
 embedding rows) and ``adapter.json`` (groups, ranks, alpha, target modules, and the sha256 of the
 base generator it was trained on). Loading onto a different base is refused.
+
+With the CLIP concept encoder the new concept has no learnt rows: its tokens are the frozen text
+model's output for its instruction. The adapter stores them (``concept_tokens``) with the
+instruction, so it loads and deploys without CLIP. They count in ``bytes_fp32`` (what a concept
+costs on disk) but not in ``params`` (what a concept trains): a CLIP concept's params are its
+LoRA matrices alone, its bytes are 4 x (LoRA params + n_tokens x text width).
 """
 from __future__ import annotations
 
@@ -137,13 +143,19 @@ def merge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+CACHED_KEYS = ("concept_tokens",)  # stored but not learnt: in bytes, not in params
+
+
 def adapter_state(model: nn.Module, concept_ids: list[int]) -> dict[str, torch.Tensor]:
-    """LoRA matrices plus the new concept's embedding rows: everything a concept needs stored."""
+    """LoRA matrices plus the new concept's embedding rows (table) or cached CLIP tokens: everything
+    a concept needs stored."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if "lora_" in k}
     emb = model.concepts
     if hasattr(emb, "table"):
         table = emb.table().detach().cpu()
         state["concept_embedding"] = table[concept_ids].contiguous()
+    elif isinstance(getattr(emb, "tokens", None), torch.Tensor):
+        state["concept_tokens"] = emb.tokens[concept_ids].detach().cpu().contiguous()
     return state
 
 
@@ -154,11 +166,17 @@ def save_adapter(run_dir: str | Path, model: nn.Module, spec: LoraSpec, concept:
     run_dir = Path(run_dir)
     state = adapter_state(model, concept_ids)
     atomic_write(run_dir / ADAPTER_WEIGHTS, lambda p: save_file(state, str(p)))
+    emb = model.concepts
     meta = {"concept": concept, "concept_ids": concept_ids, "groups": spec.groups, "ranks": spec.ranks,
             "alpha_ratio": spec.alpha_ratio, "base_sha256": sha256_file(base_weights),
-            "base": str(base_weights), "params": sum(v.numel() for v in state.values()),
+            "base": str(base_weights),
+            "params": sum(v.numel() for k, v in state.items() if k not in CACHED_KEYS),
+            "cached_values": sum(v.numel() for k, v in state.items() if k in CACHED_KEYS),
             "bytes_fp32": sum(v.numel() * 4 for v in state.values()),
-            "file_bytes": (run_dir / ADAPTER_WEIGHTS).stat().st_size}
+            "file_bytes": (run_dir / ADAPTER_WEIGHTS).stat().st_size,
+            "concept_encoder": "clip" if "concept_tokens" in state else "table"}
+    if "concept_tokens" in state:
+        meta["instructions"] = [emb.instructions[i] for i in concept_ids]
     atomic_write_json(run_dir / ADAPTER_META, meta)
     return meta
 
@@ -185,6 +203,10 @@ def load_adapter(base_run: str | Path, adapter_dir: str | Path) -> tuple[nn.Modu
         raise InputError("unreadable adapter weights", str(adapter_dir / ADAPTER_WEIGHTS),
                          f"a safetensors file written by e2gan ({str(exc).splitlines()[0][:160]})") from None
     rows = state.pop("concept_embedding", None)
+    tokens = state.pop("concept_tokens", None)
+    if tokens is not None:
+        ids = generator.concepts.add_cached(tokens, meta.get("instructions") or [meta["concept"]] * len(tokens))
+        assert ids == meta["concept_ids"], (ids, meta["concept_ids"])
     if rows is not None:
         ids = generator.concepts.add_concepts(len(meta["concept_ids"]))
         with torch.no_grad():

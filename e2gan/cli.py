@@ -113,6 +113,7 @@ def cmd_adapt(args) -> str:
 
     check_concept_name(args.concept, "--concept")  # before anything is distilled; it becomes a folder name
     cfg = _config(args, budget_section="adapt")
+    _check_new_concepts(cfg, [args.concept])  # before anything is distilled or trained
     progress = not args.no_progress
     data, _ = ensure_data(cfg, args.runs, progress=progress and not _is_worker_rank())
     base = None
@@ -128,20 +129,87 @@ def cmd_adapt(args) -> str:
             f"{c['params_trainable']:,} trainable params, {c['bytes_stored']:,} bytes stored -> {run_dir}")
 
 
+def _check_new_concepts(cfg, concepts: list[str]) -> None:
+    """Every name must be a new concept of the configuration's concepts file (nothing runs before)."""
+    from e2gan.errors import InputError
+    from studies.prerequisites import concept_names
+
+    new = concept_names(cfg)[1]
+    unknown = [c for c in concepts if c not in new]
+    if unknown:
+        raise InputError(f"concept(s) {unknown}", "--concept", f"new concepts of this configuration: {new}")
+
+
+def cmd_merge(args) -> str:
+    """Base run + saved LoRA adapter -> a plain generator (generator.safetensors + model.json)."""
+    import json
+
+    import torch
+
+    from e2gan.adapt import ADAPTER_META, load_adapter, merge_lora
+    from e2gan.config import ModelConfig
+    from e2gan.errors import InputError
+    from e2gan.io import sha256_file
+    from e2gan.metrics.cost import count_params
+    from e2gan.models import save_generator
+
+    base, adapter = Path(args.base), Path(args.adapter)
+    if adapter.is_file() and adapter.name == ADAPTER_META:
+        adapter = adapter.parent
+    meta_path, base_weights = adapter / ADAPTER_META, base / "generator.safetensors"
+    if not (base / "model.json").is_file() or not base_weights.is_file():
+        raise InputError("no trained generator", str(base), "a base run holding model.json and generator.safetensors")
+    if not meta_path.is_file():
+        raise InputError("no adapter", str(adapter),
+                         "a LoRA adapt run (or folder) holding adapter.json and adapter.safetensors")
+    out = Path(args.out) if args.out else adapter / "merged"
+    if out.resolve() in (base.resolve(), adapter.resolve()):
+        raise InputError(f"output folder {out}", "--out", "a folder other than the base and adapter runs")
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = meta["base_sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError("unreadable adapter metadata", str(meta_path), "an adapter.json written by e2gan") from None
+    # load_adapter refuses a mismatch too; checked here so the line names both runs.
+    if sha256_file(base_weights) != expected:
+        raise InputError(f"adapter {adapter} was trained on another base than {base}", str(meta_path),
+                         f"the base whose generator.safetensors has sha256 {expected[:12]}… "
+                         f"(recorded: {meta.get('base', '?')})")
+    model, meta = load_adapter(base, adapter)
+    base_meta = json.loads((base / "model.json").read_text())
+    base_concepts = list(base_meta["concepts"])
+    try:  # a parity check at the base's training resolution
+        res = int(json.loads((base / "config.json").read_text())["data"]["resolution"])
+    except (OSError, ValueError, KeyError, TypeError):
+        res = 64
+    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(0))
+    cid = torch.tensor(meta["concept_ids"][:1])
+    with torch.no_grad():
+        before = model(x, cid)
+        generator = merge_lora(model)
+        diff = float((generator(x, cid) - before).abs().max())
+    # kind 'adapt' like the adapt run's own merged model, so `e2gan export` bakes in the new concept.
+    extra = {"kind": "adapt", "merged": True, "method": "lora", "n_base_concepts": len(base_concepts),
+             "base": str(base), "adapter": str(adapter), "adapter_ranks": meta["ranks"], "merge_max_abs_diff": diff}
+    if base_meta.get("data"):
+        extra["data"] = base_meta["data"]
+    out.mkdir(parents=True, exist_ok=True)
+    weights = save_generator(out, generator, ModelConfig(**base_meta["model"]), [*base_concepts, meta["concept"]],
+                             extra=extra)
+    return (f"merged adapter '{meta['concept']}' ({meta['params']:,} params, ranks {meta['ranks']}) into the base: "
+            f"{count_params(generator):,} params, max |merged - unmerged| {diff:.1e} -> {weights}")
+
+
 def _data_and_base(args, cfg):
     """The distilled data and the base run a per-concept study adapts from (trained if missing).
 
     Checks the concepts and seeds first, so bad input fails before anything is trained.
     """
-    from e2gan.errors import InputError
     from studies.layer_analysis import parse_seeds
-    from studies.prerequisites import concept_names, ensure_base, ensure_data
+    from studies.prerequisites import ensure_base, ensure_data
 
     parse_seeds(args.seeds, cfg.adapt.seed)
-    new = concept_names(cfg)[1]
-    unknown = [c for c in args.concept if c not in new]
-    if unknown:
-        raise InputError(f"concept(s) {unknown}", "--concept", f"new concepts of this configuration: {new}")
+    _check_new_concepts(cfg, args.concept)
     progress = not args.no_progress
     data, _ = ensure_data(cfg, args.runs, progress=progress)
     base = Path(args.base) if args.base else ensure_base(cfg, data, args.runs, progress=progress)[0]
@@ -269,7 +337,11 @@ def cmd_describe(args) -> str:
     cfg = get_preset(args.preset)
     model_cfg = ModelConfig(**{**cfg.model.__dict__, **({"arch": args.arch} if args.arch else {}),
                                **({"width": args.width} if args.width else {})})
-    res = args.resolution or cfg.data.resolution
+    res = args.resolution if args.resolution is not None else cfg.data.resolution
+    if res <= 0 or res % 8:
+        from e2gan.errors import InputError
+
+        raise InputError(f"resolution {res}", "--resolution", "a positive multiple of 8, e.g. 64")
     nets = [("generator", make_generator(model_cfg, n_concepts=args.n_concepts))]
     if args.discriminator:
         nets.append(("discriminator", make_discriminator(cfg.disc)))
@@ -394,6 +466,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt-seed", type=int, default=None)
     p.add_argument("--run-dir", default=None)
     p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser("merge", help="fold a saved LoRA adapter into its base -> a plain generator for export")
+    p.add_argument("--base", required=True, help="the base run the adapter was trained on (its checksum is checked)")
+    p.add_argument("--adapter", required=True,
+                   help="a LoRA adapt run, or a folder with adapter.json + adapter.safetensors")
+    p.add_argument("--out", default=None, help="output folder for generator.safetensors + model.json "
+                   "(default: <adapter>/merged)")
+    p.set_defaults(func=cmd_merge)
 
     metrics = ["psnr", "ssim", "fid", "kid", "perceptual"]
     p = sub.add_parser("analyze-layers", help="crucial layers: LoRA on one group at a time + weight change of a full fine-tune")

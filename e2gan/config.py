@@ -39,6 +39,14 @@ class ModelConfig:
     attn_heads: int = 4
     n_tokens: int = 4
     lowres_skip: bool = False         # identity skip around DS -> TB -> US (not in the paper's figure)
+    # Where the cross-attention tokens come from (e2gan only; pix2pix takes no concept):
+    #   "table"          a learnt embedding table, n_tokens rows per concept (a new concept learns its rows)
+    #   "clip:<model>"   a frozen CLIP text model (local folder, diffusers pipeline folder or hub id)
+    #                    encodes each concept's instruction once; the first n_tokens positions are
+    #                    cached (padded; at most 77) and nothing of it trains. A new concept needs only
+    #                    its instruction. Set n_tokens to cover the instructions (e.g. 16 or 77): an
+    #                    instruction longer than n_tokens (start and end tokens included) is refused.
+    concept_encoder: str = "table"
 
 
 @dataclass
@@ -127,14 +135,92 @@ class Config:
         """
         d = self.to_dict()
         d["data"].pop("new_concepts")
+        if d["model"]["concept_encoder"] == "table":  # the default: keys of earlier runs stay valid
+            d["model"].pop("concept_encoder")
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def data_key(self) -> str:
-        """Key of the distilled data: the concept lists are left out because distillation only
-        adds the concepts a folder lacks, so every concept selection shares one folder."""
+        """Key of the distilled data folder (a hash of ``data_identity()``).
+
+        The concept lists are left out because distillation only adds the concepts a folder
+        lacks, so every concept selection shares one folder. What identifies the data is content,
+        not where it sits, so shards on many GPUs and machines land in one folder and
+        ``--merge-shards`` combines them: see ``data_identity``.
+        """
+        return hashlib.sha256(json.dumps(self.data_identity(), sort_keys=True).encode()).hexdigest()[:10]
+
+    def data_identity(self) -> dict:
+        """The data section as the data key sees it (recorded in the folder's data.json).
+
+        - ``teacher``: a ``diffusers:`` spec becomes its model and options with ``device`` and
+          ``max_batch`` dropped (where and how many at once: per-image seeds make the pairs the
+          same) and options sorted; a local model folder is named by its basename and a
+          fingerprint of its files (configs hashed whole, weights by size and first/last MiB,
+          see ``teachers.diffusion.fingerprint_folder``), not its absolute path. A hub id stays.
+          ``procedural`` and plug-in specs stay as written.
+        - ``sources``: a folder becomes its image count and a hash of the sorted relative paths
+          and sizes of the images it holds; ``builtin`` stays.
+        - ``concepts_file``: a file becomes a hash of each concept's name, instruction and
+          teacher settings (what the pairs depend on; roles and notes are left out); empty (the
+          packaged file) and packaged names stay.
+
+        Defaults map to themselves, so the keys of default configurations are unchanged.
+        """
         d = {k: v for k, v in self.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+        d["teacher"] = _teacher_identity(d["teacher"])
+        d["sources"] = _sources_identity(d["sources"])
+        d["concepts_file"] = _concepts_identity(d["concepts_file"])
+        return d
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Teacher options that choose where and in what batches the teacher runs, not what it makes.
+PLACEMENT_OPTIONS = ("device", "max_batch")
+
+
+def _teacher_identity(spec: str) -> Any:
+    if not isinstance(spec, str) or not spec.strip().startswith("diffusers:"):
+        return spec
+    from e2gan.teachers.diffusion import fingerprint_folder, parse_spec
+
+    model, options = parse_spec(spec.strip())
+    options = {k: v for k, v in sorted(options.items()) if k not in PLACEMENT_OPTIONS}
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        files = fingerprint_folder(folder, options.get("variant") or None)
+        ident: Any = {"folder": folder.resolve().name, "fingerprint": _digest(sorted(files.items()))}
+    else:
+        ident = model
+    return {"kind": "diffusers", "model": ident, "options": options}
+
+
+def _sources_identity(sources: str) -> Any:
+    folder = Path(sources).expanduser()
+    if sources == "builtin" or not folder.is_dir():
+        return sources
+    from e2gan.sources import IMAGE_SUFFIXES
+
+    listing = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*")
+                     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # what folder_sources reads
+    return {"folder_images": len(listing), "listing": _digest(listing)}
+
+
+def _concepts_identity(concepts_file: str) -> Any:
+    from e2gan.teachers.base import PACKAGED_CONCEPTS
+
+    if not concepts_file or (concepts_file in PACKAGED_CONCEPTS and not Path(concepts_file).exists()):
+        return concepts_file
+    if not Path(concepts_file).expanduser().is_file():
+        return concepts_file  # reading it fails later, with the loader's own message
+    from e2gan.teachers.base import load_concepts
+
+    concepts = load_concepts(Path(concepts_file).expanduser())
+    return {"concepts": _digest(sorted((c.name, c.instruction, list(map(list, c.teacher_settings)))
+                                       for c in concepts))}
 
 
 CHOICES = {
@@ -180,8 +266,19 @@ def _merge_section(obj: Any, values: dict, where: str, section: str) -> None:
         setattr(obj, key, value)
 
 
+CONCEPT_ENCODERS = ("table", "clip:<local folder or hub id>")
+
+
+def clip_model_of(concept_encoder: str) -> str | None:
+    """The text model of a ``clip:<model>`` concept encoder; None for the learnt table."""
+    return concept_encoder[len("clip:"):].strip() if concept_encoder.startswith("clip:") else None
+
+
 def validate(cfg: Config, where: str = "config") -> Config:
     d = cfg.to_dict()
+    enc = cfg.model.concept_encoder
+    if enc != "table" and not clip_model_of(enc):
+        raise InputError(f"'model.concept_encoder' = {enc!r}", where, f"one of {list(CONCEPT_ENCODERS)}")
     for (section, key), allowed in CHOICES.items():
         if d[section][key] not in allowed:
             raise InputError(f"'{section}.{key}' = {d[section][key]!r}", where, f"one of {list(allowed)}")

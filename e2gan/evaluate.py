@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -30,7 +31,27 @@ def predict(generator: nn.Module, dataset: PairedDataset, batch_size: int = 32,
     return {
         "sources": torch.cat(srcs), "targets": torch.cat(tgts), "outputs": torch.cat(outs),
         "concepts": [p.concept for p in dataset.pairs], "source_ids": [p.source_id for p in dataset.pairs],
+        "instructions": concept_instructions(dataset.root, {p.concept for p in dataset.pairs}),
     }
+
+
+def concept_instructions(root, concepts: set[str] | None = None) -> dict[str, str]:
+    """concept -> the instruction its pairs were distilled with (from the data's manifest.jsonl)."""
+    import json
+
+    out: dict[str, str] = {}
+    path = Path(root) / "manifest.jsonl"
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        c, text = rec.get("concept"), rec.get("instruction")
+        if isinstance(c, str) and isinstance(text, str) and (concepts is None or c in concepts):
+            out.setdefault(c, text)
+    return out
 
 
 def _set_psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -40,13 +61,24 @@ def _set_psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto",
-          reference: str = "teacher targets, test split", device: str = "cpu") -> dict:
+          reference: str = "teacher targets, test split", device: str = "cpu", clip="auto") -> dict:
     """Metrics per concept and overall (images pooled over concepts), plus the identity baseline.
 
     ``identity_psnr`` is the PSNR of the unedited source against the target: a model that has
     learnt nothing scores about that, so it is the floor to beat.
+
+    ``clip``: "auto" looks for local CLIP weights (``e2gan.metrics.clip.find_clip``) and adds
+    ``clip_score`` and ``clip_directional`` per concept when found; a ``ClipScorer`` uses that
+    one; None skips them. ``protocol["clip"]`` says which model and texts, or why not.
     """
+    from e2gan.metrics.clip import SOURCE_CAPTION, get_scorer
     from e2gan.metrics.quality import evaluate_images
+
+    if clip == "auto":
+        clip, clip_note = get_scorer(device)
+    else:
+        clip_note = "off (not requested)" if clip is None else ""
+    instructions = pred.get("instructions") or {}
 
     by_concept: dict[str, list[int]] = defaultdict(list)
     for i, c in enumerate(pred["concepts"]):
@@ -58,6 +90,8 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
                               perceptual=perceptual, reference=reference, device=device)
         m = dict(res["metrics"])
         m["identity_psnr"] = _set_psnr_uint8(pred["sources"][ix], pred["targets"][ix])
+        if clip is not None and concept in instructions:
+            m.update(clip.score(pred["outputs"][ix], pred["sources"][ix], instructions[concept], SOURCE_CAPTION))
         m["n"] = len(idx)
         per_concept[concept] = m
         protocol = res["protocol"]
@@ -66,6 +100,12 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
     protocol = dict(protocol or {})
     protocol.update(n=len(pred["concepts"]), n_per_concept={c: len(v) for c, v in by_concept.items()},
                     averaging="mean over concepts of per-concept metrics (FID/KID per concept)")
+    if clip is None:
+        protocol["clip"] = clip_note
+    else:
+        texts = {c: {"edited": instructions[c], "source": SOURCE_CAPTION} for c in sorted(by_concept) if c in instructions}
+        protocol["clip"] = dict(clip.describe(), texts=texts,
+                                missing_instruction=sorted(c for c in by_concept if c not in instructions))
     return {"mean_over_concepts": mean, "per_concept": per_concept, "protocol": protocol}
 
 
@@ -107,24 +147,173 @@ def run_cost(generator: nn.Module, cfg, train_summary: dict | None, n_concepts_t
     }
 
 
-def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test",
-                 device: str = "cpu", data_root=None, progress: bool = True) -> dict:
-    """Evaluate a finished run on ``split``: writes ``result.json`` and ``samples.png`` in the run."""
+def resolve_target(target) -> tuple:
+    """(run directory, checkpoint file or None) for a run directory or a ``.ckpt`` inside it.
+
+    A checkpoint's run is the folder above ``checkpoints/`` (or the checkpoint's own folder).
+    """
+    from e2gan.errors import InputError
+
+    p = Path(target)
+    if p.is_dir():
+        return p, None
+    if p.is_file() and p.suffix == ".ckpt":
+        return (p.parent.parent if p.parent.name == "checkpoints" else p.parent), p
+    raise InputError("no run or checkpoint", str(p),
+                     "a run directory, or a Lightning .ckpt in its checkpoints/ folder (e.g. step-000200.ckpt)")
+
+
+def result_path(target, result: dict):
+    """Where ``evaluate_run(target)`` wrote ``result``: result.json, or result-<checkpoint>.json."""
+    run_dir, _ = resolve_target(target)
+    label = result.get("protocol", {}).get("checkpoint", "last")
+    return run_dir / ("result.json" if label == "last" else f"result-{label}.json")
+
+
+def _read_checkpoint(ckpt) -> dict:
+    """A Lightning checkpoint, loaded with ``weights_only=True`` (a pickle of callables is refused)."""
+    import pickle
+
+    from e2gan.errors import InputError
+
+    try:
+        data = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError("unloadable or unsafe checkpoint", str(ckpt),
+                         f"a Lightning checkpoint of tensors and plain data, loadable with weights_only=True ({reason})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict) or \
+            not any(str(k).startswith("generator.") for k in data["state_dict"]):
+        raise InputError("checkpoint without generator weights", str(ckpt),
+                         "a checkpoint written by e2gan training (state_dict with generator.* keys)")
+    return data
+
+
+def checkpoint_label(ckpt, data: dict) -> str:
+    """'step-000200' from the checkpoint's own step counter (last.ckpt gets its step too)."""
+    step = data.get("gan_step")
+    if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+        return f"step-{step:06d}"
+    stem = Path(ckpt).stem
+    return stem if stem.startswith("step-") else f"ckpt-{stem}"
+
+
+def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict]:
+    """(generator in eval mode, model metadata, checkpoint dict) from a Lightning checkpoint.
+
+    The architecture comes from the run's ``model.json`` (as ``load_generator`` reads it), or,
+    for a base run still training (no model.json yet), from its ``config.json``. LoRA checkpoints
+    get their adapters re-injected (ranks from adapter.json, else the run's adapt config), are
+    loaded, then merged, as the final weights are.
+    """
+    import dataclasses
     import json
-    from pathlib import Path
+
+    from e2gan.config import ModelConfig
+    from e2gan.errors import InputError
+    from e2gan.models import make_generator
+
+    run_dir = Path(run_dir)
+    data = _read_checkpoint(ckpt)
+    state = {k[len("generator."):]: v for k, v in data["state_dict"].items() if k.startswith("generator.")}
+    if (run_dir / "model.json").is_file():
+        meta = json.loads((run_dir / "model.json").read_text())
+    else:  # a base run that has not finished: its config says what it trains
+        from studies.prerequisites import concept_names, data_dir
+
+        meta = {"model": dataclasses.asdict(cfg.model), "concepts": concept_names(cfg)[0], "kind": "base",
+                "data": str(data_dir(cfg, run_dir.parent))}
+    model = ModelConfig(**meta["model"])
+    n_concepts = meta.get("n_base_concepts", len(meta["concepts"]))
+    shell, instructions = None, None
+    if _clip_encoder(model):  # concept tokens from a frozen CLIP text model: rebuilt as load_generator does
+        if "concept_encoder" in meta:
+            from e2gan.models import _clip_shell
+
+            shell = _clip_shell(model, meta, n_concepts, str(run_dir / "model.json"))
+        else:
+            from e2gan.models import concept_instructions
+
+            instructions = concept_instructions(cfg.data.concepts_file, meta["concepts"][:n_concepts])
+    generator = make_generator(model, n_concepts=n_concepts, **({"concept_encoder": shell} if shell is not None else {}),
+                               **({"instructions": instructions} if instructions is not None else {}))
+    lora = any("lora_" in k for k in state)
+    if lora:
+        from e2gan.adapt import ADAPTER_META, LoraSpec, add_lora, merge_lora
+
+        if (run_dir / ADAPTER_META).is_file():
+            a = json.loads((run_dir / ADAPTER_META).read_text())
+            spec = LoraSpec(ranks=a["ranks"], alpha_ratio=a["alpha_ratio"])
+        else:
+            spec = LoraSpec(ranks={g: int(cfg.adapt.ranks.get(g, cfg.adapt.rank)) for g in cfg.adapt.groups},
+                            alpha_ratio=cfg.adapt.alpha_ratio)
+        generator = add_lora(generator, spec)
+    try:  # an added concept's embedding chunk is re-created on load (ConceptEmbedding)
+        generator.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError("checkpoint does not fit the run's architecture", str(ckpt),
+                         f"a checkpoint of {model.arch} width {model.width} ({str(exc).splitlines()[0][:200]})") from None
+    if lora:
+        generator = merge_lora(generator)
+    if shell is not None:
+        shell.instructions = list(meta["concept_encoder"].get("instructions", []))[:shell.n_concepts]
+    return generator.eval(), meta, data
+
+
+def _clip_encoder(model) -> bool:
+    """True for a generator whose concept tokens come from CLIP (``model.concept_encoder = "clip:..."``)."""
+    enc = getattr(model, "concept_encoder", "table")
+    return model.arch == "e2gan" and isinstance(enc, str) and enc.startswith("clip:")
+
+
+def _checkpoint_summary(data: dict, train_summary: dict | None) -> dict:
+    """The training summary as of a checkpoint: its step, training seconds and images seen."""
+    s = dict(train_summary or {})
+    clock = next((v for k, v in (data.get("callbacks") or {}).items()
+                  if str(k).startswith("TrainClock") and isinstance(v, dict)), {})
+    s.update(gan_step=int(data.get("gan_step", 0)), train_seconds=clock.get("train_seconds"),
+             images_seen=clock.get("images_seen"), stopped_by="checkpoint", peak_memory=None)
+    return s
+
+
+def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test",
+                 device: str = "cpu", data_root=None, progress: bool = True, clip="auto") -> dict:
+    """Evaluate a finished run, or one of its Lightning checkpoints, on ``split``.
+
+    A run directory: its final weights (generator.safetensors); ``protocol.checkpoint = "last"``;
+    writes ``result.json`` and ``samples.png`` in the run.
+    A ``.ckpt`` file (``runs/<run>/checkpoints/step-000200.ckpt``): the generator weights from the
+    checkpoint (loaded with ``weights_only=True``), the architecture from the run's model.json /
+    config.json; ``protocol.checkpoint = "step-000200"``; writes ``result-step-000200.json`` and
+    ``samples-step-000200.png`` beside result.json, never over it. Costs are as of that step.
+    """
+    import json
 
     from e2gan.config import apply_overrides, Config
     from e2gan.env import environment
     from e2gan.errors import InputError
+    from e2gan.io import atomic_write_json
     from e2gan.models import load_generator
     from e2gan.reporting.grids import save_triplet_grid
-    from e2gan.results import make_result, write_result
+    from e2gan.results import _finite, make_result, write_result
 
-    run_dir = Path(run_dir)
-    generator, meta = load_generator(run_dir)
+    target = run_dir
+    run_dir, ckpt = resolve_target(target)
     cfg_path = run_dir / "config.json"
-    cfg = apply_overrides(Config(preset=json.loads(cfg_path.read_text()).get("preset", "tiny")),
-                          json.loads(cfg_path.read_text()), str(cfg_path))
+    if not cfg_path.is_file():
+        raise InputError("no config.json", str(run_dir), "a run directory written by e2gan train-base or adapt")
+    raw = json.loads(cfg_path.read_text())
+    cfg = apply_overrides(Config(preset=raw.get("preset", "tiny")), raw, str(cfg_path))
+    train_summary = json.loads((run_dir / "train.json").read_text()) if (run_dir / "train.json").exists() else None
+    if ckpt is None:
+        generator, meta = load_generator(run_dir)
+        label, ckpt_protocol = "last", {}
+    else:
+        generator, meta, data = load_checkpoint_generator(ckpt, run_dir, cfg)
+        label = checkpoint_label(ckpt, data)
+        ckpt_protocol = {"checkpoint_file": str(ckpt.relative_to(run_dir)) if ckpt.is_relative_to(run_dir) else str(ckpt),
+                         "checkpoint_step": int(data.get("gan_step", 0))}
+        train_summary = _checkpoint_summary(data, train_summary)
     trained = meta["concepts"]
     concepts = concepts or trained
     unknown = [c for c in concepts if c not in trained]
@@ -135,16 +324,20 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     dataset = PairedDataset(root, concepts, split, {c: i for i, c in enumerate(trained)})
     pred = predict(generator, dataset, batch_size=cfg.eval.batch_size, device=device)
     scores = score(pred, backbone=cfg.eval.backbone, perceptual=cfg.eval.perceptual,
-                   reference=f"teacher targets, {split} split", device=device)
-    train_summary = json.loads((run_dir / "train.json").read_text()) if (run_dir / "train.json").exists() else None
+                   reference=f"teacher targets, {split} split", device=device, clip=clip)
     protocol = dict(scores["protocol"], split=split, resolution=cfg.data.resolution,
-                    checkpoint="last", data=str(root), preset=cfg.preset)
+                    checkpoint=label, **ckpt_protocol, data=str(root), preset=cfg.preset)
     result = make_result(run=run_dir.name, kind=meta.get("kind", "base"), metrics={k: scores[k] for k in ("mean_over_concepts", "per_concept")},
                          protocol=protocol, cost=run_cost(generator, cfg, train_summary, len(trained)),
                          config=cfg.to_dict(), env=environment(device, cfg.train.seed), concepts=concepts,
                          **{k: meta[k] for k in ("method", "base") if k in meta})
-    write_result(run_dir, result)
-    save_triplet_grid(_sample_rows(pred), run_dir / "samples.png", header=("source", "teacher", "model"),
+    if ckpt is None:
+        write_result(run_dir, result)
+        samples = run_dir / "samples.png"
+    else:  # a checkpoint's numbers never replace the run's own result.json
+        atomic_write_json(result_path(target, result), _finite(result))
+        samples = run_dir / f"samples-{label}.png"
+    save_triplet_grid(_sample_rows(pred), samples, header=("source", "teacher", "model"),
                       row_labels=tuple(_sample_labels(pred)), label_px=90)
     return result
 

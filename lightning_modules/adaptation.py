@@ -2,6 +2,11 @@
 
 All four go through the same PairedGANModule and `fit`; only the generator, which parameters
 train, the discriminator's treatment and the learning rates differ.
+
+The new concept's tokens: with the learnt table (``model.concept_encoder = "table"``) a new row
+chunk initialised by ``adapt.embedding_init`` that always trains; with a CLIP base the frozen text
+model encodes the concept's instruction (from ``data.concepts_file``) once, nothing of it trains
+and ``adapt.embedding_init`` does not apply (recorded as ``"clip"``).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from e2gan.errors import InputError
 from e2gan.io import atomic_write_json
 from e2gan.metrics.cost import bytes_of_tensors, count_params
 from e2gan.metrics.train_cost import gan_step_flops
-from e2gan.models import load_generator, make_discriminator, make_generator, save_generator
+from e2gan.models import concept_instructions, load_generator, make_discriminator, make_generator, save_generator
 from lightning_modules.training import fit
 
 
@@ -64,8 +69,10 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
     if a.method in ("scratch", "pix2pix"):
         model = (dataclasses.replace(cfg.model, arch="pix2pix", width=a.pix2pix_ngf, n_blocks=a.pix2pix_blocks)
                  if a.method == "pix2pix" else cfg.model)
-        out.update(generator=make_generator(model, n_concepts=1), model_cfg=model, concepts=[concept],
-                   n_base=1, concept_id=0)
+        clip = model.arch == "e2gan" and model.concept_encoder != "table"
+        instructions = concept_instructions(cfg.data.concepts_file, [concept]) if clip else None
+        out.update(generator=make_generator(model, n_concepts=1, instructions=instructions), model_cfg=model,
+                   concepts=[concept], n_base=1, concept_id=0)
     else:
         if base_run is None:
             raise InputError(f"method '{a.method}' without a base", "--base", "a finished base run directory")
@@ -75,16 +82,22 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
         if concept in base_concepts:
             raise InputError(f"concept '{concept}' is already in the base", str(base_run / "model.json"),
                              f"a concept outside {base_concepts}")
-        init: str | int = a.embedding_init
-        if init == "nearest":
-            init = nearest_base_concept(generator, data_root, concept, len(base_concepts))
-            out["embedding_init"] = base_concepts[init]
-        (concept_id,) = generator.concepts.add_concepts(1, init)
+        table = hasattr(generator.concepts, "table")
+        if table:
+            init: str | int = a.embedding_init
+            if init == "nearest":
+                init = nearest_base_concept(generator, data_root, concept, len(base_concepts))
+                out["embedding_init"] = base_concepts[init]
+            (concept_id,) = generator.concepts.add_concepts(1, init)
+        else:  # CLIP: the frozen text model encodes the instruction (loaded now, not at evaluation)
+            (concept_id,) = generator.concepts.add_concepts(concept_instructions(cfg.data.concepts_file, [concept]))
+            out["embedding_init"] = "clip"
         if a.method == "lora":
             out["spec"] = _lora_spec(cfg)
             generator = add_lora(generator, out["spec"])
             out["lr_g"] = a.lr
-        generator.concepts.tables[-1].requires_grad_(True)  # the new concept's tokens always learn
+        if table:
+            generator.concepts.tables[-1].requires_grad_(True)  # the new concept's tokens always learn
         out.update(generator=generator, model_cfg=ModelConfig(**meta["model"]),
                    concepts=[*base_concepts, concept], n_base=len(base_concepts), concept_id=concept_id)
     if a.disc == "fresh" or a.method in ("scratch", "pix2pix"):

@@ -78,7 +78,7 @@ def ensure_base(cfg: Config, data_root: Path, runs: str | Path = "runs", progres
     """
     import lightning as L
 
-    from e2gan.models import make_discriminator, make_generator, save_discriminator, save_generator
+    from e2gan.models import concept_instructions, make_discriminator, make_generator, save_discriminator, save_generator
     from lightning_modules.training import fit, read_train_summary
 
     run_dir = Path(run_dir) if run_dir else base_dir(cfg, runs)
@@ -88,7 +88,8 @@ def ensure_base(cfg: Config, data_root: Path, runs: str | Path = "runs", progres
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    generator = make_generator(cfg.model, n_concepts=len(base))
+    generator = make_generator(cfg.model, n_concepts=len(base),
+                               instructions=concept_instructions(cfg.data.concepts_file, base))
     discriminator = make_discriminator(cfg.disc)
     t0 = time.perf_counter()
     summary = fit(cfg, run_dir, data_root, base, {c: i for i, c in enumerate(base)}, generator,

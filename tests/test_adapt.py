@@ -1,4 +1,7 @@
 """LoRA adapters: which parameters train, merge parity, save/load round trip, rank parsing."""
+import dataclasses
+import json
+
 import pytest
 import torch
 
@@ -99,3 +102,98 @@ def test_random_ranks_is_seeded_and_near_budget():
     a, b = random_ranks(list(CRUCIAL), budget, g, seed=1), random_ranks(list(CRUCIAL), budget, g, seed=1)
     assert a == b and set(a) == set(CRUCIAL)
     assert abs(lora_param_count(g, a) - budget) < 0.5 * budget
+
+
+# ---------- a new concept on a CLIP-conditioned base (model.concept_encoder = "clip:...") ----------
+
+def _clip_base(tmp_path):
+    """A base run (untrained) whose concept tokens come from the tiny random CLIP text model."""
+    from e2gan.models import concept_instructions, make_generator, save_generator
+    from tests.conftest import micro_config
+    from tests.tiny_pipelines import text_model_dir
+
+    cfg = micro_config(model={"n_tokens": 16, "concept_encoder": f"clip:{text_model_dir()}"},
+                       adapt={"method": "lora", "steps": 2, "rank": 2})
+    base = ["hue-120", "pixelate"]
+    torch.manual_seed(0)
+    g = make_generator(cfg.model, len(base), instructions=concept_instructions(cfg.data.concepts_file, base))
+    run = tmp_path / "base"
+    save_generator(run, g, cfg.model, base, extra={"kind": "base"})
+    return cfg, run
+
+
+def test_clip_base_new_concept_gets_tokens_from_its_instruction(tmp_path):
+    from e2gan.models import concept_instructions
+    from e2gan.nets.text_encoder import CLIPConceptEncoder
+    from lightning_modules.adaptation import build
+
+    cfg, base_run = _clip_base(tmp_path)
+    parts = build(cfg, base_run, tmp_path, "hue-60")
+    g, enc = parts["generator"], parts["generator"].concepts
+    [instruction] = concept_instructions(cfg.data.concepts_file, ["hue-60"])
+    assert isinstance(enc, CLIPConceptEncoder) and parts["concept_id"] == 2 and parts["embedding_init"] == "clip"
+    assert enc.instructions[-1] == instruction == "shift every colour's hue by 60 degrees"
+    reference = CLIPConceptEncoder(enc.model_name, [instruction], n_tokens=16)
+    assert torch.equal(enc.tokens[2], reference.tokens[0])
+    # Only LoRA trains: the frozen CLIP concept adds no parameter, learnt or not.
+    trainable = {n for n, p in g.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable) and list(enc.parameters()) == []
+
+
+def test_clip_scratch_encodes_the_new_concept_and_table_base_still_learns_a_row(tmp_path):
+    from lightning_modules.adaptation import build
+
+    cfg, _ = _clip_base(tmp_path)
+    scratch = build(dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, method="scratch")),
+                    None, tmp_path, "hue-60")
+    assert scratch["generator"].concepts.instructions == ["shift every colour's hue by 60 degrees"]
+    assert list(scratch["generator"].concepts.parameters()) == []
+
+    from e2gan.models import make_generator, save_generator
+
+    table_model = dataclasses.replace(cfg.model, concept_encoder="table")
+    save_generator(tmp_path / "table-base", make_generator(table_model, 2), table_model, ["hue-120", "pixelate"])
+    parts = build(dataclasses.replace(cfg, model=table_model), tmp_path / "table-base", tmp_path, "hue-60")
+    g = parts["generator"]
+    assert parts["concept_id"] == 2 and len(g.concepts.tables) == 2 and g.concepts.tables[-1].requires_grad
+    assert "concept_encoder" not in json.loads((tmp_path / "table-base" / "model.json").read_text())
+
+
+def test_clip_adapter_stores_its_tokens_and_loads_without_clip(tmp_path, monkeypatch):
+    import e2gan.nets.text_encoder as te
+    from e2gan.adapt import load_adapter, save_adapter
+    from lightning_modules.adaptation import build
+
+    cfg, base_run = _clip_base(tmp_path)
+    parts = build(cfg, base_run, tmp_path, "hue-60")
+    model = parts["generator"]
+    _perturb_lora(model)
+    meta = save_adapter(tmp_path / "adapter", model, parts["spec"], "hue-60", [parts["concept_id"]],
+                        base_run / "generator.safetensors")
+    lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert meta["params"] == lora and meta["cached_values"] == 16 * 32 and meta["concept_encoder"] == "clip"
+    assert meta["bytes_fp32"] == 4 * (lora + 16 * 32)
+    assert json.loads((tmp_path / "adapter" / "adapter.json").read_text())["instructions"] == [
+        "shift every colour's hue by 60 degrees"]
+    monkeypatch.setattr(te, "load_clip_text", lambda *a, **k: pytest.fail("CLIP loaded to apply an adapter"))
+    adapted, _ = load_adapter(base_run, tmp_path / "adapter")
+    x, cid = torch.randn(2, 3, 32, 32), torch.tensor([2, 0])
+    with torch.no_grad():
+        assert torch.allclose(adapted(x, cid), model.eval()(x, cid), atol=1e-6)
+    assert adapted.concepts.instructions[-1] == "shift every colour's hue by 60 degrees"
+
+
+@pytest.mark.slow
+def test_clip_base_adapts_end_to_end(tmp_path, micro_data):
+
+    from e2gan.models import load_generator
+    from lightning_modules.adaptation import adapt
+
+    cfg, base_run = _clip_base(tmp_path)
+    summary = adapt(cfg, base_run, micro_data, "hue-60", tmp_path / "adapt", progress=False)
+    adapter = json.loads((tmp_path / "adapt" / "adapter.json").read_text())
+    assert summary["params_trainable"] == adapter["params"] and summary["embedding_init"] == "clip"
+    assert summary["bytes_stored"] == adapter["bytes_fp32"] == 4 * (adapter["params"] + adapter["cached_values"])
+    merged, meta = load_generator(tmp_path / "adapt")
+    assert meta["concepts"] == ["hue-120", "pixelate", "hue-60"] and merged.concepts.n_concepts == 3
+    assert meta["concept_encoder"]["instructions"][-1] == "shift every colour's hue by 60 degrees"

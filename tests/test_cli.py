@@ -24,7 +24,7 @@ def _error_line(capsys):
     (["distill", "--resolution", "-8"], "error: 'data.resolution' = -8 (command line): a positive number"),
     (["distill", "--config", "/no/such.toml"], "error: config file not found (/no/such.toml)"),
     (["distill", "--teacher", "nosuchteacher"], "error:"),
-    (["evaluate", "/no/such/run"], "error: no trained generator (/no/such/run)"),
+    (["evaluate", "/no/such/run"], "error: no run or checkpoint (/no/such/run)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, pattern, capsys, tmp_path):
     assert main([*argv, *(["--runs", str(tmp_path)] if argv[0] == "distill" else [])]) == 2
@@ -120,3 +120,77 @@ def test_two_process_ddp_trains_and_checkpoints(tmp_path):
     assert summary["images_seen"] == 4 * 4 * 2
     assert (run / "checkpoints" / "last.ckpt").exists() and (run / "generator.safetensors").exists()
     assert proc.stdout.count("base model:") == 1  # only rank 0 reports
+
+
+@pytest.fixture(scope="module")
+def micro_adapt_run(micro_data, micro_runs, tmp_path_factory):
+    """A micro base (shared by the session) and a real LoRA adapter trained on it through `e2gan adapt`."""
+    from studies.prerequisites import ensure_base
+    from tests.conftest import micro_config
+
+    base, _ = ensure_base(micro_config(), micro_data, micro_runs, progress=False)
+    root = tmp_path_factory.mktemp("cli-adapt")
+    cfg = write_micro_toml(root / "micro.toml")
+    run = root / "adapt"
+    assert main(["adapt", "--config", str(cfg), "--base", str(base), "--concept", "hue-60", "--ranks",
+                 "down=1,ds=2,tb=4,us=2,up=1", "--steps", "3", "--runs", str(micro_runs), "--run-dir", str(run),
+                 "--no-progress"]) == 0
+    return base, run
+
+
+def test_merge_equals_the_adapt_runs_own_merged_generator(micro_adapt_run, tmp_path, capsys):
+    import torch
+
+    from e2gan.adapt import load_adapter
+    from e2gan.models import load_generator
+
+    base, run = micro_adapt_run
+    base_before = {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["merge", "--base", str(base), "--adapter", str(run)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()
+    assert len(line) == 1 and line[0].startswith("merged adapter 'hue-60'")
+    assert line[0].endswith(str(run / "merged" / "generator.safetensors"))  # the documented default --out
+    merged, meta = load_generator(run / "merged")
+    own, own_meta = load_generator(run)
+    assert meta["concepts"] == own_meta["concepts"] == ["hue-120", "pixelate", "hue-60"]
+    # kind 'adapt': `e2gan export` bakes in the last (new) concept by default, as for the adapt run.
+    assert meta["kind"] == "adapt" and meta["n_base_concepts"] == 2 and meta["merge_max_abs_diff"] < 1e-5
+    assert not any("lora" in k for k in merged.state_dict())  # a plain generator
+    assert merged.state_dict().keys() == own.state_dict().keys()
+    adapted, adapter_meta = load_adapter(base, run)
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    cid = torch.tensor(adapter_meta["concept_ids"] * 3)
+    with torch.no_grad():
+        got = merged(x, cid)
+        assert (got - own(x, cid)).abs().max() < 1e-5
+        assert (got - adapted(x, cid)).abs().max() < 1e-5
+        base_out = load_generator(base)[0](x, torch.zeros(3, dtype=torch.long))
+        assert (merged(x, torch.zeros(3, dtype=torch.long)) - base_out).abs().max() > 0  # LoRA changed the weights
+    # --out elsewhere, and the base run is left as it was.
+    assert main(["merge", "--base", str(base), "--adapter", str(run / "adapter.json"), "--out",
+                 str(tmp_path / "m")]) == 0
+    assert ((tmp_path / "m" / "generator.safetensors").read_bytes()
+            == (run / "merged" / "generator.safetensors").read_bytes())
+    assert {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()} == base_before
+
+
+@pytest.mark.parametrize("out", ["base", "adapter"])
+def test_merge_refuses_to_overwrite_its_inputs(out, micro_adapt_run, capsys):
+    base, run = micro_adapt_run
+    target = base if out == "base" else run
+    before = (target / "generator.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["merge", "--base", str(base), "--adapter", str(run), "--out", str(target)]) == 2
+    assert _error_line(capsys).startswith(f"error: output folder {target} (--out)")
+    assert (target / "generator.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["describe", "--resolution", "-8"], "error: resolution -8 (--resolution): a positive multiple of 8"),
+    (["describe", "--resolution", "0"], "error: resolution 0 (--resolution): a positive multiple of 8"),
+    (["describe", "--resolution", "20"], "error: resolution 20 (--resolution): a positive multiple of 8"),
+])
+def test_describe_resolution_is_checked(argv, pattern, capsys):
+    assert main(argv) == 2
+    assert _error_line(capsys).startswith(pattern)

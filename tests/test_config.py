@@ -65,3 +65,136 @@ def test_bool_keys_take_bools_only():
         apply_overrides(get_preset("tiny"), {"model": {"lowres_skip": 1}}, "x")
     with pytest.raises(InputError, match="'train.steps' = True"):
         apply_overrides(get_preset("tiny"), {"train": {"steps": True}}, "x")
+
+
+# ---------- model.concept_encoder ----------
+
+@pytest.mark.parametrize("value", ["clip", "clip:", "clip:  ", "bert:x", "Table"])
+def test_concept_encoder_names_key_and_allowed_values(value):
+    with pytest.raises(InputError, match=r"'model.concept_encoder' = .*one of \['table', 'clip:<local folder or hub id>'\]"):
+        apply_overrides(get_preset("tiny"), {"model": {"concept_encoder": value}}, "spec.toml")
+
+
+def test_concept_encoder_accepts_table_and_clip_and_default_keys_are_unchanged():
+    import hashlib
+    import json
+
+    from e2gan.config import clip_model_of
+
+    cfg = apply_overrides(get_preset("tiny"), {"model": {"concept_encoder": "clip:openai/clip-vit-large-patch14"}}, "x")
+    assert clip_model_of(cfg.model.concept_encoder) == "openai/clip-vit-large-patch14"
+    assert clip_model_of("table") is None
+    # The default is left out of the cache key: runs made before the key existed are still found.
+    default = get_preset("tiny")
+    old = {k: v for k, v in default.to_dict()["model"].items() if k != "concept_encoder"}
+    assert default.key("model") == hashlib.sha256(json.dumps({"model": old}, sort_keys=True).encode()).hexdigest()[:10]
+    assert default.key("model") != cfg.key("model")
+
+
+# ---------- data_key: content, not place ----------
+
+def _fake_pipeline(folder, unet_bytes=b"weights-v1", index_extra=None):
+    """A diffusers-style folder as fingerprint_folder reads it (no diffusers needed)."""
+    import json
+
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionInstructPix2PixPipeline",
+                                                         "unet": ["diffusers", "UNet2DConditionModel"],
+                                                         **(index_extra or {})}))
+    (folder / "unet" / "config.json").write_text('{"in_channels": 8}')
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(unet_bytes)
+    return folder
+
+
+def _with(**data):
+    return apply_overrides(get_preset("tiny"), {"data": data}, "test")
+
+
+def test_data_key_ignores_device_and_absolute_model_path(tmp_path):
+    a = _fake_pipeline(tmp_path / "a" / "ip2p")
+    b = _fake_pipeline(tmp_path / "b" / "ip2p")
+    (b / ".cache").mkdir()
+    (b / ".cache" / "download.lock").write_text("x")  # what else sits in a folder does not count
+    keys = {_with(teacher=f"diffusers:{a}?device=cuda:0&steps=20").data_key(),
+            _with(teacher=f"diffusers:{a}?steps=20&device=cuda:1").data_key(),
+            _with(teacher=f"diffusers:{b}?steps=20&max_batch=4").data_key(),
+            _with(teacher=f"diffusers:{b}/?steps=20").data_key()}
+    assert len(keys) == 1
+    ident = _with(teacher=f"diffusers:{a}?device=cuda:0&steps=20").data_identity()["teacher"]
+    assert ident["model"]["folder"] == "ip2p" and ident["options"] == {"steps": 20}
+    assert str(tmp_path) not in repr(ident)
+    # A hub id keys by its id; the device option is dropped there too.
+    assert (_with(teacher="diffusers:timbrooks/instruct-pix2pix?device=cuda:3").data_key()
+            == _with(teacher="diffusers:timbrooks/instruct-pix2pix").data_key())
+
+
+def test_data_key_changes_with_model_content_options_or_name(tmp_path):
+    a = _fake_pipeline(tmp_path / "a" / "ip2p")
+    base = _with(teacher=f"diffusers:{a}?steps=20").data_key()
+    other_weights = _fake_pipeline(tmp_path / "c" / "ip2p", unet_bytes=b"weights-v2")
+    other_config = _fake_pipeline(tmp_path / "d" / "ip2p")
+    (other_config / "unet" / "config.json").write_text('{"in_channels": 4}')
+    renamed = _fake_pipeline(tmp_path / "e" / "sd15")
+    assert len({base,
+                _with(teacher=f"diffusers:{other_weights}?steps=20").data_key(),
+                _with(teacher=f"diffusers:{other_config}?steps=20").data_key(),
+                _with(teacher=f"diffusers:{renamed}?steps=20").data_key(),
+                _with(teacher=f"diffusers:{a}?steps=30").data_key(),
+                _with(teacher=f"diffusers:{a}?steps=20&dtype=float32").data_key(),
+                _with(teacher="diffusers:timbrooks/instruct-pix2pix").data_key(),
+                _with(teacher="procedural").data_key()}) == 8
+
+
+def _images(folder, files):
+    for rel, size in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * size)
+    return folder
+
+
+def test_data_key_keys_a_sources_folder_by_its_images_not_its_path(tmp_path):
+    files = {"a.png": 10, "sub/b.jpg": 20}
+    one = _images(tmp_path / "m1" / "ffhq", files)
+    two = _images(tmp_path / "m2" / "faces", {**files, "notes.txt": 5, "sub/c.json": 3})  # non-images don't count
+    assert _with(sources=str(one)).data_key() == _with(sources=str(two)).data_key()
+    assert _with(sources=str(one)).data_identity()["sources"] == {"folder_images": 2,
+                                                                 "listing": _with(sources=str(two)).data_identity()["sources"]["listing"]}
+    bigger = _images(tmp_path / "m3" / "ffhq", {**files, "a.png": 11})
+    more = _images(tmp_path / "m4" / "ffhq", {**files, "sub/d.webp": 1})
+    moved = _images(tmp_path / "m5" / "ffhq", {"a.png": 10, "other/b.jpg": 20})
+    assert len({_with(sources=str(d)).data_key() for d in (one, bigger, more, moved)}) == 4
+    assert _with(sources="builtin").data_identity()["sources"] == "builtin"
+
+
+CONCEPTS = """[concepts.shades]
+instruction = "{instruction}"
+role = "base"
+kind = "structure"
+note = "{note}"
+"""
+
+
+def test_data_key_keys_a_concepts_file_by_its_instructions(tmp_path):
+    def write(folder, instruction="put on sunglasses", note=""):
+        folder.mkdir(parents=True)
+        path = folder / "concepts.toml"
+        path.write_text(CONCEPTS.format(instruction=instruction, note=note))
+        return str(path)
+
+    same = {_with(concepts_file=write(tmp_path / "a")).data_key(),
+            _with(concepts_file=write(tmp_path / "b", note="a note changes no pair")).data_key()}
+    assert len(same) == 1
+    assert _with(concepts_file=write(tmp_path / "c", instruction="put on a hat")).data_key() not in same
+    assert _with(concepts_file="ffhq").data_identity()["concepts_file"] == "ffhq"
+
+
+def test_default_data_keys_are_unchanged():
+    # Defaults map to themselves: data folders made before content keys existed are still found.
+    import hashlib
+    import json
+
+    for name in ("tiny", "small", "paper"):
+        cfg = get_preset(name)
+        raw = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
+        assert cfg.data_key() == hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:10]

@@ -4,7 +4,15 @@ Entry points for the CLI (plain functions; heavy imports happen inside them):
 
   export_run(run_dir, ...)          -> run_dir/export/<stem>.tflite + <stem>.json, result["export"][stem]
   latency_run(run_or_tflite, backend, ...)
-                                    -> result["latency"][backend] (+ run_dir/latency/<backend>-<stamp>.json)
+                                    -> result["latency"][<tag>] and result["latency"][backend] (the latest)
+                                       (+ run_dir/latency/<backend>-<stamp>.json)
+
+Every latency row (torch, litert, adb) carries the same top-level keys (backend, latency_ms,
+median_ms, threads, warmup, runs, peak_fraction, protocol_tag) and a ``protocol`` sub-object
+(backend, threads, warmup, runs, device, delegate, ...). ``protocol_tag`` is short and names what
+changes the number: "adb-gpu", "adb-cpu-4t", "adb-cpu-4t-f0" (core mask), "torch-2t",
+"litert-1t". Rows are kept per tag, so a GPU-delegate run no longer overwrites the CPU one;
+``result["latency"][backend]`` is the latest row of that backend, for readers that want one.
 
 Modules: export (litert-torch + parity), latency (host: torch | litert), adb (phone),
 benchmark_output (benchmark_model parser), gemm_peak (measured fp32 GEMM rate).
@@ -12,13 +20,14 @@ benchmark_output (benchmark_model parser), gemm_peak (measured fp32 GEMM rate).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from e2gan.errors import InputError
 
-__all__ = ["export_run", "latency_run", "BACKENDS", "export_stem"]
+__all__ = ["export_run", "latency_run", "BACKENDS", "export_stem", "protocol_tag"]
 
 BACKENDS = ("torch", "litert", "adb")
 HOST_DEFAULTS = {"warmup": 5, "runs": 30}
@@ -28,6 +37,35 @@ PHONE_DEFAULTS = {"warmup": 5, "runs": 50, "threads": 4}
 def export_stem(nhwc: bool = False, quantize: str | None = None) -> str:
     """File stem of an export variant: model, model-nhwc, model-int8, model-nhwc-int8."""
     return "model" + ("-nhwc" if nhwc else "") + ("-int8" if quantize else "")
+
+
+def protocol_tag(protocol: dict) -> str:
+    """Short key of a latency protocol: backend, delegate or non-CPU device, threads, core mask.
+
+    {"backend": "adb", "delegate": "gpu"} -> "adb-gpu"; adb on CPU with 4 threads -> "adb-cpu-4t"
+    (with core mask f0: "adb-cpu-4t-f0"); torch with 2 threads on the CPU -> "torch-2t"; on CUDA
+    -> "torch-cuda-2t". Never equal to a bare backend name.
+    """
+    backend = str(protocol.get("backend") or "latency")
+    parts = [backend]
+    threads = protocol.get("threads")
+    if backend == "adb":
+        delegate = protocol.get("delegate") or ("gpu" if protocol.get("use_gpu") else "cpu")
+        parts.append(str(delegate))
+        if delegate != "gpu" and isinstance(threads, int) and threads > 0:
+            parts.append(f"{threads}t")
+    else:
+        device = str(protocol.get("device") or "cpu").split(":", 1)[0]
+        if device != "cpu":
+            parts.append(re.sub(r"[^A-Za-z0-9]+", "", device) or "dev")
+        if isinstance(threads, int) and threads > 0:
+            parts.append(f"{threads}t")
+        elif len(parts) == 1:
+            parts.append("host")
+    mask = protocol.get("core_mask")
+    if mask:
+        parts.append(str(mask).strip().lower().removeprefix("0x"))
+    return "-".join(parts)
 
 
 def _run_resolution(run_dir: Path) -> int | None:
@@ -131,14 +169,16 @@ def latency_run(target: str | Path, backend: str, serial: str | None = None, bin
                 runs: int | None = None, core_mask: str | None = None, adb_key: str | Path | None = None,
                 concept: str | int | None = None, resolution: int | None = None, model: str | None = None,
                 timeout_s: float = 600.0, gemm_peak: bool = True, seed: int = 0) -> dict:
-    """Measure latency of a run (or a .tflite) and record it under result["latency"][backend].
+    """Measure latency of a run (or a .tflite); record it under result["latency"][protocol tag]
+    (e.g. "adb-gpu", "adb-cpu-4t", "torch-2t") and, as the latest, result["latency"][backend].
 
     backend 'torch': the run's generator in eager PyTorch (needs a run directory). 'litert': the
     exported .tflite in the LiteRT interpreter on this machine. 'adb': the .tflite on a phone via
     ``benchmark_model`` (``serial`` HOST:PORT or usb[:SERIAL], ``binary`` the user's
     benchmark_model). model: export file name inside run_dir/export (default model.tflite).
     threads: host default torch's thread count, phone default 4. warmup/runs: host 5/30,
-    phone 5/50. Returns the latency row.
+    phone 5/50. Returns the latency row (same top-level keys and ``protocol`` sub-object for
+    every backend; see the module docstring).
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r}", "--backend", f"one of {', '.join(BACKENDS)}")
@@ -210,5 +250,8 @@ def latency_run(target: str | Path, backend: str, serial: str | None = None, bin
         row["row_file"] = str(out_dir / f"{backend}-{stamp}.json")
         atomic_write_json(row["row_file"], row)
     row["target"] = str(target)
-    row["recorded"] = _record(run_dir, ("latency", backend), row)
+    tag = row.get("protocol_tag") or protocol_tag(row.get("protocol") or {"backend": backend})
+    row["protocol_tag"] = tag
+    # Per protocol first, then the backend's latest (what single-row readers take).
+    row["recorded"] = _record(run_dir, ("latency", tag), row) and _record(run_dir, ("latency", backend), row)
     return row

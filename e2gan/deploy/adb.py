@@ -8,7 +8,10 @@ mode 0600 and the phone asks once to allow it.
 
 Every shell argument is quoted with `shlex.quote`. adb-shell's `shell()` applies a 10 s read
 timeout whatever the constructor says, so every call here passes `transport_timeout_s`,
-`read_timeout_s` and `timeout_s` explicitly; the benchmark call gets the long budget.
+`read_timeout_s` and `timeout_s` explicitly. The benchmark runs through `streaming_shell`
+(transport and read timeouts passed explicitly, the long budget; the whole-call budget checked
+after every chunk) so that a phone that vanishes mid-run still leaves what it printed: the
+partial output is saved to the same raw-output file and the error line names it.
 
 Recorded with each run: device model, SoC, Android version and ABI (`getprop`), every thermal
 zone's type and temperature before and after, the binary's and the model's sha256 (and the
@@ -29,8 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from e2gan.deploy import protocol_tag
 from e2gan.errors import InputError
-from e2gan.io import atomic_write_json, atomic_write_text, sha256_file
+from e2gan.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 
 __all__ = ["Timeouts", "PhoneSession", "parse_serial", "load_adb_key", "check_binary", "connect",
            "benchmark_command", "run_phone_benchmark", "REMOTE_DIR", "THERMAL_COMMAND", "DEFAULT_KEY"]
@@ -250,6 +254,7 @@ class PhoneSession:
                           f"the adb protocol ({type(exc).__name__}: {str(exc)[:160]})")
 
     def shell(self, command: str, long: bool = False, what: str | None = None) -> str:
+        """One short shell call (adb-shell's ``shell()``, all three timeouts passed)."""
         t = self.timeouts
         transport, read, total = (t.run_s, t.run_s, t.run_s) if long else (t.transport_s, t.read_s, t.command_s)
         t0 = time.perf_counter()
@@ -261,6 +266,36 @@ class PhoneSession:
             raise self._fail(exc, what or f"`{command[:60]}`", total) from None
         self.log.append({"command": command, "seconds": round(time.perf_counter() - t0, 3)})
         return out if isinstance(out, str) else out.decode("utf-8", "replace")
+
+    def stream(self, command: str, save_to: str | Path, what: str | None = None) -> str:
+        """A long call (the benchmark) through adb-shell's ``streaming_shell``, keeping partial output.
+
+        Chunks are accumulated as they arrive; ``transport_timeout_s`` and ``read_timeout_s`` are
+        passed explicitly (``run_s``), and the whole-call budget (``run_s``; streaming_shell takes
+        no ``timeout_s``) is checked after every chunk, as adb-shell's ``shell()`` does. On any
+        failure, what arrived so far is written atomically to ``save_to`` and the one-line
+        InputError names that file.
+        """
+        budget = self.timeouts.run_s
+        chunks: list[bytes] = []
+        t0 = time.perf_counter()
+        try:
+            for chunk in self.device.streaming_shell(command, transport_timeout_s=budget, read_timeout_s=budget,
+                                                     decode=False):
+                chunks.append(chunk if isinstance(chunk, bytes) else str(chunk).encode("utf-8"))
+                if time.perf_counter() - t0 > budget:
+                    raise TimeoutError(f"the command did not complete within {budget:g} s")
+        except Exception as exc:  # noqa: BLE001 - mapped to one line for the user
+            base = exc if isinstance(exc, InputError) else self._fail(exc, what or f"`{command[:60]}`", budget)
+            data = b"".join(chunks)
+            try:
+                atomic_write_bytes(save_to, data)  # bytes as received: a cut multi-byte character stays visible
+                saved = f"raw output so far ({len(data)} bytes) saved to {save_to}"
+            except OSError as write_exc:
+                saved = f"raw output so far ({len(data)} bytes) not saved ({write_exc.strerror or write_exc}: {save_to})"
+            raise InputError(base.what, base.where, f"{base.expected}; {saved}") from None
+        self.log.append({"command": command, "seconds": round(time.perf_counter() - t0, 3), "streamed": True})
+        return b"".join(chunks).decode("utf-8", "replace")
 
     def push(self, local: str | Path, remote: str, mode: int = 0o644) -> None:
         t = self.timeouts
@@ -383,7 +418,8 @@ def run_phone_benchmark(model: str | Path, binary: str | Path | None, serial: st
 
     The raw output is written to ``out_dir/adb-<stamp>.txt`` and the row to
     ``out_dir/adb-<stamp>.json`` (out_dir defaults to the model's folder / 'latency').
-    Output that does not parse raises InputError naming the saved raw file.
+    Output that does not parse, and a phone that drops or stalls mid-run, raise InputError naming
+    the saved raw file (for a drop: the partial output that arrived).
     """
     from e2gan.deploy.benchmark_output import parse_benchmark_output
 
@@ -416,7 +452,7 @@ def run_phone_benchmark(model: str | Path, binary: str | Path | None, serial: st
                                  f"sha256 {local['sha256'][:12]}..., got {on_device[remote][:12]}... (retry the push)")
         thermal_before = session.thermal()
         t_run = time.perf_counter()
-        output = session.shell(command, long=True, what="benchmark_model")
+        output = session.stream(command, save_to=raw_path, what="benchmark_model")
         run_seconds = time.perf_counter() - t_run
         thermal_after = session.thermal()
         key_info = session.key  # type: ignore[attr-defined]
@@ -448,8 +484,14 @@ def run_phone_benchmark(model: str | Path, binary: str | Path | None, serial: st
         "thermal_max_c": {"before": _max_temp(thermal_before), "after": _max_temp(thermal_after)},
         "binary": {**bin_info, "remote": remote_bin, "remote_sha256": on_device[remote_bin]},
         "model": {**model_info, "remote": remote_model, "remote_sha256": on_device[remote_model]},
-        "protocol": {"threads": int(threads), "use_gpu": bool(use_gpu), "warmup_runs": int(warmup),
-                     "num_runs": int(runs), "core_mask": core_mask, "extra_args": list(extra_args or []),
+        # the keys every latency row carries at the top level (what `e2gan latency` prints)
+        "threads": int(threads), "warmup": int(warmup), "runs": int(runs),
+        "gemm_peak_gflops": None, "peak_fraction": None,  # no GEMM peak is measured on the phone
+        "protocol": {"backend": "adb", "threads": int(threads), "warmup": int(warmup), "runs": int(runs),
+                     "device": _device_label(device, session.where), "serial": session.where,
+                     "delegate": "gpu" if use_gpu else "cpu", "statistic": "benchmark_model Inference (avg)",
+                     "use_gpu": bool(use_gpu), "warmup_runs": int(warmup), "num_runs": int(runs),
+                     "core_mask": core_mask, "extra_args": list(extra_args or []),
                      "command": command, "exit_code": exit_code, "timeouts": asdict(timeouts)},
         "adb_key": {k: key_info[k] for k in ("path", "generated")},
         "adb_calls": adb_calls,
@@ -458,11 +500,17 @@ def run_phone_benchmark(model: str | Path, binary: str | Path | None, serial: st
         "seconds": time.perf_counter() - t_start,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    row["protocol_tag"] = protocol_tag(row["protocol"])
     if exit_code not in (None, 0):
         row["warning"] = f"benchmark_model exited with status {exit_code} after printing its timings"
     atomic_write_json(row_path, row)
     row["row_file"] = str(row_path)
     return row
+
+
+def _device_label(device: dict, serial: str) -> str:
+    name = " ".join(str(device[k]) for k in ("manufacturer", "model") if device.get(k))
+    return f"{name} ({serial})" if name else serial
 
 
 def _max_temp(zones: list[dict]) -> float | None:

@@ -6,6 +6,10 @@ are set explicitly (torch intra-op threads; the interpreter's ``num_threads``) a
 MACs come from `e2gan.metrics.cost.count_macs` for torch modules (pass ``macs`` for a .tflite);
 achieved GFLOP/s = 2 * MACs / median, and its fraction of the measured fp32 GEMM peak
 (`gemm_peak.measure_gemm_peak`) says how well the model uses the machine.
+
+Every row has the keys the CLI and the reports read, whatever the backend: ``latency_ms``
+(here the median), ``median_ms``, ``threads``, ``peak_fraction``, and a ``protocol`` sub-object
+(backend, threads, warmup, runs, device, ...) with its short ``protocol_tag`` (e.g. ``torch-2t``).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from e2gan.deploy import protocol_tag
 from e2gan.errors import InputError
 
 __all__ = ["host_latency", "summarise_times", "BACKENDS"]
@@ -51,6 +56,12 @@ def _time_calls(call: Callable[[], Any], warmup: int, runs: int) -> list[float]:
         call()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def _input_device(inputs: tuple) -> str:
+    """Where the timed torch call ran: the device of the first tensor input (cpu otherwise)."""
+    first = next((x for x in inputs if isinstance(x, torch.Tensor)), None)
+    return str(first.device) if first is not None else "cpu"
 
 
 def _as_tuple(inputs: Any) -> tuple:
@@ -140,6 +151,13 @@ def host_latency(fn_or_model: Any, inputs: Any, warmup: int = 5, runs: int = 30,
                            "macs": int(macs) if macs is not None else None, "macs_source": macs_source,
                            "versions": versions,
                            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    # the keys every latency row carries at the top level (host, LiteRT and phone alike)
+    row["latency_ms"], row["latency_stat"] = row["median_ms"], "median of timed calls"
+    row["protocol"] = {"backend": backend, "threads": n_threads, "warmup": int(warmup), "runs": int(runs),
+                       "device": _input_device(inputs) if backend == "torch" else "cpu",
+                       "delegate": "cpu" if backend == "litert" else None,
+                       "statistic": "median", "timer": "time.perf_counter per call"}
+    row["protocol_tag"] = protocol_tag(row["protocol"])
     median_s = row["median_ms"] / 1000.0
     row["achieved_gflops"] = 2.0 * macs / median_s / 1e9 if macs is not None and median_s > 0 else None
     peak = None

@@ -19,6 +19,16 @@ that Stable Diffusion's UNet sees.
 CLIPTextModel (config.json + weights + tokenizer files), or a diffusers pipeline folder (its
 ``text_encoder`` and ``tokenizer`` subfolders are used). Offline, a hub id is looked up in the
 local cache only; missing -> one ``InputError`` saying how to provide a folder.
+
+A shell that knows its ``model`` (``cached(..., model=...)``, as ``load_generator`` builds it)
+loads the text model on the first ``add_concepts`` only, so evaluating or exporting a trained
+generator never needs CLIP, while adapting it to a new concept does; the text model found then
+must fingerprint like the one the cached tokens came from.
+
+Cost of a concept: the cached tokens are the frozen text model's output, not learnt, so they
+count in no trainable-parameter figure; they are stored (``n_tokens x hidden`` fp32 values per
+concept, in the generator and in a concept's adapter, which thus loads and deploys without
+CLIP) and so count in bytes stored.
 """
 from __future__ import annotations
 
@@ -67,13 +77,18 @@ class CLIPConceptEncoder(nn.Module):
     def __init__(self, model: str | Path | None = None, instructions: Sequence[str] = (), *,
                  n_tokens: int = 77, token_dim: int | None = None, normalize: bool = True,
                  text_model: nn.Module | None = None, tokenizer=None, hidden_size: int | None = None,
-                 device: str | torch.device = "cpu", revision: str | None = None):
+                 device: str | torch.device = "cpu", revision: str | None = None, strict_length: bool = False):
         """Either ``model`` (folder or hub id) or a ready ``text_model`` + ``tokenizer``; or neither,
-        with ``hidden_size``, for a shell whose tokens come from a checkpoint (see ``cached``)."""
+        with ``hidden_size``, for a shell whose tokens come from a checkpoint (see ``cached``).
+
+        strict_length: refuse an instruction longer than ``n_tokens`` (start and end tokens
+        included) instead of truncating it (truncated instructions can share all their tokens).
+        """
         super().__init__()
         if n_tokens < 1:
             raise InputError(f"n_tokens={n_tokens}", "CLIP concept encoder", "n_tokens >= 1")
         self.provenance: dict = {}
+        self.strict_length, self._revision, self._device = strict_length, revision, device
         if model is not None:
             text_model, tokenizer, self.provenance = load_clip_text(model, revision=revision, device=device)
         elif text_model is not None:
@@ -103,11 +118,39 @@ class CLIPConceptEncoder(nn.Module):
 
     @classmethod
     def cached(cls, n_concepts: int, n_tokens: int, hidden_size: int, token_dim: int | None = None,
-               normalize: bool = True) -> "CLIPConceptEncoder":
-        """A shell of the right shapes to ``load_state_dict`` a trained generator into (no CLIP needed)."""
-        enc = cls(None, n_tokens=n_tokens, token_dim=token_dim, normalize=normalize, hidden_size=hidden_size)
+               normalize: bool = True, *, model: str | None = None, provenance: dict | None = None,
+               instructions: Sequence[str] = (), strict_length: bool = False) -> "CLIPConceptEncoder":
+        """A shell of the right shapes to ``load_state_dict`` a trained generator into (no CLIP needed).
+
+        With ``model`` (and the ``provenance`` of ``describe()``), the first ``add_concepts`` loads
+        that text model and checks its fingerprint against the provenance."""
+        enc = cls(None, n_tokens=n_tokens, token_dim=token_dim, normalize=normalize, hidden_size=hidden_size,
+                  strict_length=strict_length)
         enc.tokens = torch.zeros(n_concepts, n_tokens, hidden_size)
+        enc.model_name = str(model) if model else None
+        enc.provenance = dict(provenance or {})
+        enc.instructions = list(instructions)
         return enc
+
+    def _ensure_text(self) -> None:
+        """Load the text model of a shell that knows its model (see ``cached``)."""
+        if self._text is not None:
+            return
+        if self.model_name is None:
+            raise InputError("new concepts", "CLIP concept encoder",
+                             "an encoder built with its text model (this one only holds cached tokens)")
+        text, tokenizer, prov = load_clip_text(self.model_name, revision=self._revision, device=self._device)
+        where = f"CLIP concept encoder {self.model_name!r}"
+        if text.config.hidden_size != self.hidden_size:
+            raise InputError(f"text model width {text.config.hidden_size}", where,
+                             f"the width {self.hidden_size} the cached tokens have")
+        old, new = self.provenance.get("fingerprint"), prov.get("fingerprint")
+        if old and new and old != new:
+            raise InputError(f"text model files (fingerprint {new[:12]})", where,
+                             f"the files the cached tokens came from (fingerprint {old[:12]})")
+        object.__setattr__(self, "_text", text)
+        object.__setattr__(self, "_tokenizer", tokenizer)
+        self.provenance = {**self.provenance, **{k: v for k, v in prov.items() if v is not None}}
 
     @property
     def n_concepts(self) -> int:
@@ -116,11 +159,17 @@ class CLIPConceptEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, instructions: Sequence[str]) -> Tensor:
         """[len(instructions), n_tokens, hidden] from the frozen text model (float32, on CPU)."""
-        if self._text is None:
-            raise InputError("new concepts", "CLIP concept encoder",
-                             "an encoder built with its text model (this one only holds cached tokens)")
+        self._ensure_text()
         if not instructions or not all(isinstance(t, str) and t.strip() for t in instructions):
             raise InputError("instructions", "CLIP concept encoder", "non-empty instruction strings")
+        if self.strict_length:
+            max_pos = self._text.config.max_position_embeddings
+            n, text = max((len(self._tokenizer(t, truncation=False).input_ids), t) for t in instructions)
+            if n > self.n_tokens:  # report the longest, so one change of n_tokens fits them all
+                raise InputError(f"instruction {text!r} is {n} tokens (start and end included)",
+                                 f"model.n_tokens = {self.n_tokens}",
+                                 f"n_tokens >= {n} for the CLIP concept encoder (at most {max_pos}), "
+                                 "or a shorter instruction")
         batch = self._tokenizer(list(instructions), padding="max_length", max_length=self.n_tokens,
                                 truncation=True, return_tensors="pt")
         device = next(self._text.parameters()).device
@@ -136,6 +185,18 @@ class CLIPConceptEncoder(nn.Module):
         new = self.encode(instructions).to(self.tokens.device, self.tokens.dtype)
         first = self.n_concepts
         self.tokens = torch.cat([self.tokens, new], 0)
+        self.instructions += list(instructions)
+        return list(range(first, first + len(instructions)))
+
+    def add_cached(self, tokens: Tensor, instructions: Sequence[str]) -> list[int]:
+        """Append concepts whose tokens were encoded before (a saved adapter); no text model needed."""
+        if isinstance(instructions, str):
+            instructions = [instructions]
+        if tokens.ndim != 3 or tokens.shape[1:] != self.tokens.shape[1:] or len(tokens) != len(instructions):
+            raise InputError(f"cached tokens of shape {tuple(tokens.shape)}", "CLIP concept encoder",
+                             f"[{len(instructions)}, {self.n_tokens}, {self.hidden_size}], one row per instruction")
+        first = self.n_concepts
+        self.tokens = torch.cat([self.tokens, tokens.to(self.tokens.device, self.tokens.dtype)], 0)
         self.instructions += list(instructions)
         return list(range(first, first + len(instructions)))
 

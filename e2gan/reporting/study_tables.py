@@ -731,7 +731,8 @@ def latency_rows(ctx: StudyContext) -> list[dict]:
         per_backend: dict[str, list[dict]] = {}
         for r in ctx.run_results(rows):
             for backend, rec in (r.get("latency") or {}).items():
-                if isinstance(rec, dict):
+                # Rows are kept per protocol tag; the bare backend key repeats the latest of them.
+                if isinstance(rec, dict) and (not rec.get("protocol_tag") or backend == rec["protocol_tag"]):
                     per_backend.setdefault(str(backend), []).append(rec)
         for backend, recs in per_backend.items():
             ms = [_latency_ms(x) for x in recs]
@@ -767,7 +768,7 @@ def latency_table(ctx: StudyContext) -> Table:
         label = f"{row['label']} / {row['backend']}"
         e: Estimate = row["estimate"]
         paper = _paper_entry(ctx, row["label"]) or {}
-        paper_ms = paper.get("phone_ms", paper.get("latency_ms")) if row["backend"] == "adb" else None
+        paper_ms = paper.get("phone_ms", paper.get("latency_ms")) if row["backend"].startswith("adb") else None
         disp[label] = {"latency ms (mean of runs)": e.text(2),
                        "p10–p90 ms": (f"{format_number(row['p10'], 2)}–{format_number(row['p90'], 2)}"
                                       if row["p10"] is not None else "–"),
@@ -781,8 +782,9 @@ def latency_table(ctx: StudyContext) -> Table:
     if not disp:
         notes.insert(0, "No run of this study has a latency record yet: measure the runs (torch / LiteRT on the "
                         "host, or a phone over adb) and rebuild the report.")
-    notes.append("The paper's phone latencies (iPhone 14, runtime not stated): pix2pix 21.0 ms, E²GAN 15.5 ms, "
-                 "the diffusion teacher ~1964 ms (paper).")
+    if any(isinstance(v, dict) and "phone_ms" in v for v in ctx.paper.values()):
+        notes.append("'paper phone ms': the paper's on-phone latency (iPhone 14; runtime not stated), from the "
+                     "spec's [paper] table.")
     empty_cols = ["latency ms (mean of runs)", "p10–p90 ms", "MACs", "threads", "device", "paper phone ms"]
     display = _frame(disp, _index(ctx) + " / backend") if disp else pd.DataFrame(columns=empty_cols).rename_axis(_index(ctx) + " / backend")
     return Table("latency", "Latency and MACs", display, _frame(data, _index(ctx) + " / backend"),

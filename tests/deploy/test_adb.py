@@ -78,24 +78,53 @@ def test_every_dialect_end_to_end(tmp_path, phone_files, adb_key, name):
 
 
 def test_every_adb_call_passes_all_three_timeouts(tmp_path, phone_files, adb_key, monkeypatch):
+    """Short calls: shell() with all three timeouts. The benchmark: streaming_shell (it takes no
+    timeout_s) with transport and read timeouts passed explicitly, the long budget."""
     from adb_shell.adb_device import AdbDevice
 
-    seen = []
-    original = AdbDevice.shell
+    seen, streamed = [], []
+    original, original_stream = AdbDevice.shell, AdbDevice.streaming_shell
 
     def spy(self, command, transport_timeout_s=None, read_timeout_s=10.0, timeout_s=None, decode=True):
         seen.append((command, transport_timeout_s, read_timeout_s, timeout_s))
         return original(self, command, transport_timeout_s, read_timeout_s, timeout_s, decode)
 
+    def stream_spy(self, command, transport_timeout_s=None, read_timeout_s=10.0, decode=True):
+        streamed.append((command, transport_timeout_s, read_timeout_s))
+        return original_stream(self, command, transport_timeout_s, read_timeout_s, decode)
+
     monkeypatch.setattr(AdbDevice, "shell", spy)
+    monkeypatch.setattr(AdbDevice, "streaming_shell", stream_spy)
     binary, model = phone_files
     t = Timeouts(transport_s=3.0, read_s=4.0, command_s=6.0, push_s=5.0, run_s=77.0, auth_s=1.0)
     with FakeAdbDevice(golden(OUTPUT)) as dev:
-        run_phone_benchmark(model, binary, dev.serial, adb_key=adb_key, out_dir=tmp_path, timeouts=t)
-    assert seen and all(None not in call[1:] for call in seen)
-    bench = [c for c in seen if "benchmark_model --graph" in c[0]]
-    assert bench and bench[0][1:] == (77.0, 77.0, 77.0)
-    assert all(c[1:] == (3.0, 4.0, 6.0) for c in seen if c not in bench)
+        row = run_phone_benchmark(model, binary, dev.serial, adb_key=adb_key, out_dir=tmp_path, timeouts=t)
+    assert seen and all(c[1:] == (3.0, 4.0, 6.0) for c in seen)
+    assert not [c for c in seen if "benchmark_model --graph" in c[0]]
+    assert len(streamed) == 1 and "benchmark_model --graph" in streamed[0][0] and streamed[0][1:] == (77.0, 77.0)
+    assert row["latency_ms"] == pytest.approx(1240.27)
+
+
+def test_total_budget_is_enforced_while_streaming(tmp_path, phone_files, adb_key, monkeypatch):
+    """streaming_shell has no timeout_s: a phone that keeps trickling output past run_s is stopped,
+    and what it printed is saved."""
+    from adb_shell.adb_device import AdbDevice
+
+    def trickle(self, command, transport_timeout_s=None, read_timeout_s=10.0, decode=True):
+        for i in range(100):
+            time.sleep(0.05)
+            yield f"INFO: still running {i}\n".encode()
+
+    monkeypatch.setattr(AdbDevice, "streaming_shell", trickle)
+    binary, model = phone_files
+    t = Timeouts(transport_s=2.0, read_s=2.0, command_s=5.0, push_s=5.0, run_s=0.3, auth_s=1.0)
+    with FakeAdbDevice(golden(OUTPUT)) as dev:
+        with pytest.raises(InputError, match=r"device stopped answering during benchmark_model .*within 0\.3 s") as e:
+            run_phone_benchmark(model, binary, dev.serial, adb_key=adb_key, out_dir=tmp_path / "lat", timeouts=t,
+                                stamp="s")
+    saved = Path(str(e.value).rsplit("saved to ", 1)[1])
+    assert saved == tmp_path / "lat" / "adb-s.txt"
+    assert saved.read_text().startswith("INFO: still running 0\n") and "still running 99" not in saved.read_text()
 
 
 def test_authorized_key_connects_and_unknown_key_is_refused(tmp_path, phone_files, adb_key, other_adb_key):
@@ -165,9 +194,20 @@ def test_device_gone_or_silent_mid_run(tmp_path, phone_files, adb_key, mode, mes
     with FakeAdbDevice(golden(OUTPUT), on_benchmark=mode) as dev:
         t0 = time.perf_counter()
         with pytest.raises(InputError, match=message) as e:
-            run_phone_benchmark(model, binary, dev.serial, adb_key=adb_key, out_dir=tmp_path, timeouts=t)
+            run_phone_benchmark(model, binary, dev.serial, adb_key=adb_key, out_dir=tmp_path / "lat", timeouts=t)
         assert time.perf_counter() - t0 < 4.0  # no spinning until a long read timeout
         assert dev.serial in str(e.value) and "\n" not in str(e.value)
+    # what arrived before the phone vanished is kept, in the raw-output file the error line names
+    saved = Path(str(e.value).rsplit("raw output so far (", 1)[1].split(" bytes) saved to ", 1)[1])
+    assert saved.parent == tmp_path / "lat" and saved.name.startswith("adb-") and saved.suffix == ".txt"
+    assert [p.name for p in (tmp_path / "lat").iterdir()] == [saved.name]  # no row, no temp file
+    data = saved.read_bytes()
+    if mode == "partial-drop":  # the fake sends the first third of the real output, then closes
+        full = golden(OUTPUT).encode()
+        assert data == full[: max(1, len(full) // 3)] and len(data) > 100
+        assert f"({len(data)} bytes)" in str(e.value)
+    else:
+        assert data == b"" and "(0 bytes)" in str(e.value)
 
 
 def test_output_that_does_not_parse_is_saved_and_named(tmp_path, phone_files, adb_key):

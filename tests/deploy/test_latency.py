@@ -103,3 +103,12 @@ def test_litert_latency_of_the_exported_tiny_generator(tiny_export):
     assert row["versions"]["ai-edge-litert"]
     with pytest.raises(InputError, match="input shape"):
         host_latency(path, torch.rand(1, 3, 64, 64), backend="litert", gemm_peak=False)
+
+
+def test_host_row_carries_the_common_keys_and_protocol():
+    row = host_latency(_tiny_conv(), torch.rand(1, 3, 16, 16), warmup=2, runs=3, threads=1, gemm_peak=False)
+    assert row["latency_ms"] == row["median_ms"] and row["latency_stat"] == "median of timed calls"
+    assert row["protocol"] == {"backend": "torch", "threads": 1, "warmup": 2, "runs": 3, "device": "cpu",
+                               "delegate": None, "statistic": "median", "timer": "time.perf_counter per call"}
+    assert row["protocol_tag"] == "torch-1t"
+    assert (row["threads"], row["warmup"], row["runs"]) == (1, 2, 3)  # top-level keys kept as before

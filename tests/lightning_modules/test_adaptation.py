@@ -1,14 +1,47 @@
 """Each adaptation method end to end on the micro data, and adapters saved and reloaded."""
+import dataclasses
 import json
 
 import pytest
 import torch
+from torch import nn
 
 from e2gan.adapt import load_adapter
 from e2gan.errors import InputError
-from e2gan.models import load_generator
+from e2gan.models import load_generator, make_generator
 from studies.prerequisites import ensure_adapt, ensure_base
-from tests.conftest import micro_config
+from tests.conftest import micro_config, write_micro_toml
+
+
+def expected_lora_params(generator: nn.Module, ranks: dict[str, int]) -> int:
+    """LoRA parameters from the layer shapes alone (peft: A is r x in [x k x k], B is out x r)."""
+    total = 0
+    for name, m in generator.named_modules():
+        r = ranks.get(name.split(".", 1)[0])
+        if r is None:
+            continue
+        if isinstance(m, nn.Linear):
+            total += r * m.in_features + m.out_features * r
+        elif isinstance(m, nn.Conv2d):
+            assert m.groups == 1, name  # the formula below is for dense convolutions
+            total += r * m.in_channels * m.kernel_size[0] * m.kernel_size[1] + m.out_channels * r
+    return total
+
+
+def expected_trainable(cfg, base_run) -> int:
+    """What ``cfg.adapt`` implies: LoRA + one new concept's embedding rows, the whole base + those rows,
+    or a freshly built generator (scratch: the E2GAN architecture, pix2pix: ResNet-9 at its width)."""
+    a = cfg.adapt
+    if a.method in ("scratch", "pix2pix"):
+        model = (dataclasses.replace(cfg.model, arch="pix2pix", width=a.pix2pix_ngf, n_blocks=a.pix2pix_blocks)
+                 if a.method == "pix2pix" else cfg.model)
+        return sum(p.numel() for p in make_generator(model, n_concepts=1).parameters())
+    base, _ = load_generator(base_run)
+    # a learnt table grows one trainable chunk; a CLIP encoder's new tokens are frozen text features
+    new_rows = base.concepts.n_tokens * base.concepts.dim if hasattr(base.concepts, "table") else 0
+    if a.method == "full":
+        return sum(p.numel() for p in base.parameters()) + new_rows
+    return expected_lora_params(base, {g: a.ranks.get(g, a.rank) for g in a.groups}) + new_rows
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +69,10 @@ def test_each_method_adapts_and_reports(method, stores_whole_generator, micro_da
         adapter = json.loads((run / "adapter.json").read_text())
         assert cost["bytes_stored"] == adapter["bytes_fp32"] == 4 * adapter["params"]
     if method == "full":
+        assert cost["params_trainable"] == total
+    # Exactly what the configuration implies, computed from module shapes, not from the run.
+    assert cost["params_trainable"] == expected_trainable(cfg, micro_base)
+    if method in ("scratch", "pix2pix"):
         assert cost["params_trainable"] == total
     # A second call reuses the finished run.
     again, result2 = ensure_adapt(cfg, "hue-60", micro_data, micro_base, tmp_path, progress=False)
@@ -72,3 +109,49 @@ def test_concept_already_in_base_is_refused(micro_data, micro_base, tmp_path):
     cfg = micro_config(adapt={"method": "lora", "steps": 2})
     with pytest.raises(InputError, match="already in the base"):
         ensure_adapt(cfg, "hue-120", micro_data, micro_base, tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_lora_adapt_changes_only_adapter_and_embedding(micro_data, micro_runs, micro_base, tmp_path, monkeypatch):
+    """`e2gan adapt --method lora` with per-group ranks: the trainable count is the LoRA count of those
+    groups/ranks plus one concept's rows, and every base weight of the trained, unmerged model is
+    bit-identical to the base run's."""
+    import lightning_modules.adaptation as adaptation
+    from e2gan.cli import main
+
+    seen: dict = {}
+    real_merge = adaptation.merge_lora
+
+    def capture_then_merge(model):  # the unmerged model right after training, before merging
+        seen["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        seen["trainable"] = {n for n, p in model.named_parameters() if p.requires_grad}
+        return real_merge(model)
+
+    monkeypatch.setattr(adaptation, "merge_lora", capture_then_merge)
+    ranks = {"ds": 2, "tb": 4, "up": 1}
+    cfg_path = write_micro_toml(tmp_path / "micro.toml")
+    run = tmp_path / "run"
+    assert main(["adapt", "--config", str(cfg_path), "--base", str(micro_base), "--concept", "hue-60",
+                 "--method", "lora", "--groups", "ds,tb,up", "--ranks", "ds=2,tb=4,up=1", "--steps", "4",
+                 "--runs", str(micro_runs), "--run-dir", str(run), "--no-progress"]) == 0
+    result = json.loads((run / "result.json").read_text())
+    base, _ = load_generator(micro_base)
+    base_state = base.state_dict()
+    new_rows = base.concepts.n_tokens * base.concepts.dim
+    assert result["cost"]["params_trainable"] == expected_lora_params(base, ranks) + new_rows
+    assert json.loads((run / "adapter.json").read_text())["ranks"] == ranks
+
+    state, trainable = seen["state"], seen["trainable"]
+    assert all("lora_" in n or n == "concepts.tables.1" for n in trainable), trainable
+    assert {n.split(".", 1)[0] for n in trainable if "lora_" in n} == set(ranks)
+    mapped = {}
+    for k, v in state.items():
+        if "lora_" not in k:
+            mapped[k.replace(".base_layer", "")] = v
+    assert set(mapped) == set(base_state) | {"concepts.tables.1"}
+    for k, v in base_state.items():
+        assert torch.equal(mapped[k], v), f"base weight {k} changed during LoRA training"
+    # ... while the adapter and the new concept's rows did learn.
+    assert not torch.equal(mapped["concepts.tables.1"], base_state["concepts.tables.0"].mean(0, keepdim=True))
+    lora_b = [v for k, v in state.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().max() > 0 for v in lora_b)  # B starts at zero

@@ -1,4 +1,6 @@
 """The CLIP concept encoder with a tiny random CLIPTextModel and the real CLIP tokenizer (offline)."""
+import dataclasses
+import shutil
 import socket
 
 import pytest
@@ -101,3 +103,82 @@ def test_unknown_text_model_offline(monkeypatch, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(InputError, match="CLIPTextModel"):
         CLIPConceptEncoder(tmp_path, INSTRUCTIONS)
+
+
+# ---------- selected by model.concept_encoder: make_generator, save/load ----------
+
+def _clip_model_cfg(folder, n_tokens=8):
+    from e2gan.config import ModelConfig
+
+    return ModelConfig(width=8, attn_heads=2, n_tokens=n_tokens, concept_encoder=f"clip:{folder}")
+
+
+def test_make_generator_with_clip_config_forward_and_no_trainable_encoder():
+    from e2gan.models import make_generator
+
+    torch.manual_seed(0)
+    g = make_generator(_clip_model_cfg(text_model_dir()), 3, instructions=INSTRUCTIONS)
+    assert isinstance(g.concepts, CLIPConceptEncoder) and g.concepts.instructions == INSTRUCTIONS
+    assert g.concepts.dim == HIDDEN and g.tb.cross_attn.to_k.in_features == HIDDEN
+    assert list(g.concepts.parameters()) == []  # frozen CLIP, cached tokens: nothing of it trains
+    table = make_generator(dataclasses.replace(_clip_model_cfg(text_model_dir()), concept_encoder="table"), 3)
+    emb = sum(p.numel() for p in table.concepts.parameters())
+    k_v = 2 * (4 * 8) * (4 * 8 - HIDDEN)  # cross-attention k/v read HIDDEN-wide tokens instead of 4*width
+    assert sum(p.numel() for p in g.parameters()) == sum(p.numel() for p in table.parameters()) - emb - k_v
+    y = g(torch.randn(2, 3, 32, 32), torch.tensor([0, 2]))
+    assert y.shape == (2, 3, 32, 32) and torch.isfinite(y).all()
+    with torch.no_grad():
+        a, b = g(torch.zeros(1, 3, 32, 32).repeat(2, 1, 1, 1), torch.tensor([0, 1]))
+    assert not torch.allclose(a, b)  # concepts condition the output
+
+
+def test_make_generator_clip_needs_instructions_and_long_enough_tokens():
+    from e2gan.models import make_generator
+
+    with pytest.raises(InputError, match=r"none concept instructions for 3 concepts.*one instruction per concept"):
+        make_generator(_clip_model_cfg(text_model_dir()), 3)
+    with pytest.raises(InputError, match=r"'turn it into a watercolor painting' is 8 tokens.*model.n_tokens = 4.*n_tokens >= 8"):
+        make_generator(_clip_model_cfg(text_model_dir(), n_tokens=4), 3, instructions=INSTRUCTIONS)
+
+
+def test_clip_generator_save_load_round_trip_without_clip_then_adds_a_concept(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    import e2gan.nets.text_encoder as te
+    from e2gan.models import load_generator, make_generator, save_generator
+
+    folder = tmp_path / "clip"
+    shutil.copytree(text_model_dir(), folder)
+    model_cfg = _clip_model_cfg(folder)
+    torch.manual_seed(1)
+    g = make_generator(model_cfg, 3, instructions=INSTRUCTIONS).eval()
+    save_generator(tmp_path / "run", g, model_cfg, ["shades", "blond", "watercolor"])
+    calls = []
+    real = te.load_clip_text
+    monkeypatch.setattr(te, "load_clip_text", lambda *a, **k: calls.append(a) or real(*a, **k))
+    loaded, meta = load_generator(tmp_path / "run")
+    assert calls == [] and loaded.concepts._text is None  # evaluation and export need no CLIP
+    assert meta["concept_encoder"]["kind"] == "clip" and meta["concept_encoder"]["instructions"] == INSTRUCTIONS
+    x, ids = torch.randn(3, 3, 32, 32), torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, ids), g(x, ids))
+    assert loaded.concepts.instructions == INSTRUCTIONS
+    # A new concept: the text model is loaded now, and the tokens are its instruction's.
+    assert loaded.concepts.add_concepts(["give the person pink hair"]) == [3] and len(calls) == 1
+    assert torch.equal(loaded.concepts.tokens[3], g.concepts.encode(["give the person pink hair"])[0])
+    # Other text-model files than the tokens came from (same shapes, other weights) are refused.
+    again, _ = load_generator(tmp_path / "run")
+    state = {k: v + 0.01 for k, v in te.load_clip_text(folder)[0].state_dict().items()}
+    assert (folder / "model.safetensors").is_file()
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(InputError, match="the files the cached tokens came from"):
+        again.concepts.add_concepts(["add blossoms"])
+
+
+def test_clip_config_unknown_model_offline_is_one_line(monkeypatch):
+    from e2gan.models import make_generator
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match=r"nobody-e2gan/clip-text.*hub is offline.*--local-dir <folder>") as e:
+        make_generator(_clip_model_cfg("nobody-e2gan/clip-text"), 1, instructions=["put on sunglasses"])
+    assert "\n" not in str(e.value)

@@ -226,13 +226,73 @@ def teacher_missing_module(tmp_path, trained):
         ["no_such_module_xyz:make", "an importable module"]
 
 
+# --- phone faults through `e2gan latency --backend adb`: the fake phone of tests/deploy on loopback ------
+
+_PHONES: list = []  # fake phones started by a case, stopped after the test (see _stop_fake_phones)
+
+
+def _phone_argv(tmp_path, serial: str) -> list[str]:
+    """A bare .tflite, a fake benchmark_model and an adb key, all made before the snapshot."""
+    from e2gan.deploy.adb import load_adb_key
+    from tests.deploy.conftest import write_fake_elf
+
+    model = tmp_path / "model.tflite"
+    model.write_bytes(os.urandom(20_000))
+    binary = write_fake_elf(tmp_path / "benchmark_model")
+    key = tmp_path / "adbkey"
+    load_adb_key(key)
+    return ["latency", str(model), "--backend", "adb", "--serial", serial, "--binary", str(binary),
+            "--adb-key", str(key), "--timeout", "5"]
+
+
+def _fake_phone(output: str, **kw):
+    from tests.deploy.fake_adb_device import FakeAdbDevice
+
+    phone = FakeAdbDevice(output, **kw).start()
+    _PHONES.append(phone)
+    return phone
+
+
+def phone_none_on_port(tmp_path, trained):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return _phone_argv(tmp_path, f"127.0.0.1:{port}"), ["no device", f"(127.0.0.1:{port})", "an adb daemon listening"]
+
+
+def phone_drops_mid_run(tmp_path, trained):
+    from tests.deploy.conftest import golden
+
+    phone = _fake_phone(golden("tf2_10_info_enotation_crlf.txt"), on_benchmark="partial-drop")
+    return _phone_argv(tmp_path, phone.serial), [
+        "device disconnected during benchmark_model", f"({phone.serial})", "raw output so far (",
+        f"bytes) saved to {tmp_path / 'latency' / 'adb-'}"]
+
+
+def phone_output_unparseable(tmp_path, trained):
+    phone = _fake_phone("Segmentation fault\n")
+    return _phone_argv(tmp_path, phone.serial), [
+        "benchmark_model output did not parse", f"({phone.serial})", "Segmentation fault",
+        f"raw output saved to {tmp_path / 'latency' / 'adb-'}"]
+
+
+@pytest.fixture(autouse=True)
+def _stop_fake_phones():
+    yield
+    while _PHONES:
+        _PHONES.pop().stop()
+
+
 CASES = [img_zero_byte, img_truncated_png, img_text_as_jpeg, img_html_as_webp, src_missing_folder,
          src_folder_is_file, pair_target_missing, pair_source_missing, pair_target_tampered,
          manifest_hash_tampered, manifest_path_escape, manifest_corrupt_line, manifest_missing,
          cfg_malformed_toml, cfg_unknown_key, cfg_unknown_section, cfg_zero_batch, cfg_negative_lr,
          cfg_wrong_type, cfg_unknown_preset, cfg_flag_out_of_range, concept_path_traversal, ckpt_wrong_width,
          ckpt_not_safetensors, ckpt_truncated_last, out_runs_under_a_file, out_study_runs_under_a_file,
-         storage_unreachable, storage_bad_url, teacher_bare_name, teacher_missing_module]
+         storage_unreachable, storage_bad_url, teacher_bare_name, teacher_missing_module,
+         phone_none_on_port, phone_drops_mid_run, phone_output_unparseable]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
@@ -352,3 +412,65 @@ def test_disk_full_writing_result_keeps_the_previous_result(trained, tmp_path, c
     assert "No space left on device" in line and str(run) in line
     assert (run / "result.json").read_bytes() == before
     assert_nothing_partial(run)
+
+
+# --- adaptation and merge inputs (issue 4): checked before anything is distilled, trained or written --
+
+def merge_adapter_other_base(tmp_path, trained):
+    """A real adapter saved against a different base (one weight changed), merged onto the trained base."""
+    import torch
+
+    from e2gan.adapt import LoraSpec, add_lora, save_adapter
+    from e2gan.config import ModelConfig
+    from e2gan.models import load_generator, save_generator
+
+    g, meta = load_generator(trained["run"])
+    with torch.no_grad():
+        next(g.parameters()).add_(1.0)
+    other = tmp_path / "other-base"
+    other.mkdir()
+    save_generator(other, g, ModelConfig(**meta["model"]), meta["concepts"])
+    ids = g.concepts.add_concepts(1)
+    model = add_lora(g, LoraSpec(ranks={"tb": 2}))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    save_adapter(adapter, model, LoraSpec(ranks={"tb": 2}), "hue-60", ids, other / "generator.safetensors")
+    return ["merge", "--base", str(trained["run"]), "--adapter", str(adapter)], \
+        ["trained on another base", str(adapter), str(trained["run"]), str(adapter / "adapter.json")]
+
+
+def merge_adapter_missing(tmp_path, trained):
+    return ["merge", "--base", str(trained["run"]), "--adapter", str(trained["run"])], \
+        ["no adapter", str(trained["run"]), "adapter.json"]
+
+
+def adapt_unknown_concept(tmp_path, trained):
+    return ["adapt", "--config", str(trained["cfg"]), "--concept", "nosuch", "--runs", str(tmp_path / "runs"),
+            "--no-progress"], ["'nosuch'", "--concept", "new concepts of this configuration: ['hue-60']"]
+
+
+def adapt_base_concept(tmp_path, trained):
+    return ["adapt", "--config", str(trained["cfg"]), "--concept", "hue-120", "--runs", str(tmp_path / "runs"),
+            "--no-progress"], ["'hue-120'", "--concept", "['hue-60']"]
+
+
+def describe_negative_resolution(tmp_path, trained):
+    return ["describe", "--resolution", "-8"], ["resolution -8", "--resolution", "a positive multiple of 8"]
+
+
+def describe_zero_resolution(tmp_path, trained):  # was silently replaced by the preset's 64
+    return ["describe", "--resolution", "0"], ["resolution 0", "--resolution", "a positive multiple of 8"]
+
+
+ADAPT_CASES = [merge_adapter_other_base, merge_adapter_missing, adapt_unknown_concept, adapt_base_concept,
+               describe_negative_resolution, describe_zero_resolution]
+
+
+@pytest.mark.parametrize("case", ADAPT_CASES, ids=[c.__name__ for c in ADAPT_CASES])
+def test_bad_adapt_input_exits_2_and_writes_nothing(case, trained, tmp_path, capsys):
+    before = snapshot(tmp_path)
+    test_bad_input_exits_2_with_one_line_and_leaves_nothing(case, trained, tmp_path, capsys)
+    # Nothing at all was written: no data distilled, no base trained, no merged model.
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k in before or k.startswith(("other-base/", "adapter/"))} == after
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "adapter" / "merged").exists()

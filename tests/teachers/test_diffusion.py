@@ -466,3 +466,26 @@ def test_concurrent_shard_processes_share_one_folder(tmp_path):
     assert len(recs) == len({(r["concept"], r["source_id"]) for r in recs}) == done
     cost = json.loads((tmp_path / COST_FILE).read_text())
     assert cost["total"]["images"] == len(recs)
+
+
+def test_shards_on_other_devices_and_paths_share_one_data_folder(tmp_path):
+    """data_key: the real pipeline folder copied to two machines' paths, run on cuda:0 and cuda:1."""
+    import shutil
+
+    from e2gan.config import apply_overrides
+    from e2gan.presets import get_preset
+    from studies.prerequisites import data_dir
+
+    a, b = tmp_path / "m1" / "ip2p", tmp_path / "m2" / "ip2p"
+    shutil.copytree(ip2p_dir(), a)
+    shutil.copytree(ip2p_dir(), b)
+
+    def folder(teacher):
+        return data_dir(apply_overrides(get_preset("tiny"), {"data": {"teacher": teacher}}, "test"), tmp_path)
+
+    same = {folder(f"diffusers:{a}?device=cuda:0&steps={STEPS}"), folder(f"diffusers:{b}?steps={STEPS}&device=cuda:1")}
+    assert len(same) == 1
+    sd = tmp_path / "m3" / "ip2p"
+    shutil.copytree(sd_dir(), sd)  # another model under the same folder name
+    assert folder(f"diffusers:{sd}?steps={STEPS}") not in same
+    assert folder(f"diffusers:{a}?steps={STEPS + 1}") not in same
