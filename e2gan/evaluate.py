@@ -95,8 +95,8 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
         m["n"] = len(idx)
         per_concept[concept] = m
         protocol = res["protocol"]
-    keys = [k for k in next(iter(per_concept.values())) if k != "n"]
-    mean = {k: _finite_mean([m[k] for m in per_concept.values()]) for k in keys}
+    keys = [k for k in dict.fromkeys(k for m in per_concept.values() for k in m) if k != "n"]
+    mean = {k: _finite_mean([m.get(k) for m in per_concept.values()]) for k in keys}
     protocol = dict(protocol or {})
     protocol.update(n=len(pred["concepts"]), n_per_concept={c: len(v) for c, v in by_concept.items()},
                     averaging="mean over concepts of per-concept metrics (FID/KID per concept)")
