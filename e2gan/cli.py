@@ -97,13 +97,13 @@ def cmd_train_base(args) -> str:
 
 
 def cmd_evaluate(args) -> str:
-    from e2gan.evaluate import evaluate_run
+    from e2gan.evaluate import evaluate_run, result_path
 
     result = evaluate_run(args.run, concepts=args.concept or None, split=args.split, device=args.device)
     m = result["metrics"]["mean_over_concepts"]
     return (f"{result['run']}: PSNR {m['psnr']:.2f} dB (identity {m['identity_psnr']:.2f}), "
             f"FID {m.get('fid', float('nan')):.2f} [{result['protocol']['backbone']['name']}, "
-            f"N={result['protocol']['n']}] -> {Path(args.run) / 'result.json'}")
+            f"N={result['protocol']['n']}] -> {result_path(args.run, result)}")
 
 
 def cmd_adapt(args) -> str:
@@ -554,8 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peak", action="store_true", help="skip measuring the GEMM peak")
     p.set_defaults(func=cmd_latency)
 
-    p = sub.add_parser("evaluate", help="test-split metrics of a run -> its result.json")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser("evaluate", help="test-split metrics of a run (-> result.json) or a checkpoint (-> result-step-N.json)")
+    p.add_argument("run", help="run directory, or a checkpoint (runs/<run>/checkpoints/step-000200.ckpt)")
     p.add_argument("--concept", action="append", help="concept to evaluate (repeatable; default: all)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--device", default="cpu")
