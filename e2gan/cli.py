@@ -296,6 +296,7 @@ def cmd_study(args) -> str:
                 print(runner.status_line(runner.status(study, spec, preset)), file=sys.stderr, flush=True)
             if not any(counts.values()):
                 break
+    _after_grid(spec, study, preset, args.runs, progress)
     from studies.summary import summary_table
 
     table = summary_table(study, spec)
@@ -377,9 +378,20 @@ def _write_reports(specs, preset: str, runs: str, reports_root: str, base_result
     for spec in specs:
         study = runner.load_study(spec, runner.default_storage(spec, runs, preset), preset, create=True)
         frame = trials_frame(study)
-        write_study_report(spec, frame, reports / spec.name, preset=preset)
+        write_study_report(spec, frame, reports / spec.name, preset=preset, extra_tables=_extra_tables(spec, runs, preset))
         entries.append((spec.name, spec.title, f"{spec.name}/index.html", summary_line(spec, frame, preset=preset)))
     return write_index(preset, entries, reports, base_report_link="base/index.html" if base_result else None)
+
+
+def _extra_tables(spec, runs: str, preset: str) -> list:
+    """Tables of work run beside a study's cells (the greedy rank search), when it has finished."""
+    import json
+
+    from e2gan.reporting.study_tables import greedy_search_table
+    from studies.rank_search import greedy_dir
+
+    found = greedy_dir(spec, runs, preset) / "search.json"
+    return [greedy_search_table(json.loads(found.read_text()))] if spec.greedy and found.exists() else []
 
 
 def cmd_report(args) -> str:
@@ -419,11 +431,24 @@ def cmd_reproduce(args) -> str:
         while any(runner.work(spec, url, cfg.preset, args.runs, max_trials=1).values()):
             if progress:
                 print("  " + runner.status_line(runner.status(study, spec, cfg.preset)), file=sys.stderr, flush=True)
+        _after_grid(spec, study, cfg.preset, args.runs, progress)
     print(f"[{steps}/{steps}] writing the reports", file=sys.stderr)
     index = _write_reports(specs, cfg.preset, args.runs, args.reports, result, run_dir)
     m = result["metrics"]["mean_over_concepts"]
     return (f"reproduce {cfg.preset}: base PSNR {m['psnr']:.2f} dB vs identity {m['identity_psnr']:.2f} dB, "
             f"{len(specs)} studies, {time.perf_counter() - t0:.0f} s -> {index}")
+
+
+def _after_grid(spec, study, preset: str, runs: str, progress: bool) -> None:
+    """What a spec asks for beyond its cells: the greedy rank search, host latency per arm."""
+    if spec.greedy:
+        from studies.rank_search import spec_rank_search
+
+        print("  " + spec_rank_search(spec, preset, runs, progress=progress).summary(), file=sys.stderr)
+    if spec.latency:
+        from studies.latency_cells import measure_study_latency
+
+        measure_study_latency(study, spec, spec.latency, progress=progress)
 
 
 def _read_result(run_dir: Path) -> dict:

@@ -108,9 +108,16 @@ class PairedGANModule(L.LightningModule):
             self.trainer.should_stop = True
 
     def on_train_epoch_end(self) -> None:
-        for name, p in self.generator.named_parameters():
-            if p.requires_grad:
-                self._check_finite(f"generator weight {name}", p)
+        # Before the epoch's checkpoint is written (Lightning saves it after this hook), so a
+        # diverged network never lands in a checkpoint. Frozen weights cannot change, so only
+        # trainable ones are checked.
+        nets = [("generator", self.generator)]
+        if self.discriminator is not None:
+            nets.append(("discriminator", self.discriminator))
+        for label, net in nets:
+            for name, p in net.named_parameters():
+                if p.requires_grad:
+                    self._check_finite(f"{label} weight {name}", p)
 
     # -- validation: set-level PSNR and a fixed image grid --------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -385,3 +385,27 @@ def _write(out: Path, search: SearchResult, table, protocol: dict, evaluator: Tr
                                       "table": json.loads(table.reset_index().to_json(orient="records")),
                                       "per_seed": evaluator.per_seed, "runs": evaluator.run_dirs})
     return files
+
+
+def greedy_dir(spec, runs: str | Path, preset: str) -> Path:
+    """Where a spec's greedy search keeps its tables: beside the study's storage, so reports find it."""
+    return Path(runs) / "studies" / f"{spec.name}-{preset}-greedy"
+
+
+def spec_rank_search(spec, preset: str, runs: str | Path = "runs", progress: bool = True) -> RankSearchStudy:
+    """The greedy search a spec's ``[greedy]`` table asks for, on the spec's configuration and base.
+
+    Every allocation is an ``ensure_adapt`` run, so calling it again (a resumed ``reproduce``)
+    trains only what is missing.
+    """
+    from studies.prerequisites import ensure_base, ensure_data
+
+    g = spec.greedy
+    cfg = spec.base_config(preset)
+    data, _ = ensure_data(cfg, runs, progress=progress)
+    base, _ = ensure_base(cfg, data, runs, progress=progress)
+    concepts = g.get("concepts") or spec.concept_names(preset)
+    return rank_search_study(cfg, concepts, data, base, runs, groups=cfg.adapt.groups, metric=spec.metric,
+                             seeds=g.get("seeds") or spec.seeds[:1], delta=g.get("delta"), budget=g.get("budget"),
+                             max_rounds=g.get("max_rounds"), out_dir=greedy_dir(spec, runs, preset),
+                             progress=progress)

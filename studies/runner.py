@@ -229,7 +229,7 @@ def run_trial(study, trial, spec: StudySpec, preset: str, runs: str | Path, prog
     except optuna.TrialPruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
-    except (InputError, RuntimeError, ValueError, FloatingPointError) as exc:
+    except Exception as exc:  # any failure fails this trial only; KeyboardInterrupt/SystemExit still stop the worker
         trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
         trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -35,7 +35,8 @@ from e2gan.errors import InputError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 TOP_KEYS = {"name", "title", "table", "metric", "concepts", "seeds", "sampler", "n_trials", "pruner",
-            "preset", "config", "arms", "axes", "search", "description", "paper"}
+            "preset", "config", "arms", "axes", "search", "description", "paper", "greedy", "latency"}
+GREEDY_KEYS = {"seeds", "max_rounds", "budget", "delta", "concepts"}
 METRICS = {"fid": "minimize", "kid_mean": "minimize", "perceptual": "minimize", "psnr": "maximize",
            "ssim": "maximize"}
 SAMPLERS = ("grid", "nsga2", "tpe")
@@ -61,6 +62,8 @@ class StudySpec:
     axes: dict[str, list] = field(default_factory=dict)
     search: dict[str, list] = field(default_factory=dict)
     paper: dict = field(default_factory=dict)  # the paper's numbers for the same rows, shown beside ours
+    greedy: dict = field(default_factory=dict)  # run the greedy rank search too (studies.rank_search), with these settings
+    latency: list[str] = field(default_factory=list)  # backends to time one run per arm on (torch, litert)
     description: str = ""
     user_config: str = ""                      # a --config file layered under the spec (preset < file < spec)
 
@@ -161,6 +164,15 @@ def load_spec(path_or_name: str | Path) -> StudySpec:
                 "a [search] space and n_trials > 0")
     for arm in spec.arms:
         _expect(bool(NAME_RE.match(arm)), f"arm name {arm!r}", where, "letters, digits, '-' or '_'")
+    _expect(isinstance(spec.latency, list) and all(b in ("torch", "litert") for b in spec.latency),
+            f"'latency' = {spec.latency!r}", where, "a list of host backends among ['litert', 'torch']")
+    if spec.greedy:
+        bad = sorted(set(spec.greedy) - GREEDY_KEYS)
+        _expect(isinstance(spec.greedy, dict) and not bad, f"unknown key(s) {bad} in [greedy]", where,
+                f"keys among {sorted(GREEDY_KEYS)}")
+        for key in ("max_rounds", "budget"):
+            v = spec.greedy.get(key)
+            _expect(v is None or (isinstance(v, int) and v > 0), f"'greedy.{key}' = {v!r}", where, "a positive integer")
     # Resolve everything once so a bad key, value, concept or group fails now, not mid-study.
     base = spec.base_config()
     groups = layer_group_names(base.model)

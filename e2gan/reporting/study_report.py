@@ -284,19 +284,21 @@ def _md_frame(df: pd.DataFrame) -> str:
 
 def write_study_report(spec: Any, trials_df: pd.DataFrame | None, out_dir: str | Path, *, preset: str | None = None,
                        concepts: Sequence[str] | None = None, results: dict[str, dict] | None = None,
-                       grid_images: int = 3, grid_seed: Any = 0, grids: bool = True, device: str = "cpu") -> Path:
+                       grid_images: int = 3, grid_seed: Any = 0, grids: bool = True, device: str = "cpu",
+                       extra_tables: Sequence[Any] = ()) -> Path:
     """Write the study's report into ``out_dir`` (``reports/<preset>/<study>``); returns index.html.
 
     spec: a StudySpec or a dict with name, title, table, metric, seeds, concepts, arms, axes,
     search, n_trials, paper. trials_df: ``studies.summary.trials_frame(study)``. concepts: the
     held-out concept names (default: the spec's ``concept_names(preset)`` when it has one, else
     those in the frame). results: run_dir -> result.json (default: read from each ``run_dir``).
+    extra_tables: more ``Table`` objects to show after the study's own (e.g. the greedy rank search).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = study_context(spec, trials_df, results=results, concepts=list(concepts) if concepts else None,
                         preset=preset)
-    tables = build_tables(ctx)
+    tables = build_tables(ctx) + list(extra_tables)  # extra: tables of work run beside the study (greedy search)
     table_files = {t.key: t.write(out_dir / "tables") for t in tables}
     figures = build_figures(ctx, out_dir / "figures")
     grid_list = ([concept_grid(ctx, c, out_dir / "grids" / f"{slug(c)}.png", grid_images, grid_seed, device)

@@ -628,11 +628,44 @@ def ranks_table(ctx: StudyContext) -> Table:
                         "paper params": paper_number(p[1]) if len(p) > 1 else "–"})
             disp[f"{name} (paper only)"] = row
             data[f"{name} (paper only)"] = {"paper fid": p[0], "paper params": p[1] if len(p) > 1 else None}
-    notes = [AGG_NOTE, "The greedy rank search itself is a separate command; its result is not a row here."]
+    notes = [AGG_NOTE, "The greedy rank search, when the spec runs it, has its own table below (its random "
+                       "scheme is drawn at the searched allocation's budget)."]
     notes.append(PAPER_NOTE + " The paper's rank table is Flickr-Scenery FID, mean over 10 concepts."
                  if ctx.paper else _no_paper_note(ctx))
     return Table("ranks", "Rank allocation: quality vs trainable parameters", _frame(disp, "scheme"),
                  _frame(data, "scheme"), _table_notes(ctx, extra=notes))
+
+
+def greedy_search_table(search: dict) -> Table:
+    """The greedy rank search (``search.json`` written by ``studies.rank_search``) as a report table:
+    the searched allocation beside uniform 1x, uniform 4x and random at the searched budget."""
+    proto, rows = search.get("protocol", {}), search.get("table", [])
+    metric = proto.get("metric", "fid")
+    title = metric_title(metric)
+    disp, data = {}, {}
+    for r in rows:
+        quality = next((v for k, v in r.items() if k not in ("scheme", "ranks", "LoRA params", "seeds", "paper FID (Flickr-Scenery)",
+                                                               "paper params (M)") and not k.endswith("sd over seeds")), None)
+        sd = next((v for k, v in r.items() if k.endswith("sd over seeds")), None)
+        paper_params = r.get("paper params (M)")
+        disp[r["scheme"]] = {"ranks": r.get("ranks", "–"), title: format_number(quality, 3)
+                             + (f" (sd {format_number(sd, 3)})" if sd is not None else ""),
+                             "LoRA params": format_number(r.get("LoRA params"), 0), "seeds": r.get("seeds", "–"),
+                             "paper FID": paper_number(r.get("paper FID (Flickr-Scenery)")),
+                             "paper params": paper_number(paper_params * 1e6 if paper_params is not None else None)}
+        data[r["scheme"]] = {"ranks": r.get("ranks"), metric: quality, f"{metric}_sd": sd,
+                             "lora_params": r.get("LoRA params"), "seeds": r.get("seeds"),
+                             "paper_fid": r.get("paper FID (Flickr-Scenery)"), "paper_params_m": paper_params}
+    rounds = len((search.get("search") or {}).get("rounds", []))
+    notes = [f"Greedy search on {', '.join(proto.get('concepts', []))}: every group of "
+             f"{', '.join(proto.get('groups', []))} starts at rank {proto.get('start_rank', 1)}; each round doubles "
+             f"the group whose doubling buys the most {title} per added LoRA parameter (gain >= {proto.get('delta')}); "
+             f"{rounds} round(s), stopped by {(search.get('search') or {}).get('stop_reason', '?')}; "
+             f"{proto.get('steps')} steps per allocation; seeds {proto.get('seeds')}; "
+             f"{proto.get('evaluations', '?')} allocations trained. LoRA params exclude the concept embedding.",
+             PAPER_NOTE + " The paper's rank table is Flickr-Scenery FID, mean over 10 concepts."]
+    return Table("greedy-rank-search", "Greedy rank search: searched allocation vs references", _frame(disp, "scheme"),
+                 _frame(data, "scheme"), notes)
 
 
 PAIRS_AXIS, SELECTION_AXIS = "adapt.train_pairs", "adapt.selection"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import pytest
+import torch
 
 from e2gan.cli import main
-from tests.conftest import write_micro_toml
+from tests.conftest import micro_config, write_micro_toml
 
 HUGE_LR = {"lr_g": 1e30, "lr_d": 1e30}  # the first Adam step blows the weights up
 
@@ -25,6 +27,38 @@ def test_diverged_training_stops_with_a_recorded_reason(tmp_path, capsys):
     summary = json.loads((run / "train.json").read_text())
     assert summary["stopped_by"] == "diverged" and summary["reason"].startswith("non-finite")
     assert not (run / "generator.safetensors").exists()  # a diverged run never looks finished
+    assert not list(run.rglob("*.tmp"))
+
+
+class PlantNaNInDiscriminator(L.Callback):
+    """After the first epoch's last batch, poisons one discriminator weight (the losses stay finite until
+    the next step, so only the end-of-epoch weight check can catch it before the checkpoint is written)."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        if pl_module.gan_step == self.at_step:
+            with torch.no_grad():
+                next(p for p in pl_module.discriminator.parameters() if p.requires_grad).view(-1)[0] = float("nan")
+
+
+def test_nan_in_a_discriminator_weight_stops_the_run_with_a_recorded_reason(micro_data, tmp_path):
+    from e2gan.errors import InputError
+    from e2gan.models import make_discriminator, make_generator
+    from lightning_modules.training import fit
+
+    cfg = micro_config(train={"steps": 6, "ckpt_every": 3})
+    concepts = ["hue-120", "pixelate"]
+    run = tmp_path / "run"
+    L.seed_everything(0, verbose=False)
+    with pytest.raises(InputError, match=r"training diverged: non-finite discriminator weight \S+ at step 3"):
+        fit(cfg, run, micro_data, concepts, {c: i for i, c in enumerate(concepts)}, make_generator(cfg.model, 2),
+            make_discriminator(cfg.disc), progress=False, extra_callbacks=[PlantNaNInDiscriminator(at_step=3)])
+    summary = json.loads((run / "train.json").read_text())
+    assert summary["stopped_by"] == "diverged" and summary["gan_step"] == 3
+    assert summary["reason"].startswith("non-finite discriminator weight")
+    assert not list((run / "checkpoints").glob("step-*.ckpt"))  # the poisoned epoch was never checkpointed
     assert not list(run.rglob("*.tmp"))
 
 

@@ -216,3 +216,51 @@ def test_four_workers_on_postgresql(tmp_path):
     finally:
         if server:
             server.stop()
+
+
+def test_a_trial_raising_any_exception_fails_with_its_reason_and_the_worker_goes_on(tmp_path, monkeypatch):
+    """An OSError (or KeyError, ...) in a cell fails that trial with its reason; the worker runs the rest."""
+    from studies import runner
+    from studies.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path))
+    storage = f"sqlite:///{tmp_path / 'fail.db'}"
+    study = runner.load_study(spec, storage, "tiny", create=True)
+    assert runner.reconcile(study, spec, "tiny") == 4
+    seen = []
+
+    def fake_cell(spec, cell, preset, runs, trial=None, progress=False):
+        seen.append(json.dumps(cell, sort_keys=True))
+        if len(seen) == 1:
+            raise OSError(28, "No space left on device")
+        return {"run_dir": str(tmp_path / f"cell-{len(seen)}"), "value": 20.0 + len(seen)}
+
+    monkeypatch.setattr(runner, "evaluate_cell", fake_cell)
+    counts = runner.work(spec, storage, "tiny", tmp_path / "runs")
+    assert counts == {"complete": 3, "pruned": 0, "failed": 1}
+    assert len(seen) == len(set(seen)) == 4  # every cell tried once, none after the failure skipped
+    by_cell = {json.dumps(t.user_attrs["cell"], sort_keys=True): t for t in trials(storage, study.study_name)}
+    failed = by_cell[seen[0]]
+    assert failed.state.name == "FAIL"
+    assert failed.user_attrs["fail_reason"] == "OSError: [Errno 28] No space left on device"
+    assert "fake_cell" in failed.user_attrs["traceback"]
+    assert {by_cell[c].state.name for c in seen[1:]} == {"COMPLETE"}
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+def test_interrupts_still_stop_the_worker(tmp_path, monkeypatch, exc):
+    from studies import runner
+    from studies.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path))
+    storage = f"sqlite:///{tmp_path / 'stop.db'}"
+    study = runner.load_study(spec, storage, "tiny", create=True)
+    runner.reconcile(study, spec, "tiny")
+
+    def interrupted(*args, **kwargs):
+        raise exc()
+
+    monkeypatch.setattr(runner, "evaluate_cell", interrupted)
+    with pytest.raises(exc):
+        runner.work(spec, storage, "tiny", tmp_path / "runs")
+    assert "FAIL" not in {t.state.name for t in trials(storage, study.study_name)}
