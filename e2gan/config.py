@@ -103,6 +103,7 @@ class AdaptConfig:
     max_time_s: float = 0.0           # 0: budget by steps only
     train_pairs: int = 0              # 0: every training pair; else a subset of this size
     selection: str = "random"         # random | kmeans (nearest to cluster centres)
+    selection_features: str = "encoder"   # what k-means clusters: encoder | effnet-lite0 | clip
     pix2pix_ngf: int = 64
     pix2pix_blocks: int = 9
     seed: int = 0
@@ -137,6 +138,8 @@ class Config:
         d["data"].pop("new_concepts")
         if d["model"]["concept_encoder"] == "table":  # the default: keys of earlier runs stay valid
             d["model"].pop("concept_encoder")
+        if d["adapt"]["selection_features"] == "encoder":  # the default: keys of earlier runs stay valid
+            d["adapt"].pop("selection_features")
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -235,6 +238,7 @@ CHOICES = {
     ("adapt", "embedding_init"): ("random", "mean", "nearest"),
     ("adapt", "disc"): ("fresh", "base", "frozen"),
     ("adapt", "selection"): ("random", "kmeans"),
+    ("adapt", "selection_features"): ("encoder", "effnet-lite0", "clip"),
     ("eval", "backbone"): ("effnet-lite0", "inception"),
     ("eval", "perceptual"): ("auto", "lpips-alex", "lpips-vgg", "proxy"),
 }

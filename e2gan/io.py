@@ -1,4 +1,7 @@
-"""Atomic writes: a temp file in the same folder, fsync, then rename, so a kill never leaves half a file."""
+"""Atomic writes: a temp file in the same folder, fsync, then rename, so a kill never leaves half a file.
+
+``atomic_write_many`` does the same for several files at once, with their fsyncs issued together.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +9,9 @@ import json
 import os
 import socket
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 _OWNER = f"{socket.gethostname().replace('.', '-')}-{os.getpid()}"
@@ -45,7 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then rename the temp file onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_OWNER}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _mkstemp(path)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -57,6 +61,74 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         if tmp_path.exists():
             tmp_path.unlink()
     return path
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temp file beside ``path`` named ``.<name>.<host>-<pid>.<random>.tmp`` (see remove_stale_temps)."""
+    return tempfile.mkstemp(prefix=f".{path.name}.{_OWNER}.", suffix=".tmp", dir=path.parent)
+
+
+FSYNC_WORKERS = 16
+
+
+def atomic_write_many(files: Iterable[tuple[str | Path, bytes]], workers: int = FSYNC_WORKERS) -> list[Path]:
+    """Write several files, each as atomically as ``atomic_write_bytes``, fsyncing them together.
+
+    ``files``: (path, data) pairs with distinct paths. Every file goes to a temp file beside its
+    name; the temps are written and fsynced concurrently (``workers`` threads: the filesystem
+    folds concurrent fsyncs into one journal commit, where one after another each waits for its
+    own), then renamed onto their names in the order given, then each folder is fsynced once so
+    the renames are durable too. Each name is, at every moment, absent (or its old content) or
+    complete; a kill leaves only temps, which ``remove_stale_temps`` clears. On an error every temp
+    not yet renamed is removed and the error raised; the files renamed before it are complete.
+    """
+    items = [(Path(p), data) for p, data in files]
+    if len({p for p, _ in items}) != len(items):
+        raise ValueError("atomic_write_many: the same path twice")
+    temps: list[Path] = []
+    done = 0
+    try:
+        for path, _ in items:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _mkstemp(path)
+            os.close(fd)
+            temps.append(Path(tmp))
+
+        def write(job: tuple[Path, bytes]) -> None:
+            tmp, data = job
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        jobs = [(t, data) for t, (_, data) in zip(temps, items)]
+        if len(jobs) > 1 and workers > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                list(pool.map(write, jobs))  # re-raises the first error once every write has finished
+        else:
+            for job in jobs:
+                write(job)
+        for tmp, (path, _) in zip(temps, items):
+            os.replace(tmp, path)
+            done += 1
+        for folder in dict.fromkeys(path.parent for path, _ in items):
+            fsync_dir(folder)
+    finally:
+        for tmp in temps[done:]:
+            tmp.unlink(missing_ok=True)
+    return [path for path, _ in items]
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a folder's entries (renames, new files) durable; a no-op where folders cannot be opened."""
+    flags = getattr(os, "O_DIRECTORY", None)
+    if flags is None:
+        return
+    fd = os.open(folder, os.O_RDONLY | flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -114,7 +114,7 @@ def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path |
     import torch
 
     from e2gan.data import PairedDataset
-    from e2gan.selection import encoder_features, select_indices
+    from e2gan.selection import select_indices, selection_features
 
     a = cfg.adapt
     if not a.train_pairs:
@@ -123,12 +123,13 @@ def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path |
     features = None
     if a.selection == "kmeans":
         sources = torch.stack([ds[i]["source"] for i in range(len(ds))])
-        if base_run is not None:
+        generator = None
+        if a.selection_features == "encoder" and base_run is not None:
             from e2gan.models import load_generator
 
-            features = encoder_features(load_generator(base_run)[0], sources)
-        else:  # no base (scratch / pix2pix): cluster on pixels at low resolution
-            features = torch.nn.functional.adaptive_avg_pool2d(sources, 8).flatten(1)
+            generator = load_generator(base_run)[0]
+        # encoder with no base (scratch / pix2pix): pixels at low resolution
+        features = selection_features(a.selection_features, sources, generator)
     return select_indices(a.selection, a.train_pairs, len(ds), features, seed=a.seed)
 
 

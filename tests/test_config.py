@@ -198,3 +198,27 @@ def test_default_data_keys_are_unchanged():
         cfg = get_preset(name)
         raw = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
         assert cfg.data_key() == hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# ---------- adapt.selection_features ----------
+
+@pytest.mark.parametrize("value", ["effnet", "CLIP", "pixels", ""])
+def test_selection_features_names_key_and_allowed_values(value):
+    with pytest.raises(InputError, match=r"'adapt.selection_features' = .*one of \['encoder', 'effnet-lite0', 'clip'\]"):
+        apply_overrides(get_preset("tiny"), {"adapt": {"selection_features": value}}, "spec.toml")
+
+
+def test_selection_features_is_recorded_and_the_default_leaves_keys_unchanged():
+    import hashlib
+    import json
+
+    default = get_preset("tiny")
+    assert default.adapt.selection_features == "encoder" and default.to_dict()["adapt"]["selection_features"] == "encoder"
+    old = {k: v for k, v in default.to_dict()["adapt"].items() if k != "selection_features"}
+    assert default.key("adapt") == hashlib.sha256(json.dumps({"adapt": old}, sort_keys=True).encode()).hexdigest()[:10]
+    keys = {default.key("adapt")}
+    for kind in ("effnet-lite0", "clip"):
+        cfg = apply_overrides(get_preset("tiny"), {"adapt": {"selection_features": kind}}, "x")
+        assert cfg.to_dict()["adapt"]["selection_features"] == kind  # what result.json's config records
+        keys.add(cfg.key("adapt"))
+    assert len(keys) == 3

@@ -48,8 +48,9 @@ def test_layers_spec_from_an_optuna_study(tmp_path):
     tables = {t.key: t for t in build_tables(study_context(spec, df, preset="tiny"))}
     layers = tables["layers"].display
     assert list(layers.index)[:3] == ["down", "rb1", "rb2"]                   # the spec's order, lists as labels
-    assert layers.loc["tb", "FID ↓"] == "10.00 (N=1; no CI)"
-    assert layers.loc["rb1", "FID ↓"] == "missing (N=0/1)"
+    n = len(spec.seeds)
+    assert layers.loc["tb", "FID ↓"] == ("10.00 (N=1; no CI)" if n == 1 else f"10.00 ± 0.00 (N={n})")
+    assert layers.loc["rb1", "FID ↓"] == f"missing (N=0/{n})"
     assert set(spec.concept_names("tiny")) <= set(tables["per-concept"].display.index.str.split(" / ").str[1])
     assert summary_line(spec, df, preset="tiny").startswith("Best FID: tb 10.00")
 
@@ -63,8 +64,10 @@ def test_main_spec_report_and_paper_numbers(tmp_path):
     df = trials_frame(_study(spec, tmp_path, cells, lambda c: {"fid": 20.0 if c["arm"] == "e2gan" else 30.0}))
     index = write_study_report(spec, df, tmp_path / "reports" / "tiny" / "main", preset="tiny", grids=False)
     md = (index.parent / "tables" / "quality.md").read_text()
-    assert "| e2gan | 20.00 ± 0.00 (N=2) |" in md and "| 109.37 | 80.28 |" in md
-    assert "| full | missing (N=0/2) |" in md
+    n = len(spec.seeds)
+    assert f"| e2gan | 20.00 ± 0.00 (N={n}) |" in md and "| 109.37 | 80.28 |" in md
+    assert f"| full | missing (N=0/{n}) |" in md
+    assert "| pix2pix-zero-distilled (paper only) | not run |" in md and "| 132.6 | 87.76 |" in md
 
 
 def test_pareto_spec_keeps_runs(tmp_path):
