@@ -49,6 +49,7 @@ class Scale:
     wrapper_images: int = 4
     wrapper_repeats: int = 5
     distill_concepts: int = 3
+    distill_rounds: int = 3                 # interleaved rounds per distill() write mode
 
 
 SCALES: dict[str, Scale] = {
@@ -72,7 +73,7 @@ SCALES: dict[str, Scale] = {
         p2p_steps=6, lora_steps=4, eval_every=2, final_window=2, step_rounds=2, speed_resolutions=(32,),
         paper_width=8, paper_pair=False, latency_seconds=0.2, latency_rounds=(2, 3), throughput_fit_steps=2,
         throughput_p2p64=False, trial_steps=2, help_runs=1, wrapper_images=1, wrapper_repeats=1,
-        distill_concepts=1),
+        distill_concepts=1, distill_rounds=1),
 }
 
 
@@ -88,6 +89,7 @@ class Context:
     device: str = "cpu"
     progress: bool = False
     shared: dict = field(default_factory=dict)   # results one benchmark leaves for another
+    parts: dict = field(default_factory=dict)    # benchmark -> the parts to run (--only NAME.PART); absent: all
 
     def log(self, msg: str) -> None:
         print(f"  {msg}", file=sys.stderr, flush=True)
@@ -105,7 +107,9 @@ def make_context(preset: str, scale: str | None, runs: str | Path, work: str | P
     from e2gan.presets import get_preset
     from studies.prerequisites import concept_names
 
-    sc = SCALES[scale or preset] if (scale or preset) in SCALES else SCALES["tiny"]
+    if (scale or preset) not in SCALES:
+        raise ValueError(f"unknown benchmark scale {scale or preset!r}: one of {', '.join(SCALES)}")
+    sc = SCALES[scale or preset]
     cfg = apply_overrides(get_preset(preset), copy.deepcopy(sc.config_overrides), f"benchmark scale {sc.name}")
     base, new = concept_names(cfg)
     if sc.concept in base:

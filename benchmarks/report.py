@@ -78,16 +78,44 @@ def missed(report: dict) -> list[str]:
     return out
 
 
-def render_latest(report: dict, run_name: str) -> str:
+def before_after_table(report: dict) -> str:
+    """The results' before_after rows (a change measured against the path it replaced, same run)."""
+    rows = report.get("before_after") or []
+    if not rows:
+        return ""
+    lines = ["| benchmark | measure | before | after | before ÷ after | change | notes |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['benchmark']} | {_cell(r['what'])} | {fmt(r['before'], r['unit'])} | {fmt(r['after'], r['unit'])} | "
+                     f"{fmt(r.get('ratio'), '×')} | {_cell(r.get('change') or '')} | "
+                     f"{_cell('; '.join(x for x in (r.get('note'), r.get('basis')) if x))} |")
+    return "\n".join(lines)
+
+
+def _targets_line(report: dict, run_name: str) -> str:
     checks = [c for b in report["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
     n_met = sum(1 for c in checks if c["met"])
-    parts = ["# Benchmarks: latest summary", "", header(report), "",
-             f"{n_met} of {len(checks)} targets met. Full numbers: `benchmarks/results/{run_name}.json` "
-             f"and `.md`; what each benchmark measures: `benchmarks/README.md`.", "", summary_table(report), ""]
+    return (f"{n_met} of {len(checks)} targets met. Full numbers: `benchmarks/results/{run_name}.json` "
+            f"and `.md`; what each benchmark measures: `benchmarks/README.md`.")
+
+
+def render_latest(report: dict, run_name: str) -> str:
+    parts = ["# Benchmarks: latest summary", "", header(report), "", _targets_line(report, run_name), "",
+             summary_table(report), ""]
+    ba = before_after_table(report)
+    if ba:
+        parts += ["## Before / after", "", ba, ""]
     miss = missed(report)
     if miss:
         parts += ["## Missed targets", "", *miss, ""]
     return "\n".join(parts)
+
+
+def render_readme_block(report: dict, run_name: str) -> str:
+    """What benchmarks/run.py puts between README.md's bench markers: LATEST.md's table, from the same functions."""
+    return "\n".join([f"Latest run: preset **{report['preset']}**, {report['device']}, {report.get('cpu_count')} cores, "
+                      f"started {report['started']}. " + _targets_line(report, run_name)
+                      + " Causes of every miss: `benchmarks/results/LATEST.md`.", "", summary_table(report)])
 
 
 # ----------------------------------------------------------------------------- per-benchmark details
@@ -204,20 +232,39 @@ def _throughput(d: dict) -> list[str]:
 
 
 def _overheads(d: dict) -> list[str]:
-    c, t, w = d["cli_startup"], d["study_trial"], d["wrapper"]
-    out = [f"`{c['command']}`: median {c['seconds']:.2f} s over {c['runs']} runs (bare python {c['python_floor_seconds']:.2f} s). "
-           f"Slowest imports: " + ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in c["slowest_imports"]) + ".",
-           "", f"Study trial ({t['steps']} steps): {t['wall_seconds']:.1f} s wall, overhead {t['overhead_seconds']:.1f} s "
-           f"({100 * t['overhead_fraction']:.1f}%); study setup {t['study_setup_seconds']:.1f} s (once per study).", "",
-           "| phase | seconds |", "|---|---|"]
-    out += [f"| {k} | {v:.2f} |" for k, v in t["breakdown_seconds"].items()]
-    out += ["", f"Diffusion wrapper: raw {w['raw_s']['median']:.3f} s vs wrapper {w['wrapper_s']['median']:.3f} s "
-            f"({100 * w['overhead_median']:+.1f}%, outputs identical: {w['outputs_identical']})."]
+    out = []
+    if "cli_startup" in d:
+        c = d["cli_startup"]
+        out += [f"`{c['command']}`: median {c['seconds']:.2f} s over {c['runs']} runs (bare python {c['python_floor_seconds']:.2f} s). "
+                f"Slowest imports: " + ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in c["slowest_imports"]) + ".", ""]
+    if "study_trial" in d:
+        t = d["study_trial"]
+        out += [f"Study trial ({t['steps']} steps): {t['wall_seconds']:.1f} s wall, overhead {t['overhead_seconds']:.1f} s "
+                f"({100 * t['overhead_fraction']:.1f}%); study setup {t['study_setup_seconds']:.1f} s (once per study).", "",
+                "| phase | seconds |", "|---|---|"]
+        out += [f"| {k} | {v:.2f} |" for k, v in t["breakdown_seconds"].items()]
+        out.append("")
+    if "wrapper" in d:
+        w = d["wrapper"]
+        out += [f"Diffusion wrapper: raw {w['raw_s']['median']:.3f} s vs wrapper {w['wrapper_s']['median']:.3f} s "
+                f"({100 * w['overhead_median']:+.1f}%, outputs identical: {w['outputs_identical']}).", ""]
     for key in ("distill_tiny_diffusion", "distill_procedural"):
+        if key not in d:
+            continue
         x = d[key]
-        out.append(f"distill() with the {x['teacher']} teacher: {x['pairs_written']} pairs in {x['seconds']:.2f} s, "
-                   f"teacher {x['teacher_seconds']:.2f} s ({fmt(x['overhead'], '%')} on top; "
-                   f"{x['overhead_ms_per_pair']:.2f} ms/pair outside the teacher).")
+        out += [f"distill() with the {x['teacher']} teacher: {x['pairs_written']} pairs in {x['seconds']:.2f} s, "
+                f"teacher {x['teacher_seconds']:.2f} s ({fmt(x['overhead'], '%')} on top; "
+                f"{x['overhead_ms_per_pair']:.2f} ms/pair outside the teacher), write mode `{x.get('write_mode', '?')}`."]
+        modes = x.get("modes")
+        if modes:
+            phases = list(next(iter(modes.values()))["breakdown_seconds"])
+            out += ["", f"Write modes, medians of {x['rounds']} interleaved runs (seconds):", "",
+                    "| write mode | total | ms/pair outside teacher | overhead | fsync calls | " + " | ".join(phases) + " |",
+                    "|---|---|---|---|---|" + "---|" * len(phases)]
+            for m, v in modes.items():
+                out.append(f"| {m} | {v['seconds']:.3f} | {v['overhead_ms_per_pair']:.2f} | {fmt(v['overhead'], '%')} | "
+                           f"{v['fsync']['calls']} | " + " | ".join(f"{v['breakdown_seconds'][k]:.3f}" for k in phases) + " |")
+        out.append("")
     return out
 
 
@@ -227,6 +274,9 @@ DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throu
 
 def render_run(report: dict) -> str:
     parts = [f"# Benchmarks {report['started']} ({report['host']})", "", header(report), "", summary_table(report), ""]
+    ba = before_after_table(report)
+    if ba:
+        parts += ["## Before / after", "", ba, ""]
     miss = missed(report)
     if miss:
         parts += ["## Missed targets", "", *miss, ""]

@@ -1,11 +1,13 @@
 """Run the benchmarks and write benchmarks/results/<date>-<host>.json, .md and LATEST.md.
 
-    python -m benchmarks.run --preset tiny [--only adaptation,speed] [--out benchmarks/results]
-                             [--runs runs] [--threads N]
+    python -m benchmarks.run --preset tiny [--only adaptation,speed,overheads.distill]
+                             [--out benchmarks/results] [--runs runs] [--threads N] [--readme README.md]
 
 Thread counts are fixed before torch loads (OMP_NUM_THREADS, torch.set_num_threads, the LiteRT
 interpreter's num_threads) and recorded. The data and the base model come from the shared runs
 folder (reused when cached); everything a benchmark trains goes to its own scratch folder.
+A full run (every benchmark) also rewrites LATEST.md and the block of README.md between
+``<!-- bench:start -->`` and ``<!-- bench:end -->`` (only a warning when the markers are missing).
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from pathlib import Path
 
 ORDER = ("adaptation", "speed", "kernel", "throughput", "overheads")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_README = Path(__file__).resolve().parents[1] / "README.md"
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def host_tag() -> str:
@@ -32,8 +36,9 @@ def host_tag() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny", help="tiny | small | paper (default: tiny)")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(ORDER)}")
+    p.add_argument("--preset", default="tiny", help=f"{' | '.join(valid_presets())} (default: tiny)")
+    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(ORDER)}; NAME.PART runs "
+                                                 "one part of a benchmark (overheads.distill)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="results folder (default: benchmarks/results)")
     p.add_argument("--runs", default="runs", help="shared runs folder holding the data and base model")
     p.add_argument("--work", default=None, help="scratch folder (default: <runs>/bench-<preset>)")
@@ -43,15 +48,75 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "environment alone. Spinning threads on a machine busy with other work turn every "
                         "parallel region into a wait for a descheduled thread")
     p.add_argument("--scale", default=None, help=argparse.SUPPRESS)   # 'micro': the harness's own test
-    p.add_argument("--no-latest", action="store_true", help="do not update LATEST.md")
+    p.add_argument("--no-latest", action="store_true", help="do not update LATEST.md or the README")
+    p.add_argument("--readme", default=None, help="README whose bench block a full run rewrites (default: the "
+                                                  "project's README.md when --out is the default; '' for none)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     args = p.parse_args(argv)
-    args.only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else list(ORDER)
-    unknown = [s for s in args.only if s not in ORDER]
+    from benchmarks.common import SCALES
+
+    if args.preset not in valid_presets():
+        _usage_error(f"unknown preset {args.preset!r} (--preset): one of {', '.join(valid_presets())}")
+    if args.scale is not None and args.scale not in SCALES:
+        _usage_error(f"unknown scale {args.scale!r} (--scale): one of {', '.join(SCALES)}")
+    items = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else list(ORDER)
+    names = [item.partition(".")[0] for item in items]
+    unknown = [n for n in names if n not in ORDER]
     if unknown:
         p.error(f"unknown benchmark(s) {unknown}: choose from {', '.join(ORDER)}")
-    args.only = [s for s in ORDER if s in args.only]  # dependency order: adaptation feeds speed, speed kernel
+    parts: dict[str, list[str]] = {}
+    for item in items:
+        name, _, part = item.partition(".")
+        if part:
+            known = getattr(importlib.import_module(f"benchmarks.{name}"), "PARTS", ())
+            if part not in known:
+                p.error(f"unknown part {item!r}: {name} has " + (", ".join(known) or "no parts"))
+            if name not in items:   # NAME and NAME.PART together: all of NAME
+                parts.setdefault(name, []).append(part)
+    args.only = [s for s in ORDER if s in names]  # dependency order: adaptation feeds speed, speed kernel
+    args.parts = parts
+    args.full = set(args.only) == set(ORDER) and not args.parts
+    if args.readme is None:
+        args.readme = str(DEFAULT_README) if Path(args.out).resolve() == DEFAULT_OUT else ""
     return args
+
+
+def valid_presets() -> list[str]:
+    """Presets that have benchmark budgets (e2gan.presets ∩ benchmarks.common.SCALES)."""
+    from benchmarks.common import SCALES
+    from e2gan.presets import PRESETS
+
+    return [n for n in PRESETS if n in SCALES]
+
+
+def _usage_error(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def update_readme(path: str | Path, block: str) -> bool:
+    """Replace what lies between README_START and README_END in ``path`` with ``block``.
+
+    Without both markers (in that order) the file is left alone and one warning is printed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"[bench] warning: README not updated: cannot read {path} ({exc.strerror or exc})", file=sys.stderr)
+        return False
+    start = text.find(README_START)
+    end = text.find(README_END, start + len(README_START)) if start >= 0 else -1
+    if start < 0 or end < 0:
+        print(f"[bench] warning: README not updated: {path} has no {README_START} ... {README_END} block",
+              file=sys.stderr)
+        return False
+    new = text[: start + len(README_START)] + "\n" + block.strip("\n") + "\n" + text[end:]
+    if new != text:
+        from e2gan.io import atomic_write_text
+
+        atomic_write_text(path, new)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from e2gan.env import environment
 
     ctx = make_context(args.preset, args.scale, args.runs, args.work, threads, progress=args.progress)
+    ctx.parts = args.parts
     ctx.work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
@@ -82,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
               "cpu_count": os.cpu_count(), "loadavg_start": loadavg(), "env": environment(ctx.device),
               "versions": _versions(),
-              "config": ctx.cfg.to_dict(), "budgets": jsonable(ctx.scale), "benchmarks": {}}
+              "config": ctx.cfg.to_dict(), "budgets": jsonable(ctx.scale), "benchmarks": {}, "before_after": []}
     t_all = time.perf_counter()
     for name in args.only:
         mod = importlib.import_module(f"benchmarks.{name}")
@@ -92,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = mod.run(ctx)
             entry.update(status="ok", checks=res["checks"], data=res["data"])
+            if ctx.parts.get(name):
+                entry["parts"] = ctx.parts[name]
+            report["before_after"] += [{"benchmark": name, **row} for row in res.get("before_after", [])]
         except Exception as exc:  # one broken benchmark must not lose the others' numbers
             entry.update(status="error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:],
                          checks=[], data={})
@@ -103,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         _write(stem, report, jsonable)   # after every benchmark: a crash keeps what was measured
     report["loadavg_end"] = loadavg()
     report["seconds"] = time.perf_counter() - t_all
-    from benchmarks.report import render_latest, render_run
+    from benchmarks.report import render_latest, render_readme_block, render_run
 
     _write(stem, report, jsonable)
     stem.with_suffix(".md").write_text(render_run(report))
-    if set(args.only) == set(ORDER) and not args.no_latest:
+    if args.full and not args.no_latest:
         (out / "LATEST.md").write_text(render_latest(report, stem.name))
+        if args.readme:
+            update_readme(args.readme, render_readme_block(report, stem.name))
     checks = [c for b in report["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
     errors = [n for n, b in report["benchmarks"].items() if b["status"] != "ok"]
     print(f"bench {args.preset}: {sum(c['met'] for c in checks)}/{len(checks)} targets met"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from benchmarks.common import (Context, adaptive_rounds, check, interleave, median, paired_ratio,
+from benchmarks.common import (Context, adaptive_rounds, check, cuda_sync, interleave, median, paired_ratio,
                                ratio_of_medians, timing_summary)
 
 NAME = "speed"
@@ -76,9 +76,13 @@ def litert_call(path: str, threads: int, resolution: int):
 
 
 def torch_call(module, concept_id: int, resolution: int, device: str = "cpu"):
+    """Batch-1 eager forward on ``device``; off the CPU it runs a copy (the caller's module stays put
+    for export and MAC counting)."""
+    import copy
+
     import torch
 
-    module = module.to(device).eval()
+    module = (module if device == "cpu" else copy.deepcopy(module).to(device)).eval()
     x = torch.rand(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     c = torch.full((1,), concept_id, dtype=torch.long, device=device)
 
@@ -117,10 +121,14 @@ def run(ctx: Context) -> dict:
             by_group[f"{label}@{res}"] = {k: {r["group"]: r["macs"] for r in describe_model(m, res)}
                                           for k, (m, c) in models.items() if k in ("e2gan", "pix2pix")}
             # PyTorch eager: E²GAN, faithful pix2pix and its resize variant, interleaved.
-            calls = {k: torch_call(m, c, res) for k, (m, c) in models.items()}
-            rounds = adaptive_rounds(calls, sc.latency_seconds, *sc.latency_rounds)
-            t = interleave(calls, rounds, warmup=1)
-            rows.append(_row(label, width, ngf, res, "torch", t, "e2gan", "pix2pix", macs, ctx.threads))
+            calls = {k: torch_call(m, c, res, ctx.device) for k, (m, c) in models.items()}
+            sync = cuda_sync(ctx.device)
+            rounds = adaptive_rounds(calls, sc.latency_seconds, *sc.latency_rounds, sync=sync)
+            t = interleave(calls, rounds, warmup=1, sync=sync)
+            del calls   # frees the device copies
+            row = _row(label, width, ngf, res, "torch", t, "e2gan", "pix2pix", macs, ctx.threads)
+            row["device"] = ctx.device
+            rows.append(row)
             # LiteRT: E²GAN vs pix2pix-resize (the transposed-conv variant does not convert).
             e = export_cached(ctx, f"e2gan-w{width}{'-trained' if trained and adapt else ''}", models["e2gan"][0],
                               models["e2gan"][1], res)
@@ -129,7 +137,9 @@ def run(ctx: Context) -> dict:
                      "pix2pix-resize": litert_call(p["path"], ctx.threads, res)}
             rounds = adaptive_rounds(calls, sc.latency_seconds, *sc.latency_rounds)
             t = interleave(calls, rounds, warmup=1)
-            rows.append(_row(label, width, ngf, res, "litert", t, "e2gan", "pix2pix-resize", macs, ctx.threads))
+            row = _row(label, width, ngf, res, "litert", t, "e2gan", "pix2pix-resize", macs, ctx.threads)
+            row["device"] = "cpu"   # the LiteRT interpreter runs on the CPU
+            rows.append(row)
     quality = None
     if adapt:
         quality = {"e2gan": adapt["lora"]["final_psnr"], "pix2pix": adapt["pix2pix"]["final_psnr"],
@@ -143,10 +153,11 @@ def run(ctx: Context) -> dict:
             q = "; random weights (not trained here)"
         checks.append(check(
             f"speed.{r['pair']}.{r['resolution']}.{r['backend']}",
-            f"latency E²GAN w{r['width']} ÷ {r['other']} ngf{r['ngf']}, {r['resolution']}², {r['backend']}",
+            f"latency E²GAN w{r['width']} ÷ {r['other']} ngf{r['ngf']}, {r['resolution']}², {r['backend']}"
+            + (f" ({r['device']})" if r["device"] != "cpu" else ""),
             r["ratio"], 0.5, "<=", unit="×", paper="0.74× (phone)",
             note=f"{r['e2gan_ms']:.2f} ms vs {r['other_ms']:.2f} ms; MACs ratio {r['macs_ratio']:.2f}{q}",
-            basis=f"ratio of medians, {r['rounds']} interleaved rounds, batch 1, {r['threads']} threads",
+            basis=f"ratio of medians, {r['rounds']} interleaved rounds, batch 1, {r['device']}, {r['threads']} threads",
             cause=_cause(r, by_group.get(f"{r['pair']}@{r['resolution']}", {}))))
     data = {"rows": rows, "quality": quality, "macs_by_group": by_group, "threads": ctx.threads, "torch_threads": torch.get_num_threads(),
             "exports": {f"{k}@{res}": v for (k, res), v in ctx.shared.get("exports", {}).items()}}

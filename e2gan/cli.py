@@ -48,7 +48,8 @@ def _config(args, budget_section: str = "train"):
                                ("rank", "adapt", "rank"), ("alpha_ratio", "adapt", "alpha_ratio"),
                                ("lr", "adapt", "lr"), ("disc", "adapt", "disc"),
                                ("embedding_init", "adapt", "embedding_init"), ("train_pairs", "adapt", "train_pairs"),
-                               ("selection", "adapt", "selection"), ("adapt_seed", "adapt", "seed")]:
+                               ("selection", "adapt", "selection"), ("selection_features", "adapt", "selection_features"),
+                               ("adapt_seed", "adapt", "seed")]:
         value = getattr(args, attr, None)
         if value is not None:
             over[section][key] = value
@@ -346,12 +347,13 @@ def cmd_describe(args) -> str:
     nets = [("generator", make_generator(model_cfg, n_concepts=args.n_concepts))]
     if args.discriminator:
         nets.append(("discriminator", make_discriminator(cfg.disc)))
-    torch.set_grad_enabled(False)
     lines = []
     for label, net in nets:
         lines.append(f"{label}: {type(net).__name__} ({model_cfg.arch if label == 'generator' else 'PatchGAN'}) at {res}x{res}")
         lines.append(f"  {'group':<14}{'params':>12}{'MMACs':>12}")
-        for row in describe_model(net, res):
+        with torch.no_grad():  # scoped: main() also runs in-process (tests, notebooks)
+            rows = describe_model(net, res)
+        for row in rows:
             lines.append(f"  {row['group']:<14}{row['params']:>12,}{row['macs'] / 1e6:>12.1f}")
     print("\n".join(lines))
     return "MACs counted with torch.utils.flop_counter (transposed convs at input resolution)"
@@ -360,7 +362,13 @@ def cmd_describe(args) -> str:
 def _specs(args):
     from studies.spec import builtin_specs, load_spec
 
-    names = args.specs.split(",") if args.specs else [p.stem for p in builtin_specs()]
+    every = [p.stem for p in builtin_specs()]
+    if args.specs in (None, "", "all"):
+        names = every
+    elif args.specs == "none":  # the base model and its report only
+        names = []
+    else:
+        names = [n.strip() for n in args.specs.split(",") if n.strip()]
     return [load_spec(name).with_user_config(args.config) for name in names]
 
 
@@ -488,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding-init", default=None, choices=["random", "mean", "nearest"])
     p.add_argument("--train-pairs", type=int, default=None, help="train on a subset of this many pairs")
     p.add_argument("--selection", default=None, choices=["random", "kmeans"], help="how the subset is chosen")
+    p.add_argument("--selection-features", default=None, choices=["encoder", "effnet-lite0", "clip"],
+                   help="what k-means clusters: the base's encoder features (pixels with no base), EfficientNet-Lite0 or CLIP")
     p.add_argument("--adapt-seed", type=int, default=None)
     p.add_argument("--run-dir", default=None)
     p.set_defaults(func=cmd_adapt)
@@ -598,13 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="distil, train the base, evaluate, and write reports/<preset>/")
     _add_config_args(p)
     p.add_argument("--reports", default="reports", help="folder for reports (default: reports)")
-    p.add_argument("--specs", default=None, help="comma-separated study specs (default: every built-in spec)")
+    p.add_argument("--specs", default=None, help="comma-separated study specs or files, 'all' (the default: every built-in spec) or 'none' (the base model only)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="rebuild reports/<preset>/ from the studies' storage and result.json files")
     _add_config_args(p)
     p.add_argument("--reports", default="reports")
-    p.add_argument("--specs", default=None, help="comma-separated study specs (default: every built-in spec)")
+    p.add_argument("--specs", default=None, help="comma-separated study specs or files, 'all' (the default: every built-in spec) or 'none' (the base model only)")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -75,9 +75,11 @@ RECORD_KEYS = ("concept", "instruction", "role", "kind", "source_id", "split", "
                "source_sha256", "target_sha256", "size", "seed", "teacher")
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SOURCE_CHUNK = 64   # sources encoded, then written and fsynced together, this many at a time
-# How images reach the disk: "batched" (a batch's files fsynced together, then renamed) or
-# "per-file" (one temp + fsync + rename per PNG, the path before batching). Both are atomic per
-# file; the benchmarks run "per-file" for the before/after comparison.
+# How images reach the disk, all atomic per file (temp, durable, rename): "batched" (a batch's
+# temps made durable by one barrier, atomic_write_many's "auto"), "batched-fsync" (the batch's
+# temps fsynced concurrently) or "per-file" (temp + fsync + rename for each PNG in turn, the path
+# before batching). The benchmarks time all three side by side for the before/after comparison.
+WRITE_MODES = ("batched", "batched-fsync", "per-file")
 WRITE_MODE = "batched"
 
 
@@ -211,8 +213,18 @@ def _write_sources(out: Path, sources: list[SourceImage]) -> dict[str, str]:
             digests[src.id], data = _source_png(out, src)
             if data is not None:
                 todo.append((out / "sources" / f"{src.id}.png", data))
-        atomic_write_many(todo)
+        _write_many(todo)
     return digests
+
+
+def _write_many(files: list[tuple[Path, bytes]]) -> None:
+    if WRITE_MODE not in WRITE_MODES:
+        raise ValueError(f"e2gan.distill.WRITE_MODE {WRITE_MODE!r}: one of {WRITE_MODES}")
+    if WRITE_MODE == "per-file":
+        for path, data in files:
+            atomic_write_bytes(path, data)
+    else:
+        atomic_write_many(files, barrier="fsync" if WRITE_MODE == "batched-fsync" else "auto")
 
 
 def _repair_manifest(path: Path) -> None:
@@ -573,11 +585,7 @@ def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest,
         if settings:
             rec["teacher_settings"] = settings
         new.append(rec)
-    if WRITE_MODE == "per-file":
-        for path, data in files:
-            atomic_write_bytes(path, data)
-    else:
-        atomic_write_many(files)  # complete and durable under their names before any line names them
+    _write_many(files)  # complete and durable under their names before any line names them
     _append_lines(manifest, new)  # after the batch's images are on disk
     for rec in new:
         records[(rec["concept"], rec["source_id"])] = rec

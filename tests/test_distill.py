@@ -183,6 +183,43 @@ def test_batches_do_not_change_results(tmp_path):
     assert read_manifest(tmp_path / "one") == read_manifest(tmp_path / "three")
 
 
+@pytest.mark.parametrize("mode", ["batched-fsync", "per-file"])
+def test_write_modes_give_the_same_files(tmp_path, monkeypatch, mode):
+    """Batched writes (one barrier per batch) and per-file fsyncs leave byte-identical data."""
+    import e2gan.distill as distill_mod
+
+    def tree(root):
+        return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != "distill_cost.json"}
+
+    run(tmp_path / "batched", batch_size=2)
+    monkeypatch.setattr(distill_mod, "WRITE_MODE", mode)
+    run(tmp_path / mode, batch_size=2)
+    assert tree(tmp_path / "batched") == tree(tmp_path / mode)
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+    monkeypatch.setattr(distill_mod, "WRITE_MODE", "sometimes")
+    with pytest.raises(ValueError):
+        run(tmp_path / "bad")
+
+
+def test_batched_writes_make_a_batch_durable_before_its_manifest_lines(tmp_path, monkeypatch):
+    import e2gan.distill as distill_mod
+
+    events = []
+    real_many, real_append = distill_mod.atomic_write_many, distill_mod._append_lines
+    monkeypatch.setattr(distill_mod, "atomic_write_many",
+                        lambda files, **kw: (events.append(("images", len(files))), real_many(files, **kw))[1])
+    monkeypatch.setattr(distill_mod, "_append_lines",
+                        lambda path, recs: (events.append(("lines", len(recs))), real_append(path, recs))[1])
+    monkeypatch.setattr(distill_mod, "atomic_write_bytes", lambda *a: pytest.fail("a PNG written on its own"))
+    run(tmp_path, batch_size=2)
+    assert events[0] == ("images", 4)   # the four sources, one chunk
+    batches = events[1:]
+    assert [k for k, _ in batches] == ["images", "lines"] * (len(batches) // 2)
+    assert all(batches[i][1] == batches[i + 1][1] for i in range(0, len(batches), 2))
+    assert sum(n for k, n in batches if k == "lines") == 11
+
+
 def test_new_concept_added_later_only_edits_that_concept(tmp_path):
     run(tmp_path)
     summary, teacher = run(tmp_path, names=("hue-120", "sepia", "sketch", "vignette"))

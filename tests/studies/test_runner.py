@@ -127,8 +127,22 @@ def _states_read_only(db: Path, name: str) -> dict[str, list[str]]:
     return out
 
 
+def _values(storage: str, name: str) -> dict[str, float]:
+    return {json.dumps(t.user_attrs["cell"], sort_keys=True): t.value
+            for t in trials(storage, name) if t.state.name == "COMPLETE"}
+
+
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("seed", [0])
+def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(seed, tmp_path):
+    """Killed at a seeded point mid-trial, then resumed: every cell once, nothing partial, and every
+    cell's value equal to an uninterrupted study's (the killed cell resumes from its checkpoint)."""
+    import random
+    import time
+
+    from tests.reliability.common import assert_nothing_partial
+
+    rng = random.Random(seed)
     spec = write_spec(tmp_path, seeds=(0, 1, 2), steps=40)
     runs = tmp_path / "runs"
     db = runs / "studies" / "micro-tiny.db"
@@ -138,14 +152,19 @@ def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
     log = tmp_path / "study.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    after, delay = rng.randint(1, 3), rng.uniform(0.0, 1.0)  # cells complete before the kill; then a delay
+    state = {"since": None}
 
-    def running_after_one_complete():
+    def mid_trial():
         if proc.poll() is not None:
             return True  # finished or crashed: the assertion below says which
         s = _states_read_only(db, "micro-tiny")
-        return len(s.get("COMPLETE", [])) >= 1 and len(s.get("RUNNING", [])) == 1
+        if state["since"] is None and len(s.get("COMPLETE", [])) >= after and len(s.get("RUNNING", [])) == 1:
+            state["since"] = time.monotonic()
+        return state["since"] is not None and time.monotonic() - state["since"] >= delay \
+            and len(s.get("RUNNING", [])) == 1
 
-    reached = wait_for(running_after_one_complete, timeout=600, interval=0.2)
+    reached = wait_for(mid_trial, timeout=600, interval=0.1)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -153,7 +172,6 @@ def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
         f"the study was not killed mid-trial (exit {proc.returncode}): {log.read_text()[-2000:]}"
     killed = cells_by_state(storage, "micro-tiny")["RUNNING"][0]
 
-    import time
     time.sleep(4)  # past the grace period, so the dead worker's trial counts as stale
     done = subprocess.run([sys.executable, "-m", "e2gan.cli", "study", "resume", str(spec), "--runs", str(runs),
                            "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
@@ -162,6 +180,15 @@ def test_sigkill_mid_trial_then_resume_loses_and_duplicates_nothing(tmp_path):
     assert len(states["COMPLETE"]) == len(set(states["COMPLETE"])) == 6
     assert states["FAIL"] == [killed]
     assert "RUNNING" not in states and "WAITING" not in states
+    assert_nothing_partial(runs)
+
+    # The same study, never killed, in the same environment: the same value for every cell.
+    ref_runs = tmp_path / "ref" / "runs"
+    ref = subprocess.run([sys.executable, "-m", "e2gan.cli", "study", "run", str(spec), "--runs", str(ref_runs),
+                          "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref_storage = f"sqlite:///{(ref_runs / 'studies' / 'micro-tiny.db').resolve()}"
+    assert _values(storage, "micro-tiny") == _values(ref_storage, "micro-tiny")
 
 
 def test_storage_opened_by_two_processes_at_once_retries_the_table_race(tmp_path, monkeypatch):
@@ -264,3 +291,45 @@ def test_interrupts_still_stop_the_worker(tmp_path, monkeypatch, exc):
     with pytest.raises(exc):
         runner.work(spec, storage, "tiny", tmp_path / "runs")
     assert "FAIL" not in {t.state.name for t in trials(storage, study.study_name)}
+
+
+def test_a_pruned_cell_is_recorded_pruned_and_not_queued_again(tmp_path, monkeypatch):
+    """The pruning callback's TrialPruned ends that trial PRUNED; reconcile does not queue the cell again."""
+    import optuna
+
+    from studies import runner
+    from studies.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path))
+    storage = f"sqlite:///{tmp_path / 'prune.db'}"
+    study = runner.load_study(spec, storage, "tiny", create=True)
+    runner.reconcile(study, spec, "tiny")
+    calls = []
+
+    def cell(spec, params, preset, runs, trial=None, progress=False):
+        calls.append(1)
+        if len(calls) == 2:
+            raise optuna.TrialPruned("pruned at step 2 on val_psnr")
+        return {"run_dir": str(tmp_path / f"cell-{len(calls)}"), "value": 20.0}
+
+    monkeypatch.setattr(runner, "evaluate_cell", cell)
+    assert runner.work(spec, storage, "tiny", tmp_path / "runs") == {"complete": 3, "pruned": 1, "failed": 0}
+    assert runner.reconcile(study, spec, "tiny") == 0
+
+
+def test_pruning_callback_reports_and_raises_when_the_trial_should_prune():
+    import optuna
+    from types import SimpleNamespace
+
+    from lightning_modules.callbacks import OptunaPruning
+
+    reported = []
+    trial = SimpleNamespace(report=lambda v, s: reported.append((v, s)), should_prune=lambda: len(reported) >= 2)
+    cb = OptunaPruning(trial, "val_psnr")
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"val_psnr": 14.5}, current_epoch=0)
+    module = SimpleNamespace(gan_step=2)
+    cb.on_validation_end(trainer, module)  # first report: go on
+    module.gan_step = 4
+    with pytest.raises(optuna.TrialPruned):
+        cb.on_validation_end(trainer, module)
+    assert reported == [(14.5, 2), (14.5, 4)]
