@@ -5,22 +5,27 @@ torch.utils.flop_counter on the exported module: convolutions and matmuls, not e
 The peak is a 1536² fp32 torch.mm with the same thread count, timed *interleaved* with the model
 calls, so both see the same machine state. For context the same is reported for PyTorch eager and
 for single 3x3 convolutions at the generator's widths (what the conv kernels alone achieve), and a
-PyTorch profile splits the eager model's time by operator kind.
+PyTorch profile splits the eager model's time by operator kind (on the CPU).
+
+On a GPU (the run's device) PyTorch eager and the lone conv run there and are set against the
+same torch.mm on that device (synchronised after every call); LiteRT always runs on the CPU and
+keeps the CPU peak.
 """
 from __future__ import annotations
 
-from benchmarks.common import (Context, adaptive_rounds, check, gemm_call, interleave, median, timing_summary)
+from benchmarks.common import (Context, adaptive_rounds, check, cuda_sync, gemm_call, interleave, median,
+                               timing_summary)
 from benchmarks.speed import _macs, _models, export_cached, litert_call, torch_call
 
 NAME = "kernel"
 TITLE = "Kernel efficiency: achieved FLOP/s vs the measured fp32 GEMM peak"
 
 
-def _conv_call(channels: int, resolution: int):
+def _conv_call(channels: int, resolution: int, device: str = "cpu"):
     import torch
 
-    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval()
-    x = torch.randn(1, channels, resolution, resolution)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1).eval().to(device)
+    x = torch.randn(1, channels, resolution, resolution).to(device)
 
     def call():
         with torch.inference_mode():
@@ -60,7 +65,11 @@ def op_profile(module, concept_id: int, resolution: int, runs: int = 3) -> dict:
 def run(ctx: Context) -> dict:
     sc = ctx.scale
     adapt = ctx.shared.get("adaptation")
-    gemm, gemm_flops = gemm_call()
+    gemm, gemm_flops = gemm_call()                      # the CPU's peak: LiteRT runs there
+    on_device = ctx.device != "cpu"
+    if on_device:
+        dev_gemm, dev_gemm_flops = gemm_call(device=ctx.device)   # eager and the lone conv run on the device
+    sync = cuda_sync(ctx.device)
     targets = [("preset", ctx.cfg.model.width, ctx.cfg.adapt.pix2pix_ngf, True)]
     if sc.paper_pair:
         targets.append(("paper-width", sc.paper_width, sc.paper_width, False))
@@ -72,21 +81,28 @@ def run(ctx: Context) -> dict:
             exp = export_cached(ctx, f"e2gan-w{width}{'-trained' if trained and adapt else ''}", g, cid, res)
             macs = exp["macs"]
             eager_macs = _macs(g, cid, res)
-            conv, conv_macs = _conv_call(width, res)
-            calls = {"litert": litert_call(exp["path"], ctx.threads, res), "torch": torch_call(g, cid, res),
+            conv, conv_macs = _conv_call(width, res, ctx.device)
+            calls = {"litert": litert_call(exp["path"], ctx.threads, res), "torch": torch_call(g, cid, res, ctx.device),
                      "gemm": gemm, "conv3x3": conv}
-            rounds = adaptive_rounds(calls, sc.latency_seconds, *sc.latency_rounds)
-            t = interleave(calls, rounds, warmup=1)
+            if on_device:
+                calls["gemm_device"] = dev_gemm
+            rounds = adaptive_rounds(calls, sc.latency_seconds, *sc.latency_rounds, sync=sync)
+            t = interleave(calls, rounds, warmup=1, sync=sync)
             peak = gemm_flops / median(t["gemm"]) / 1e9
             row = {"model": f"E²GAN w{width}", "pair": label, "resolution": res, "macs": macs,
                    "gemm_peak_gflops": peak, "gemm_peak_paired": [gemm_flops / x / 1e9 for x in t["gemm"]],
-                   "threads": ctx.threads, "rounds": rounds,
+                   "device": ctx.device, "threads": ctx.threads, "rounds": rounds,
                    "timings": {k: timing_summary(v) for k, v in t.items()}}
+            if on_device:
+                row["device_gemm_peak_gflops"] = dev_gemm_flops / median(t["gemm_device"]) / 1e9
             for side, m in (("litert", macs), ("torch", eager_macs), ("conv3x3", conv_macs)):
+                ref, ref_flops = ("gemm_device", dev_gemm_flops) if on_device and side != "litert" else ("gemm", gemm_flops)
+                side_peak = ref_flops / median(t[ref]) / 1e9
                 gf = 2 * m / median(t[side]) / 1e9
-                paired = median([(2 * m / x) / (gemm_flops / y) for x, y in zip(t[side], t["gemm"])])
-                row[side] = {"median_ms": 1000 * median(t[side]), "gflops": gf, "peak_fraction": gf / peak,
-                             "peak_fraction_paired": paired, "macs": m}
+                paired = median([(2 * m / x) / (ref_flops / y) for x, y in zip(t[side], t[ref])])
+                row[side] = {"median_ms": 1000 * median(t[side]), "gflops": gf, "peak_fraction": gf / side_peak,
+                             "peak_fraction_paired": paired, "macs": m,
+                             "device": "cpu" if side == "litert" else ctx.device}
             row["conv3x3"]["what"] = f"one Conv2d {width}->{width} 3x3 at {res}² (the generator's narrowest conv width)"
             row["profile_eager"] = op_profile(g, cid, res)
             rows.append(row)
@@ -95,7 +111,9 @@ def run(ctx: Context) -> dict:
                 row["litert"]["peak_fraction"], 0.70, ">=", unit="%",
                 note=(f"{row['litert']['gflops']:.1f} of {peak:.1f} GFLOP/s (paired {100 * row['litert']['peak_fraction_paired']:.0f}%); "
                       f"eager {100 * row['torch']['peak_fraction']:.0f}%, "
-                      f"a lone {width}-channel 3x3 conv {100 * row['conv3x3']['peak_fraction']:.0f}%"),
+                      f"a lone {width}-channel 3x3 conv {100 * row['conv3x3']['peak_fraction']:.0f}%"
+                      + (f" (eager and conv on {ctx.device}, of its {row['device_gemm_peak_gflops']:.0f} GFLOP/s torch.mm)"
+                         if on_device else "")),
                 basis=f"2×MACs / median latency, {rounds} rounds interleaved with a 1536² torch.mm, {ctx.threads} threads",
                 cause=(f"narrow layers: a lone {width}-channel 3×3 conv itself reaches only "
                        f"{100 * row['conv3x3']['peak_fraction']:.0f}% of the GEMM peak here; convs are "

@@ -53,6 +53,8 @@ def _config(args, budget_section: str = "train"):
         value = getattr(args, attr, None)
         if value is not None:
             over[section][key] = value
+    if getattr(args, "max_time", None) is not None and getattr(args, "steps", None) is None:
+        over[budget_section]["steps"] = 10 ** 9  # --max-time alone: the time budget, not the preset's steps, stops it
     if getattr(args, "groups", None):
         over["adapt"]["groups"] = [g.strip() for g in args.groups.split(",") if g.strip()]
     if getattr(args, "ranks", None):

@@ -194,3 +194,16 @@ def test_merge_refuses_to_overwrite_its_inputs(out, micro_adapt_run, capsys):
 def test_describe_resolution_is_checked(argv, pattern, capsys):
     assert main(argv) == 2
     assert _error_line(capsys).startswith(pattern)
+
+
+def test_max_time_alone_lifts_the_step_budget():
+    """--max-time without --steps: the time budget stops training, not the preset's step count."""
+    from types import SimpleNamespace
+
+    from e2gan.cli import _config
+
+    timed = _config(SimpleNamespace(preset="tiny", config=None, max_time=30.0, steps=None), budget_section="adapt")
+    assert timed.adapt.max_time_s == 30.0 and timed.adapt.steps == 10 ** 9
+    both = _config(SimpleNamespace(preset="tiny", config=None, max_time=30.0, steps=50), budget_section="adapt")
+    assert both.adapt.steps == 50
+    assert _config(SimpleNamespace(preset="tiny", config=None), budget_section="adapt").adapt.steps == 100
