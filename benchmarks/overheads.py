@@ -287,10 +287,8 @@ def distill_overhead(ctx: Context, teacher_spec: str, concepts: list, n_sources:
 def distill_before_after(x: dict, key: str) -> list[dict]:
     """Rows of the results' before_after section: per-file fsyncs (before) vs batched writes (now)."""
     b, a = x["modes"]["per-file"], x["modes"][x["write_mode"]]
-    basis = (f"same run, {x['rounds']} rounds interleaved ABBA with the per-file path, fresh folder each; "
-             "ratio = median of the per-round ratios")
-    change = ("a batch's PNGs written to temps, made durable by one syncfs barrier (concurrent fsyncs where "
-              "the filesystem lacks syncfs), then renamed; before: temp + fsync + rename for each PNG")
+    basis = f"same run, {x['rounds']} rounds interleaved ABBA, fresh folders; ratio: median of per-round ratios"
+    change = "PNGs of a batch to temps, one syncfs barrier, renames (before: temp + fsync + rename per PNG)"
     fs = x["modes"].get("batched-fsync")
     extra = (f"; concurrent fsyncs alone (batched-fsync): {fs['overhead_ms_per_pair']:.2f} ms/pair" if fs else "")
     return [

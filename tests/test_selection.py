@@ -7,20 +7,10 @@ from e2gan.errors import InputError
 from e2gan.selection import SELECTION_FEATURES, nearest_to_centres, random_subset, selection_features
 from studies.prerequisites import training_subset
 from tests.conftest import micro_config
-from tests.metrics.tiny_clip import save_tiny_clip
+from tests.metrics.tiny_clip import clip_dir, no_clip_env, save_tiny_clip  # noqa: F401 (fixtures)
 
 CONCEPT, K = "hue-60", 5
 
-
-@pytest.fixture(autouse=True)
-def no_clip_env(monkeypatch):
-    monkeypatch.delenv("E2GAN_CLIP", raising=False)
-    monkeypatch.delenv("E2GAN_WEIGHTS", raising=False)
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    return save_tiny_clip(tmp_path_factory.mktemp("weights") / "clip")
 
 
 @pytest.fixture(scope="module")

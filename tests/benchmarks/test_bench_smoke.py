@@ -98,6 +98,86 @@ def test_unknown_benchmark_name_is_refused():
     assert parse_args(["--only", "kernel,adaptation"]).only == ["adaptation", "kernel"]
 
 
+def test_benchmark_parts_are_parsed_and_checked():
+    from benchmarks.run import parse_args
+
+    a = parse_args(["--only", "overheads.distill"])
+    assert a.only == ["overheads"] and a.parts == {"overheads": ["distill"]} and not a.full
+    assert parse_args(["--only", "overheads,overheads.distill"]).parts == {}   # the whole benchmark wins
+    assert parse_args([]).full and parse_args([]).parts == {}
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "overheads.warp"])
+
+
+def test_unknown_preset_exits_2_with_one_line_naming_the_presets():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--preset", "huge"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "huge" in lines[0] and all(p in lines[0] for p in ("tiny", "small", "paper")), lines
+
+
+def test_readme_default_only_for_the_default_results_folder(tmp_path):
+    from benchmarks.run import DEFAULT_README, parse_args
+
+    assert parse_args([]).readme == str(DEFAULT_README)
+    assert parse_args(["--out", str(tmp_path)]).readme == ""   # a scratch run never touches the README
+    assert parse_args(["--out", str(tmp_path), "--readme", str(tmp_path / "R.md")]).readme == str(tmp_path / "R.md")
+
+
+def _mini_report():
+    return {"schema": "e2gan-bench/1", "started": "t", "host": "host-x", "preset": "tiny", "scale": "tiny",
+            "device": "cpu", "cpu_count": 2, "seconds": 1.0,
+            "threads": {"torch": 2, "litert": 2, "OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"},
+            "benchmarks": {"speed": {"title": "Speed", "status": "ok", "seconds": 1.0, "data": {},
+                                     "checks": [check("s", "latency ratio", 0.8, 0.5, "<=", unit="×", note="n")]}},
+            "before_after": [{"benchmark": "overheads", "key": "k", "what": "ms/pair outside the teacher",
+                              "before": 6.0, "after": 2.0, "unit": "ms", "ratio": 3.0, "change": "one barrier",
+                              "basis": "same run", "note": "n"}]}
+
+
+def test_update_readme_rewrites_only_the_marked_block(tmp_path, capsys):
+    from benchmarks.report import render_readme_block
+    from benchmarks.run import README_END, README_START, update_readme
+
+    readme = tmp_path / "README.md"
+    before, after = "# Project\n\nIntro.\n\n", "\n\n## Guarantees\n\ntext\n"
+    readme.write_text(f"{before}{README_START}\n| old | table |\n{README_END}{after}")
+    block = render_readme_block(_mini_report(), "run-x")
+    assert summary_table(_mini_report()) in block and "run-x" in block   # LATEST.md's renderer
+    assert update_readme(readme, block) is True
+    text = readme.read_text()
+    assert text == f"{before}{README_START}\n{block}\n{README_END}{after}"
+    assert "| old | table |" not in text
+    assert update_readme(readme, block) is True and readme.read_text() == text   # idempotent
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("content", ["# no markers\n", "<!-- bench:end -->\nx\n<!-- bench:start -->\n",
+                                     "<!-- bench:start -->\nno end\n"])
+def test_update_readme_without_markers_only_warns(tmp_path, capsys, content):
+    from benchmarks.run import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(content)
+    assert update_readme(readme, "| new |") is False
+    assert readme.read_text() == content
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warning" in err[0] and "bench:start" in err[0]
+    assert update_readme(tmp_path / "missing.md", "x") is False   # a missing file: a warning too
+
+
+def test_before_after_section_is_rendered():
+    from benchmarks.report import before_after_table
+
+    report = _mini_report()
+    table = before_after_table(report)
+    assert "6.00 ms" in table and "2.00 ms" in table and "3.00×" in table and "one barrier" in table
+    assert "## Before / after" in render_latest(report, "run") and "## Before / after" in render_run(report)
+    assert before_after_table({**report, "before_after": []}) == ""
+
+
 def test_host_tag_is_a_hash():
     from benchmarks.run import host_tag
 
@@ -136,6 +216,11 @@ def test_micro_run_writes_the_schema(micro_report):
     assert "| # | benchmark | measure |" in md
     latest = (out / "LATEST.md").read_text()
     assert "targets met" in latest and "| # | benchmark | measure |" in latest
+    rows = {r["key"]: r for r in report["before_after"]}
+    assert {"overheads.distill_procedural", "overheads.distill_diffusion"} <= set(rows)
+    for r in rows.values():
+        assert r["benchmark"] == "overheads" and r["before"] is not None and r["after"] is not None
+    assert "## Before / after" in md and "## Before / after" in latest
 
 
 def _measured(b: dict, key: str):

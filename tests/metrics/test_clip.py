@@ -8,20 +8,10 @@ import torch
 
 from e2gan.errors import InputError
 from e2gan.metrics import clip as C
-from tests.metrics.tiny_clip import IMAGE_SIZE, save_tiny_clip
+from tests.metrics.tiny_clip import IMAGE_SIZE, clip_dir, no_clip_env, save_tiny_clip  # noqa: F401 (fixtures)
 
 TEXT = "shift every colour's hue by 120 degrees"
 
-
-@pytest.fixture(autouse=True)
-def no_clip_env(monkeypatch):
-    monkeypatch.delenv("E2GAN_CLIP", raising=False)
-    monkeypatch.delenv("E2GAN_WEIGHTS", raising=False)
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    return save_tiny_clip(tmp_path_factory.mktemp("weights") / "clip")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.tiny_pipelines import clip_tokenizer
 
 IMAGE_SIZE = 32
@@ -30,3 +32,15 @@ def save_tiny_clip(folder: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+# Fixtures for the test modules that import them: no CLIP folder from the environment, and a tiny one.
+@pytest.fixture(autouse=True)
+def no_clip_env(monkeypatch):
+    monkeypatch.delenv("E2GAN_CLIP", raising=False)
+    monkeypatch.delenv("E2GAN_WEIGHTS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return save_tiny_clip(tmp_path_factory.mktemp("weights") / "clip")
