@@ -5,6 +5,7 @@ computing every ratio and fraction from the numbers it measured.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -276,3 +277,81 @@ def test_micro_speed_kernel_throughput_overheads_ratios(micro_report):
     w = bench["overheads"]["data"]["wrapper"]
     assert w["outputs_identical"] is True
     assert w["overhead_median"] == pytest.approx(w["wrapper_s"]["median"] / w["raw_s"]["median"] - 1)
+
+
+# ----------------------------------------------------------------------------- the run's device reaches eager and GEMM
+def test_torch_call_runs_on_the_device_and_leaves_the_callers_module(tmp_path):
+    import torch
+
+    from benchmarks.speed import torch_call
+
+    class G(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x, c):
+            return self.conv(x)
+
+    g = G()
+    torch_call(g, 0, 8, "meta")()   # "meta" stands in for a GPU here: any device but the CPU
+    assert next(g.parameters()).device.type == "cpu"   # still exportable and countable
+
+
+def _device_ctx(device):
+    from types import SimpleNamespace
+
+    from benchmarks.common import SCALES
+
+    scale = dataclasses.replace(SCALES["micro"], speed_resolutions=(8,), latency_rounds=(1, 1), latency_seconds=0.0)
+    cfg = SimpleNamespace(model=SimpleNamespace(width=8), adapt=SimpleNamespace(pix2pix_ngf=8))
+    return SimpleNamespace(scale=scale, cfg=cfg, shared={}, threads=1, device=device, log=lambda m: None)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_speed_and_kernel_pass_the_device_through(monkeypatch, device):
+    import benchmarks.kernel as kernel
+    import benchmarks.speed as speed
+    import e2gan.metrics.cost as cost
+
+    seen = {"torch": [], "gemm": [], "conv": [], "syncs": 0}
+    models = {k: (object(), 0) for k in ("e2gan", "pix2pix", "pix2pix-resize")}
+
+    def fake_torch_call(m, c, res, device="cpu"):
+        seen["torch"].append(device)
+        return lambda: None
+
+    def fake_gemm(size=1536, device="cpu"):
+        seen["gemm"].append(device)
+        return (lambda: None), 1.0
+
+    def fake_conv(ch, res, device="cpu"):
+        seen["conv"].append(device)
+        return (lambda: None), 1
+
+    def fake_sync(dev):
+        def sync():
+            seen["syncs"] += 1
+        return sync if dev != "cpu" else None
+
+    for mod in (speed, kernel):
+        monkeypatch.setattr(mod, "torch_call", fake_torch_call)
+        monkeypatch.setattr(mod, "_models", lambda ctx, w, n, t: models)
+        monkeypatch.setattr(mod, "export_cached", lambda *a: {"path": "x", "macs": 1})
+        monkeypatch.setattr(mod, "litert_call", lambda *a: (lambda: None))
+        monkeypatch.setattr(mod, "_macs", lambda *a: 1)
+        monkeypatch.setattr(mod, "cuda_sync", fake_sync)
+    monkeypatch.setattr(cost, "describe_model", lambda m, res: [])
+    monkeypatch.setattr(kernel, "gemm_call", fake_gemm)
+    monkeypatch.setattr(kernel, "_conv_call", fake_conv)
+    monkeypatch.setattr(kernel, "op_profile", lambda *a: {"share": {"conv": 0.5, "norm": 0.1}, "top_ops": []})
+    ctx = _device_ctx(device)
+    speed_rows = speed.run(ctx)["data"]["rows"]
+    kernel_rows = kernel.run(ctx)["data"]["rows"]
+    assert set(seen["torch"]) == {device} and set(seen["conv"]) == {device}
+    # LiteRT runs on the CPU and keeps the CPU's GEMM peak; eager gets the device's own.
+    assert seen["gemm"] == (["cpu", device] if device != "cpu" else ["cpu"])
+    assert (seen["syncs"] > 0) == (device != "cpu")
+    assert {r["backend"]: r["device"] for r in speed_rows} == {"torch": device, "litert": "cpu"}
+    assert all(r["litert"]["device"] == "cpu" and r["torch"]["device"] == device for r in kernel_rows)
+    assert all(("device_gemm_peak_gflops" in r) == (device != "cpu") for r in kernel_rows)
