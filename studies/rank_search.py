@@ -405,7 +405,7 @@ def spec_rank_search(spec, preset: str, runs: str | Path = "runs", progress: boo
     data, _ = ensure_data(cfg, runs, progress=progress)
     base, _ = ensure_base(cfg, data, runs, progress=progress)
     concepts = g.get("concepts") or spec.concept_names(preset)
-    return rank_search_study(cfg, concepts, data, base, runs, groups=cfg.adapt.groups, metric=spec.metric,
+    return rank_search_study(cfg, concepts, data, base, runs, groups=cfg.adapt.groups, metric=g.get("metric", spec.metric),
                              seeds=g.get("seeds") or spec.seeds[:1], delta=g.get("delta"), budget=g.get("budget"),
                              max_rounds=g.get("max_rounds"), out_dir=greedy_dir(spec, runs, preset),
                              progress=progress)

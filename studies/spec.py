@@ -36,7 +36,7 @@ from e2gan.errors import InputError
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 TOP_KEYS = {"name", "title", "table", "metric", "concepts", "seeds", "sampler", "n_trials", "pruner",
             "preset", "config", "arms", "axes", "search", "description", "paper", "greedy", "latency"}
-GREEDY_KEYS = {"seeds", "max_rounds", "budget", "delta", "concepts"}
+GREEDY_KEYS = {"seeds", "max_rounds", "budget", "delta", "concepts", "metric"}
 METRICS = {"fid": "minimize", "kid_mean": "minimize", "perceptual": "minimize", "psnr": "maximize",
            "ssim": "maximize"}
 SAMPLERS = ("grid", "nsga2", "tpe")
@@ -170,6 +170,8 @@ def load_spec(path_or_name: str | Path) -> StudySpec:
         bad = sorted(set(spec.greedy) - GREEDY_KEYS)
         _expect(isinstance(spec.greedy, dict) and not bad, f"unknown key(s) {bad} in [greedy]", where,
                 f"keys among {sorted(GREEDY_KEYS)}")
+        m = spec.greedy.get("metric", spec.metric)
+        _expect(m in METRICS, f"'greedy.metric' = {m!r}", where, f"one of {sorted(METRICS)}")
         for key in ("max_rounds", "budget"):
             v = spec.greedy.get(key)
             _expect(v is None or (isinstance(v, int) and v > 0), f"'greedy.{key}' = {v!r}", where, "a positive integer")

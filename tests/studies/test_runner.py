@@ -84,6 +84,9 @@ def test_grid_runs_every_cell_exactly_once(tmp_path, capsys):
     ('name = "x"\n[config]\nadapt = { rank = 0 }\n', "'adapt.rank' = 0"),
     ('name = "x"\n[config]\ntrain = { stepz = 3 }\n', "unknown key 'train.stepz'"),
     ('name = "X Y"\n', "'name' = 'X Y'"),
+    ('name = "x"\n[greedy]\nmetric = "accuracy"\n', "'greedy.metric' = 'accuracy'"),
+    ('name = "x"\n[greedy]\nrounds = 2\n', "unknown key(s) ['rounds'] in [greedy]"),
+    ('name = "x"\nlatency = ["phone"]\n', "'latency' = ['phone']"),
 ])
 def test_malformed_spec_is_one_line_exit_2(text, pattern, tmp_path, capsys):
     path = tmp_path / "bad.toml"
