@@ -67,14 +67,26 @@ def study_name(spec: StudySpec, preset: str) -> str:
     return f"{spec.name}-{preset}"
 
 
-def _sampler(spec: StudySpec):
+def _sampler(spec: StudySpec, n_trials: int = 0):
+    """The spec's sampler, seeded by the spec's first seed and the number of trials already asked.
+
+    Every worker (and every ``work(max_trials=1)`` call of ``reproduce``) loads the study anew: a
+    sampler seeded by the spec alone would restart its random stream each time and ask for the
+    same parameters again and again. Offsetting by the trial count keeps a rerun reproducible.
+    """
     import optuna
 
+    seed = spec.seeds[0] * 1_000_003 + n_trials
     if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=spec.seeds[0])
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if spec.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=spec.seeds[0])
+        return optuna.samplers.TPESampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=0)  # grid: every trial is enqueued with fixed params
+
+
+def _reseed(study, spec: StudySpec):
+    study.sampler = _sampler(spec, len(study.get_trials(deepcopy=False)))
+    return study
 
 
 def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = False):
@@ -88,12 +100,13 @@ def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = Fa
     if create:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions,
                                     sampler=_sampler(spec), pruner=pruner, load_if_exists=True)
+        _reseed(study, spec)
         study.set_user_attr("spec", spec.path)
         study.set_user_attr("metric", spec.metric)
         study.set_user_attr("preset", preset)
         return study
     try:
-        return optuna.load_study(study_name=name, storage=storage, sampler=_sampler(spec), pruner=pruner)
+        return _reseed(optuna.load_study(study_name=name, storage=storage, sampler=_sampler(spec), pruner=pruner), spec)
     except KeyError:
         raise InputError(f"no study '{name}'", redact(storage_url), "a study started with `e2gan study run`") from None
 

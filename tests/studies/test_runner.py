@@ -336,3 +336,23 @@ def test_pruning_callback_reports_and_raises_when_the_trial_should_prune():
     with pytest.raises(optuna.TrialPruned):
         cb.on_validation_end(trainer, module)
     assert reported == [(14.5, 2), (14.5, 4)]
+
+
+def test_a_search_asks_new_parameters_when_each_trial_reloads_the_study(tmp_path, monkeypatch):
+    """reproduce runs work(max_trials=1) in a loop, each loading the study anew: the sampler must not
+    restart its random stream each time (it once asked for the same ranks on every trial)."""
+    from studies import runner
+    from studies.spec import load_spec
+
+    path = tmp_path / "search.toml"
+    path.write_text('name = "search"\nmetric = "psnr"\nconcepts = ["hue-60"]\nsampler = "nsga2"\nn_trials = 4\n'
+                    '[search]\n"adapt.ranks.down" = [1, 2, 4, 8]\n"adapt.ranks.up" = [1, 2, 4, 8]\n')
+    spec = load_spec(path)
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    runner.load_study(spec, storage, "tiny", create=True)
+    monkeypatch.setattr(runner, "evaluate_cell", lambda spec, cell, *a, **k: {
+        "run_dir": str(tmp_path), "value": float(cell["adapt.ranks.down"]), "params_trainable": cell["adapt.ranks.up"]})
+    for _ in range(4):
+        assert runner.work(spec, storage, "tiny", tmp_path / "runs", max_trials=1)["complete"] == 1
+    asked = [tuple(sorted(t.params.items())) for t in trials(storage, "search-tiny")]
+    assert len(asked) == 4 and len(set(asked)) > 1
