@@ -801,7 +801,7 @@ def latency_table(ctx: StudyContext) -> Table:
         label = f"{row['label']} / {row['backend']}"
         e: Estimate = row["estimate"]
         paper = _paper_entry(ctx, row["label"]) or {}
-        paper_ms = paper.get("phone_ms", paper.get("latency_ms")) if row["backend"].startswith("adb") else None
+        paper_ms = paper.get("phone_ms", paper.get("latency_ms"))  # the paper measured on a phone only
         disp[label] = {"latency ms (mean of runs)": e.text(2),
                        "p10–p90 ms": (f"{format_number(row['p10'], 2)}–{format_number(row['p90'], 2)}"
                                       if row["p10"] is not None else "–"),
