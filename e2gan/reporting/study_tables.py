@@ -652,14 +652,14 @@ def greedy_search_table(search: dict) -> Table:
                              + (f" (sd {format_number(sd, 3)})" if sd is not None else ""),
                              "LoRA params": format_number(r.get("LoRA params"), 0), "seeds": r.get("seeds", "–"),
                              "paper FID": paper_number(r.get("paper FID (Flickr-Scenery)")),
-                             "paper params": paper_number(paper_params * 1e6 if paper_params is not None else None)}
+                             "paper params": format_number(paper_params * 1e6, 0) if paper_params is not None else "–"}
         data[r["scheme"]] = {"ranks": r.get("ranks"), metric: quality, f"{metric}_sd": sd,
                              "lora_params": r.get("LoRA params"), "seeds": r.get("seeds"),
                              "paper_fid": r.get("paper FID (Flickr-Scenery)"), "paper_params_m": paper_params}
     rounds = len((search.get("search") or {}).get("rounds", []))
     notes = [f"Greedy search on {', '.join(proto.get('concepts', []))}: every group of "
              f"{', '.join(proto.get('groups', []))} starts at rank {proto.get('start_rank', 1)}; each round doubles "
-             f"the group whose doubling buys the most {title} per added LoRA parameter (gain >= {proto.get('delta')}); "
+             f"the group whose doubling buys the most {title} per added LoRA parameter (a gain of at least {proto.get('delta')}); "
              f"{rounds} round(s), stopped by {(search.get('search') or {}).get('stop_reason', '?')}; "
              f"{proto.get('steps')} steps per allocation; seeds {proto.get('seeds')}; "
              f"{proto.get('evaluations', '?')} allocations trained. LoRA params exclude the concept embedding.",
