@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PRESET  ?= tiny
-# The main comparison by default (about 25 minutes on 2 cores); SPECS=all runs every study.
+# The main comparison by default (about 35 minutes on 2 cores); SPECS=all runs every study (about 75).
 SPECS   ?= main
 
 export HF_HUB_OFFLINE := 1
