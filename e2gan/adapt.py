@@ -191,11 +191,16 @@ def load_adapter(base_run: str | Path, adapter_dir: str | Path) -> tuple[nn.Modu
     meta_path = adapter_dir / ADAPTER_META
     if not meta_path.exists():
         raise InputError("no adapter", str(adapter_dir), f"a folder with {ADAPTER_META} and {ADAPTER_WEIGHTS}")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected = meta["base_sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError("unreadable adapter metadata", str(meta_path), "an adapter.json written by e2gan") from None
     base_weights = base_run / "generator.safetensors"
-    if base_weights.exists() and sha256_file(base_weights) != meta["base_sha256"]:
-        raise InputError("adapter was trained on another base", str(meta_path),
-                         f"base generator with sha256 {meta['base_sha256'][:12]}…")
+    if base_weights.exists() and sha256_file(base_weights) != expected:
+        raise InputError(f"adapter was trained on another base than {base_run}: {adapter_dir}", str(meta_path),
+                         f"the base whose generator.safetensors has sha256 {expected[:12]}… "
+                         f"(recorded: {meta.get('base', '?')})")
     generator, _ = load_generator(base_run)
     try:
         state = load_file(str(adapter_dir / ADAPTER_WEIGHTS))

@@ -171,17 +171,11 @@ def result_path(target, result: dict):
 
 
 def _read_checkpoint(ckpt) -> dict:
-    """A Lightning checkpoint, loaded with ``weights_only=True`` (a pickle of callables is refused)."""
-    import pickle
-
+    """A Lightning checkpoint with generator weights, loaded with ``weights_only=True``."""
     from e2gan.errors import InputError
+    from e2gan.models import read_checkpoint
 
-    try:
-        data = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError("unloadable or unsafe checkpoint", str(ckpt),
-                         f"a Lightning checkpoint of tensors and plain data, loadable with weights_only=True ({reason})") from None
+    data = read_checkpoint(ckpt)
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict) or \
             not any(str(k).startswith("generator.") for k in data["state_dict"]):
         raise InputError("checkpoint without generator weights", str(ckpt),
@@ -209,7 +203,7 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
     import dataclasses
     import json
 
-    from e2gan.config import ModelConfig
+    from e2gan.config import ModelConfig, clip_model_of
     from e2gan.errors import InputError
     from e2gan.models import make_generator
 
@@ -226,7 +220,7 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
     model = ModelConfig(**meta["model"])
     n_concepts = meta.get("n_base_concepts", len(meta["concepts"]))
     shell, instructions = None, None
-    if _clip_encoder(model):  # concept tokens from a frozen CLIP text model: rebuilt as load_generator does
+    if model.arch == "e2gan" and clip_model_of(model.concept_encoder):  # CLIP tokens: rebuilt as load_generator does
         if "concept_encoder" in meta:
             from e2gan.models import _clip_shell
 
@@ -258,12 +252,6 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
     if shell is not None:
         shell.instructions = list(meta["concept_encoder"].get("instructions", []))[:shell.n_concepts]
     return generator.eval(), meta, data
-
-
-def _clip_encoder(model) -> bool:
-    """True for a generator whose concept tokens come from CLIP (``model.concept_encoder = "clip:..."``)."""
-    enc = getattr(model, "concept_encoder", "table")
-    return model.arch == "e2gan" and isinstance(enc, str) and enc.startswith("clip:")
 
 
 def _checkpoint_summary(data: dict, train_summary: dict | None) -> dict:

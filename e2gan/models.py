@@ -82,6 +82,20 @@ def _clip_shell(model: ModelConfig, meta: dict, n_concepts: int, where: str) -> 
         instructions=enc.get("instructions", []), strict_length=True)
 
 
+def read_checkpoint(path: str | Path, hint: str = "") -> dict:
+    """A Lightning checkpoint loaded with ``weights_only=True``: a truncated file, or a pickle naming
+    arbitrary callables, is refused in one line and never executed. ``hint``: what the user can do."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError("unloadable or unsafe checkpoint", str(path),
+                         f"a Lightning checkpoint of tensors and plain data, loadable with weights_only=True "
+                         f"({hint + '; ' if hint else ''}{reason})") from None
+
+
 def make_discriminator(disc: DiscConfig) -> nn.Module:
     from e2gan.nets import build_discriminator
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from e2gan.adapt import LoraSpec, add_lora, merge_lora, save_adapter
-from e2gan.config import Config, ModelConfig, apply_overrides
+from e2gan.config import Config, ModelConfig, apply_overrides, clip_model_of
 from e2gan.data import PairedDataset
 from e2gan.errors import InputError
 from e2gan.io import atomic_write_json
@@ -69,7 +69,7 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
     if a.method in ("scratch", "pix2pix"):
         model = (dataclasses.replace(cfg.model, arch="pix2pix", width=a.pix2pix_ngf, n_blocks=a.pix2pix_blocks)
                  if a.method == "pix2pix" else cfg.model)
-        clip = model.arch == "e2gan" and model.concept_encoder != "table"
+        clip = model.arch == "e2gan" and clip_model_of(model.concept_encoder) is not None
         instructions = concept_instructions(cfg.data.concepts_file, [concept]) if clip else None
         out.update(generator=make_generator(model, n_concepts=1, instructions=instructions), model_cfg=model,
                    concepts=[concept], n_base=1, concept_id=0)

@@ -15,6 +15,7 @@ from e2gan.config import Config
 from e2gan.errors import InputError
 from e2gan.io import atomic_write, atomic_write_json, remove_stale_temps
 from e2gan.metrics.cost import peak_memory_bytes
+from e2gan.models import read_checkpoint
 from lightning_modules.callbacks import TrainClock
 from lightning_modules.data_module import PairedDataModule
 from lightning_modules.gan_module import NonFiniteLoss, PairedGANModule
@@ -33,20 +34,10 @@ def _trainer_device_args(cfg: Config) -> dict:
     return {"accelerator": acc, "devices": cfg.train.devices, "precision": precision, "strategy": strategy}
 
 
-def check_checkpoint(path: str | Path) -> None:
-    """Refuse a checkpoint that is truncated or holds anything but tensors and plain data.
-
-    Loaded with ``weights_only=True``: a pickle naming arbitrary callables is never executed.
-    """
-    import pickle
-
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError("unloadable or unsafe checkpoint", str(path),
-                         f"a Lightning checkpoint of tensors and plain data, loadable with weights_only=True "
-                         f"(delete it to restart from scratch; {reason})") from None
+def check_checkpoint(path: str | Path) -> dict:
+    """The checkpoint at ``path``, refused in one line if truncated or holding anything but tensors
+    and plain data (loaded with ``weights_only=True``)."""
+    return read_checkpoint(path, hint="delete it to restart from scratch")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,18 +61,19 @@ def _step_of(path: Path) -> int:
 
 
 def resume_point(ckpt_dir: Path) -> Path | None:
-    """The newest checkpoint to resume from: ``last.ckpt`` or a later ``step-N.ckpt``.
+    """The newest checkpoint to resume from: ``last.ckpt`` or a later ``step-N.ckpt``, checked.
 
     Lightning writes ``step-N.ckpt`` before ``last.ckpt``; a kill between the two leaves the
     newer state only in the step file. Resuming from it means no epoch is replayed.
     """
     last = ckpt_dir / "last.ckpt"
     steps = sorted((p for p in ckpt_dir.glob("step-*.ckpt") if _step_of(p) >= 0), key=_step_of)
-    if not last.exists():
-        return steps[-1] if steps else None
-    check_checkpoint(last)
-    last_step = int(torch.load(last, map_location="cpu", weights_only=True).get("gan_step", 0))
-    return steps[-1] if steps and _step_of(steps[-1]) > last_step else last
+    newest = steps[-1] if steps else None
+    if last.exists() and (newest is None or _step_of(newest) <= int(check_checkpoint(last).get("gan_step", 0))):
+        return last
+    if newest is not None:
+        check_checkpoint(newest)  # refused here, in one line, before Lightning unpickles it
+    return newest
 
 
 def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
@@ -117,8 +109,6 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                         use_distributed_sampler=False, check_val_every_n_epoch=1,
                         plugins=[AtomicCheckpointIO()], **_trainer_device_args(cfg))
     resume = resume_point(ckpt_dir) if ckpt_dir.is_dir() else None
-    if resume is not None:
-        check_checkpoint(resume)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     except NonFiniteLoss as exc:  # diverged: record why, then stop this run with one line
