@@ -6,7 +6,10 @@ Protocol (same new concept, same data, same machine, one process):
    mean of its last ``final_window`` checkpoints (GAN checkpoints jitter by about a dB).
 2. LoRA on the crucial groups (down, DS, transformer block, US, up) of the cached base model is
    trained on the same concept with the same checkpoint schedule; the first checkpoint whose PSNR
-   reaches pix2pix's final quality gives its steps, wall time and FLOPs to reach it.
+   reaches pix2pix's final quality gives its steps, wall time and FLOPs to reach it. Two LoRA arms
+   run: the preset's uniform rank, and the per-group ranks a greedy rank search chose
+   (`Scale.searched_ranks`, as the paper puts searched ranks on its crucial layers); the size rows
+   (trainable parameters, adapter bytes) are the searched arm's, with the uniform arm's beside them.
 3. Time ratio: per-step wall times of both sides are timed interleaved in this process (the two
    runs above happen one after the other, so machine load can differ between them); the ratio is
    pix2pix steps x its step time over LoRA steps-to-reach x its step time. The raw ratio of the two
@@ -129,6 +132,60 @@ def _pix2pix_params(ngf: int, n_blocks: int) -> int:
     return count_params(build_generator("pix2pix", ngf=ngf, n_blocks=n_blocks, init_gain=None))
 
 
+def _lora_arm(summary: dict, curve: list[dict], wall: float, cfg, groups, t_lora: float, window: int,
+              target: float, p2p: dict, t_p2p: float) -> dict:
+    """One LoRA arm's run, when it first reaches pix2pix's final quality, and the ratios that gives."""
+    reach = first_reaching(curve, target)
+    reach_sustained = first_reaching(curve, target, sustained=min(3, window))
+    steps, flops_step = int(summary["gan_step"]), int(summary["flops_per_step"])
+    arm = {"groups": list(groups), "ranks": summary.get("lora_ranks"), "lr": cfg.adapt.lr,
+           "disc": cfg.adapt.disc, "embedding_init": cfg.adapt.embedding_init,
+           "steps": steps, "train_seconds": summary["train_seconds"],
+           "wall_seconds": wall, "flops_per_step": flops_step,
+           "params_trainable": summary["params_trainable"], "bytes_stored": summary["bytes_stored"],
+           "final_psnr": final_quality(curve, window), "last_psnr": curve[-1]["psnr"],
+           "reach": reach, "reach_sustained": reach_sustained, "curve": curve}
+    # Ratios (None where LoRA never reached the target: then an upper bound is given).
+    if reach is not None:
+        ratios = {"time": (p2p["steps"] * t_p2p) / (reach["step"] * t_lora),
+                  "time_raw_runs": (p2p["train_seconds"] / reach["train_seconds"]
+                                    if reach["train_seconds"] > 0 else None),
+                  "flops": p2p["train_flops"] / (reach["step"] * flops_step), "bounds_if_not_reached": None}
+    else:
+        ratios = {"time": None, "time_raw_runs": None, "flops": None,
+                  "bounds_if_not_reached": {"time_ratio_below": (p2p["steps"] * t_p2p) / (steps * t_lora),
+                                            "flops_ratio_below": p2p["train_flops"] / (steps * flops_step)}}
+    p2p_own = p2p["first_reaching_own_final"]
+    ratios["time_sustained"] = ((p2p["steps"] * t_p2p) / (reach_sustained["step"] * t_lora)
+                                if reach_sustained else None)
+    ratios["time_vs_pix2pix_first_touch"] = ((p2p_own["step"] * t_p2p) / (reach["step"] * t_lora)
+                                             if reach and p2p_own else None)
+    # Where both get to: the lower of the two final qualities, and how soon each first reaches it.
+    common = min(target, arm["final_psnr"])
+    p_c, l_c = first_reaching(p2p["curve"], common), first_reaching(curve, common)
+    ratios["common_quality"] = {
+        "psnr": common, "pix2pix_step": p_c["step"] if p_c else None, "lora_step": l_c["step"] if l_c else None,
+        "time_ratio": (p_c["step"] * t_p2p) / (l_c["step"] * t_lora) if p_c and l_c else None,
+        "flops_ratio": (p_c["step"] * p2p["flops_per_step"]) / (l_c["step"] * flops_step) if p_c and l_c else None,
+        "what": "the lower of the two final qualities; steps at which each first reaches it"}
+    arm["ratios"] = ratios
+    return arm
+
+
+def _reach_note(arm: dict, target: float, p2p_steps: int) -> str:
+    if arm["reach"]:
+        return (f"LoRA reached {target:.2f} dB at step {arm['reach']['step']} of {arm['steps']} "
+                f"(pix2pix {p2p_steps} steps)")
+    bound = arm["ratios"]["bounds_if_not_reached"]
+    return (f"LoRA never reached pix2pix's {target:.2f} dB in {arm['steps']} steps "
+            f"(best {max(p['psnr'] for p in arm['curve']):.2f} dB): time ratio < "
+            f"{bound['time_ratio_below']:.2f}×, FLOPs ratio < {bound['flops_ratio_below']:.2f}×")
+
+
+def ranks_text(ranks: dict) -> str:
+    return ",".join(f"{g}={r}" for g, r in ranks.items())
+
+
 def run(ctx: Context) -> dict:
     import torch
 
@@ -139,103 +196,84 @@ def run(ctx: Context) -> dict:
     data, base_run, base_summary = wait_for_base(ctx, ctx.cfg)
     concept = sc.concept
     p2p_cfg = ctx.config(adapt={"method": "pix2pix", "steps": sc.p2p_steps})
-    lora_cfg = ctx.config(adapt={"method": "lora", "groups": list(CRUCIAL), "ranks": {}, "steps": sc.lora_steps})
+    # Two LoRA arms on the same crucial groups: the preset's uniform rank, and the searched allocation.
+    lora_cfgs = {"lora": ctx.config(adapt={"method": "lora", "groups": list(CRUCIAL), "ranks": {},
+                                           "steps": sc.lora_steps}),
+                 "lora_searched": ctx.config(adapt={"method": "lora", "groups": list(CRUCIAL),
+                                                    "ranks": dict(sc.searched_ranks), "steps": sc.lora_steps})}
     work = ctx.work / "adaptation"
 
     ctx.log(f"pix2pix ngf={p2p_cfg.adapt.pix2pix_ngf} from scratch on {concept}: {sc.p2p_steps} steps")
     t0 = time.perf_counter()
     p2p_sum, p2p_curve, identity = _train(ctx, p2p_cfg, None, data, work / "pix2pix")
     p2p_wall = time.perf_counter() - t0
-    ctx.log(f"LoRA on {'/'.join(CRUCIAL)} from {base_run.name} on {concept}: up to {sc.lora_steps} steps")
-    t0 = time.perf_counter()
-    lora_sum, lora_curve, _ = _train(ctx, lora_cfg, base_run, data, work / "lora")
-    lora_wall = time.perf_counter() - t0
+    trained = {}
+    for arm, cfg in lora_cfgs.items():
+        ranks = cfg.adapt.ranks or {"all": cfg.adapt.rank}
+        ctx.log(f"LoRA ({ranks_text(ranks)}) on {'/'.join(CRUCIAL)} from {base_run.name} on {concept}: "
+                f"up to {sc.lora_steps} steps")
+        t0 = time.perf_counter()
+        summary, curve, _ = _train(ctx, cfg, base_run, data, work / arm)
+        trained[arm] = (summary, curve, time.perf_counter() - t0)
 
-    # Per-step wall time of both sides, interleaved, on fresh copies built exactly as adaptation builds them.
-    parts = {"pix2pix": build(p2p_cfg, None, data, concept), "lora": build(lora_cfg, base_run, data, concept)}
+    # Per-step wall time of every side, interleaved, on fresh copies built exactly as adaptation builds them.
+    cfgs = {"pix2pix": p2p_cfg, **lora_cfgs}
     steps = {}
-    for name, p in parts.items():
-        cfg = p2p_cfg if name == "pix2pix" else lora_cfg
+    for name, cfg in cfgs.items():
+        p = build(cfg, None if name == "pix2pix" else base_run, data, concept)
         batch = train_batch(data, [concept], {concept: p["concept_id"]}, cfg.train.batch_size, seed=cfg.adapt.seed)
         steps[name] = make_gan_step(p["generator"], p["discriminator"], batch, lr_g=p["lr_g"], lr_d=cfg.adapt.lr_d,
                                     betas=(cfg.train.beta1, cfg.train.beta2), lambda_l1=cfg.train.lambda_l1,
                                     gan_mode=cfg.train.gan_mode, device=ctx.device)
     step_times = interleave(steps, rounds=sc.step_rounds, warmup=1, sync=cuda_sync(ctx.device))
-    t_p2p, t_lora = median(step_times["pix2pix"]), median(step_times["lora"])
+    t = {name: median(ts) for name, ts in step_times.items()}
 
-    # Quality target and when LoRA reaches it.
+    # Quality target: pix2pix's final quality; then when each LoRA arm reaches it.
     target = final_quality(p2p_curve, sc.final_window)
-    reach = first_reaching(lora_curve, target)
-    reach_sustained = first_reaching(lora_curve, target, sustained=min(3, sc.final_window))
-    p2p_own = first_reaching(p2p_curve, target)
     p2p_steps, p2p_flops_step = int(p2p_sum["gan_step"]), int(p2p_sum["flops_per_step"])
-    lora_flops_step = int(lora_sum["flops_per_step"])
-    p2p_flops = p2p_steps * p2p_flops_step
+    p2p = {"ngf": p2p_cfg.adapt.pix2pix_ngf, "blocks": p2p_cfg.adapt.pix2pix_blocks,
+           "steps": p2p_steps, "train_seconds": p2p_sum["train_seconds"], "wall_seconds": p2p_wall,
+           "flops_per_step": p2p_flops_step, "train_flops": p2p_steps * p2p_flops_step,
+           "params_trainable": p2p_sum["params_trainable"], "bytes_stored": p2p_sum["bytes_stored"],
+           "final_psnr": target, "last_psnr": p2p_curve[-1]["psnr"],
+           "first_reaching_own_final": first_reaching(p2p_curve, target), "curve": p2p_curve}
+    arms = {arm: _lora_arm(summary, curve, wall, lora_cfgs[arm], CRUCIAL, t[arm], sc.final_window, target,
+                           p2p, t["pix2pix"])
+            for arm, (summary, curve, wall) in trained.items()}
+    arms["lora_searched"]["searched_source"] = sc.searched_source
+    lora_sum, lora, searched = trained["lora"][0], arms["lora"], arms["lora_searched"]
     out: dict = {
-        "concept": concept, "base_run": base_run.name, "seed": lora_cfg.adapt.seed,
-        "pix2pix": {"ngf": p2p_cfg.adapt.pix2pix_ngf, "blocks": p2p_cfg.adapt.pix2pix_blocks,
-                    "steps": p2p_steps, "train_seconds": p2p_sum["train_seconds"], "wall_seconds": p2p_wall,
-                    "flops_per_step": p2p_flops_step, "train_flops": p2p_flops,
-                    "params_trainable": p2p_sum["params_trainable"], "bytes_stored": p2p_sum["bytes_stored"],
-                    "final_psnr": target, "last_psnr": p2p_curve[-1]["psnr"],
-                    "first_reaching_own_final": p2p_own, "curve": p2p_curve},
-        "lora": {"groups": list(CRUCIAL), "ranks": lora_sum.get("lora_ranks"), "lr": lora_cfg.adapt.lr,
-                 "disc": lora_cfg.adapt.disc, "embedding_init": lora_cfg.adapt.embedding_init,
-                 "steps": int(lora_sum["gan_step"]), "train_seconds": lora_sum["train_seconds"],
-                 "wall_seconds": lora_wall, "flops_per_step": lora_flops_step,
-                 "params_trainable": lora_sum["params_trainable"], "bytes_stored": lora_sum["bytes_stored"],
-                 "final_psnr": final_quality(lora_curve, sc.final_window), "last_psnr": lora_curve[-1]["psnr"],
-                 "reach": reach, "reach_sustained": reach_sustained, "curve": lora_curve},
+        "concept": concept, "base_run": base_run.name, "seed": lora_cfgs["lora"].adapt.seed,
+        "pix2pix": p2p, **{arm: {k: v for k, v in a.items() if k != "ratios"} for arm, a in arms.items()},
         "identity_psnr": identity,
         "quality_metric": "set-level PSNR (dB) on the concept's test split vs the teacher's targets",
         "target_quality": f"pix2pix's final quality = mean PSNR of its last {sc.final_window} checkpoints",
-        "step_seconds": {"pix2pix": t_p2p, "lora": t_lora, "rounds": sc.step_rounds,
+        "step_seconds": {**t, "rounds": sc.step_rounds,
                          "lora_over_pix2pix": ratio_of_medians(step_times["lora"], step_times["pix2pix"]),
                          "lora_over_pix2pix_paired": paired_ratio(step_times["lora"], step_times["pix2pix"]),
                          "all": step_times},
+        "ratios": lora["ratios"], "ratios_searched": searched["ratios"],
         "device": ctx.device, "threads": torch.get_num_threads(),
     }
 
-    # Ratios (None where LoRA never reached the target: then an upper bound is given).
-    if reach is not None:
-        time_ratio = (p2p_steps * t_p2p) / (reach["step"] * t_lora)
-        raw_ratio = p2p_sum["train_seconds"] / reach["train_seconds"] if reach["train_seconds"] > 0 else None
-        flops_ratio = p2p_flops / (reach["step"] * lora_flops_step)
-        bound = None
-    else:
-        time_ratio = raw_ratio = flops_ratio = None
-        bound = {"time_ratio_below": (p2p_steps * t_p2p) / (out["lora"]["steps"] * t_lora),
-                 "flops_ratio_below": p2p_flops / (out["lora"]["steps"] * lora_flops_step)}
-    out["ratios"] = {"time": time_ratio, "time_raw_runs": raw_ratio, "flops": flops_ratio, "bounds_if_not_reached": bound,
-                     "time_sustained": ((p2p_steps * t_p2p) / (reach_sustained["step"] * t_lora)
-                                        if reach_sustained else None),
-                     "time_vs_pix2pix_first_touch": ((p2p_own["step"] * t_p2p) / (reach["step"] * t_lora)
-                                                     if reach and p2p_own else None)}
-
-    # Where both get to: the lower of the two final qualities, and how soon each first reaches it.
-    common = min(target, out["lora"]["final_psnr"])
-    p_c, l_c = first_reaching(p2p_curve, common), first_reaching(lora_curve, common)
-    out["ratios"]["common_quality"] = {
-        "psnr": common, "pix2pix_step": p_c["step"] if p_c else None, "lora_step": l_c["step"] if l_c else None,
-        "time_ratio": (p_c["step"] * t_p2p) / (l_c["step"] * t_lora) if p_c and l_c else None,
-        "flops_ratio": (p_c["step"] * p2p_flops_step) / (l_c["step"] * lora_flops_step) if p_c and l_c else None,
-        "what": "the lower of the two final qualities; steps at which each first reaches it"}
-
-    # Sizes: the tiny model as trained, and the paper's width (computed, not trained).
+    # Sizes of both arms: the tiny model as trained, and the paper's width (computed, not trained).
     n_base = len(json.loads((base_run / "model.json").read_text())["concepts"])
-    ranks = lora_sum.get("lora_ranks") or {g: lora_cfg.adapt.rank for g in CRUCIAL}
-    trained = _lora_size(lora_cfg.model, n_base, ranks, lora_cfg.adapt.alpha_ratio)
-    paper_model = dataclasses.replace(lora_cfg.model, width=sc.paper_width)
-    paper = _lora_size(paper_model, n_base, ranks, lora_cfg.adapt.alpha_ratio)
     p2p_paper_params = _pix2pix_params(sc.paper_width, 9)
     p2p_tiny_params = int(p2p_sum["params_trainable"])
-    out["sizes"] = {"e2gan_trained": {**trained, "adapter_bytes_saved": lora_sum["bytes_stored"]},
-                    "e2gan_paper_width": paper,
-                    "pix2pix_trained_params": p2p_tiny_params, "pix2pix_paper_params": p2p_paper_params,
-                    "param_ratio_tiny": p2p_tiny_params / lora_sum["params_trainable"],
-                    "param_ratio_paper": p2p_paper_params / paper["trainable_params"],
-                    "bytes_fraction_tiny": lora_sum["bytes_stored"] / trained["generator_bytes_fp32"],
-                    "bytes_fraction_paper": paper["adapter_bytes_fp32"] / paper["generator_bytes_fp32"]}
+    paper_model = dataclasses.replace(lora_cfgs["lora"].model, width=sc.paper_width)
+    sizes = {"pix2pix_trained_params": p2p_tiny_params, "pix2pix_paper_params": p2p_paper_params}
+    for arm, (summary, _, _) in trained.items():
+        cfg = lora_cfgs[arm]
+        ranks = summary.get("lora_ranks") or {g: cfg.adapt.rank for g in CRUCIAL}
+        tiny = _lora_size(cfg.model, n_base, ranks, cfg.adapt.alpha_ratio)
+        paper = _lora_size(paper_model, n_base, ranks, cfg.adapt.alpha_ratio)
+        sizes[arm] = {"ranks": ranks, "e2gan_trained": {**tiny, "adapter_bytes_saved": summary["bytes_stored"]},
+                      "e2gan_paper_width": paper,
+                      "param_ratio_tiny": p2p_tiny_params / summary["params_trainable"],
+                      "param_ratio_paper": p2p_paper_params / paper["trainable_params"],
+                      "bytes_fraction_tiny": summary["bytes_stored"] / tiny["generator_bytes_fp32"],
+                      "bytes_fraction_paper": paper["adapter_bytes_fp32"] / paper["generator_bytes_fp32"]}
+    out["sizes"] = sizes
 
     # The base is paid once for all concepts: after how many concepts does it pay for itself?
     from e2gan.metrics.train_cost import gan_step_flops
@@ -246,7 +284,8 @@ def run(ctx: Context) -> dict:
                                      ctx.cfg.data.resolution, ctx.cfg.train.lambda_l1)
     base_steps = int((base_summary or {}).get("gan_step", 0))
     base_flops = base_flops_step * base_steps
-    per_concept_saving = p2p_flops - (reach["step"] * lora_flops_step if reach else out["lora"]["steps"] * lora_flops_step)
+    reach = lora["reach"]
+    per_concept_saving = p2p["train_flops"] - (reach["step"] if reach else lora["steps"]) * lora["flops_per_step"]
     out["base"] = {"steps": base_steps, "flops_per_step": base_flops_step, "train_flops": base_flops,
                    "train_seconds": (base_summary or {}).get("train_seconds"),
                    "break_even_concepts": (math.ceil(base_flops / per_concept_saving) if per_concept_saving > 0 else None)}
@@ -258,39 +297,57 @@ def run(ctx: Context) -> dict:
     ctx.shared["adaptation"] = out
     ctx.shared["adaptation_runs"] = {"pix2pix": work / "pix2pix", "lora": work / "lora"}
 
-    causes = _causes(out, sc, reach, target, p2p_steps, t_p2p, t_lora)
-    paper_note = ("paper: pix2pix 950 s vs E²GAN 200 s per concept (4.75×), ~14× fewer training FLOPs")
-    reach_note = (f"LoRA reached {target:.2f} dB at step {reach['step']} of {out['lora']['steps']} "
-                  f"(pix2pix {p2p_steps} steps)" if reach else
-                  f"LoRA never reached pix2pix's {target:.2f} dB in {out['lora']['steps']} steps "
-                  f"(best {max(p['psnr'] for p in lora_curve):.2f} dB): time ratio < "
-                  f"{bound['time_ratio_below']:.2f}×, FLOPs ratio < {bound['flops_ratio_below']:.2f}×")
-    cq = out["ratios"]["common_quality"]
+    causes = _causes(out, sc, target, p2p_steps, t["pix2pix"])
+    paper_note = "paper: pix2pix 950 s vs E²GAN 200 s per concept (4.75×), ~14× fewer training FLOPs"
+    cq, r, rs = out["ratios"]["common_quality"], out["ratios"], out["ratios_searched"]
+    s_u, s_s = sizes["lora"], sizes["lora_searched"]
+    searched_txt = f"searched ranks {ranks_text(s_s['ranks'])}"
+    quality_txt = (f"final PSNR {searched['final_psnr']:.2f} dB searched vs {lora['final_psnr']:.2f} dB uniform "
+                   f"r{lora_cfgs['lora'].adapt.rank}, pix2pix {target:.2f} dB")
     checks = [
         check("adapt.time_ratio", "training time to pix2pix's final quality, pix2pix ÷ LoRA",
-              time_ratio, 10.0, ">=", unit="×", paper="4.75×", note=reach_note,
-              basis="steps × interleaved per-step time; excludes evaluation and the base's one-off training", cause=causes["ratio"]),
+              r["time"], 10.0, ">=", unit="×", paper="4.75×", note=_reach_note(lora, target, p2p_steps),
+              basis="steps × interleaved per-step time; excludes evaluation and the base's one-off training",
+              cause=causes["ratio"]["lora"]),
         check("adapt.flops_ratio", "training FLOPs to pix2pix's final quality, pix2pix ÷ LoRA",
-              flops_ratio, 10.0, ">=", unit="×", paper="~14×", note=paper_note,
-              basis="torch.utils.flop_counter, G+D forward+backward per step × steps", cause=causes["ratio"]),
+              r["flops"], 10.0, ">=", unit="×", paper="~14×", note=paper_note,
+              basis="torch.utils.flop_counter, G+D forward+backward per step × steps", cause=causes["ratio"]["lora"]),
         check("adapt.common_quality_time_ratio",
               f"training time to the quality both reach ({cq['psnr']:.2f} dB), pix2pix ÷ LoRA",
               cq["time_ratio"], None, unit="×",
               note=(f"pix2pix step {cq['pix2pix_step']} vs LoRA step {cq['lora_step']}; FLOPs ratio "
                     f"{cq['flops_ratio']:.2f}×" if cq["flops_ratio"] else "one side never reached it"),
               basis="steps × interleaved per-step time"),
-        check("adapt.params_ratio_paper", f"trainable params, pix2pix ngf={sc.paper_width} ÷ LoRA on E²GAN width {sc.paper_width}",
-              out["sizes"]["param_ratio_paper"], 100.0, ">=", unit="×", paper="121×",
-              note=f"{p2p_paper_params / 1e6:.2f} M vs {paper['trainable_params'] / 1e3:.1f} k (LoRA r{next(iter(ranks.values()))} + the concept's embedding row); computed, not trained"),
-        check("adapt.params_ratio_tiny", f"trainable params, pix2pix ngf={p2p_cfg.adapt.pix2pix_ngf} ÷ LoRA on E²GAN width {lora_cfg.model.width} (as trained)",
-              out["sizes"]["param_ratio_tiny"], 100.0, ">=", unit="×", paper="121×",
-              note=f"{p2p_tiny_params / 1e3:.1f} k vs {lora_sum['params_trainable'] / 1e3:.1f} k", cause=causes["params_tiny"]),
-        check("adapt.bytes_fraction_paper", f"adapter bytes ÷ generator bytes, width {sc.paper_width}",
-              out["sizes"]["bytes_fraction_paper"], 0.01, "<=", unit="%", paper="≈1%",
-              note="fp32; adapter = LoRA matrices + the concept's embedding row", cause=causes["bytes_paper"]),
-        check("adapt.bytes_fraction_tiny", f"adapter bytes ÷ generator bytes, width {lora_cfg.model.width} (as saved)",
-              out["sizes"]["bytes_fraction_tiny"], 0.01, "<=", unit="%", paper="≈1%",
-              note=f"{lora_sum['bytes_stored'] / 1024:.1f} KiB of {trained['generator_bytes_fp32'] / 1024:.0f} KiB", cause=causes["bytes_tiny"]),
+        check("adapt.searched.time_ratio", f"training time to pix2pix's final quality, pix2pix ÷ LoRA ({searched_txt})",
+              rs["time"], 10.0, ">=", unit="×", paper="4.75×",
+              note=_reach_note(searched, target, p2p_steps) + (f"; FLOPs ratio {rs['flops']:.2f}×" if rs["flops"] else ""),
+              basis="steps × interleaved per-step time; ranks from the " + sc.searched_source,
+              cause=causes["ratio"]["lora_searched"]),
+        check("adapt.params_ratio_paper",
+              f"trainable params, pix2pix ngf={sc.paper_width} ÷ LoRA ({searched_txt}) on E²GAN width {sc.paper_width}",
+              s_s["param_ratio_paper"], 100.0, ">=", unit="×", paper="121×",
+              note=(f"{p2p_paper_params / 1e6:.2f} M vs {s_s['e2gan_paper_width']['trainable_params'] / 1e3:.1f} k "
+                    f"(LoRA + the concept's embedding row); uniform r{lora_cfgs['lora'].adapt.rank}: "
+                    f"{s_u['param_ratio_paper']:.0f}×; computed, not trained")),
+        check("adapt.params_ratio_tiny",
+              f"trainable params, pix2pix ngf={p2p_cfg.adapt.pix2pix_ngf} ÷ LoRA ({searched_txt}) on E²GAN width "
+              f"{lora_cfgs['lora'].model.width} (as trained)",
+              s_s["param_ratio_tiny"], 100.0, ">=", unit="×", paper="121×",
+              note=(f"{p2p_tiny_params / 1e3:.1f} k vs {searched['params_trainable'] / 1e3:.1f} k; uniform "
+                    f"r{lora_cfgs['lora'].adapt.rank}: {s_u['param_ratio_tiny']:.1f}×; {quality_txt}"),
+              cause=causes["params_tiny"]),
+        check("adapt.bytes_fraction_paper", f"adapter bytes ÷ generator bytes ({searched_txt}), width {sc.paper_width}",
+              s_s["bytes_fraction_paper"], 0.01, "<=", unit="%", paper="≈1%",
+              note=(f"fp32; adapter = LoRA matrices + the concept's embedding row; uniform "
+                    f"r{lora_cfgs['lora'].adapt.rank}: {100 * s_u['bytes_fraction_paper']:.1f}%"),
+              cause=causes["bytes_paper"]),
+        check("adapt.bytes_fraction_tiny",
+              f"adapter bytes ÷ generator bytes ({searched_txt}), width {lora_cfgs['lora'].model.width} (as saved)",
+              s_s["bytes_fraction_tiny"], 0.01, "<=", unit="%", paper="≈1%",
+              note=(f"{searched['bytes_stored'] / 1024:.1f} KiB of "
+                    f"{s_s['e2gan_trained']['generator_bytes_fp32'] / 1024:.0f} KiB; uniform "
+                    f"r{lora_cfgs['lora'].adapt.rank}: {100 * s_u['bytes_fraction_tiny']:.1f}%"),
+              cause=causes["bytes_tiny"]),
     ]
     return {"checks": checks, "data": out}
 
@@ -308,31 +365,37 @@ def _lead(p2p_curve: list[dict], lora_curve: list[dict]) -> int | None:
     return last
 
 
-def _causes(out: dict, sc, reach, target: float, p2p_steps: int, t_p2p: float, t_lora: float) -> dict:
-    lo, sizes = out["lora"], out["sizes"]
-    best = max(q["psnr"] for q in lo["curve"])
-    if reach is None:
+def _ratio_cause(out: dict, arm: str, target: float, p2p_steps: int, t_p2p: float) -> str:
+    lo = out[arm]
+    t_lora = out["step_seconds"][arm]
+    if lo["reach"] is None:
+        best = max(q["psnr"] for q in lo["curve"])
         bq = out["base"].get("quality")
         base_txt = (f"; the base itself scores {bq['psnr']:.1f} dB on its own concepts against {bq['identity_psnr']:.1f} dB "
                     "for the unedited sources, and a weak base caps LoRA (DESIGN §7)" if bq else "")
         lead = _lead(out["pix2pix"]["curve"], lo["curve"])
         lead_txt = (f" LoRA is ahead of pix2pix at equal steps only up to step {lead}." if lead else "")
-        ratio = (f"LoRA levels off at {lo['final_psnr']:.1f} dB (best {best:.1f} dB), {target - best:.1f} dB short of "
-                 f"pix2pix's {target:.1f} dB{base_txt}.{lead_txt}")
-    else:
-        need = p2p_steps * t_p2p / (10 * t_lora)
-        ratio = (f"LoRA needed {reach['step']} steps; 10× needs ≤ {need:.0f} (a LoRA step costs {t_lora / t_p2p:.2f}× a "
-                 "pix2pix step here, so the saving must come from fewer steps).")
+        return (f"LoRA levels off at {lo['final_psnr']:.1f} dB (best {best:.1f} dB), {target - best:.1f} dB short of "
+                f"pix2pix's {target:.1f} dB{base_txt}.{lead_txt}")
+    need = p2p_steps * t_p2p / (10 * t_lora)
+    return (f"LoRA needed {lo['reach']['step']} steps; 10× needs ≤ {need:.0f} (a LoRA step costs {t_lora / t_p2p:.2f}× a "
+            "pix2pix step here, so the saving must come from fewer steps).")
+
+
+def _causes(out: dict, sc, target: float, p2p_steps: int, t_p2p: float) -> dict:
+    sizes = out["sizes"]["lora_searched"]
     paper, tiny = sizes["e2gan_paper_width"], sizes["e2gan_trained"]
     groups = sorted(paper["lora_params_by_group"].items(), key=lambda kv: -kv[1])
     return {
-        "ratio": ratio,
+        "ratio": {arm: _ratio_cause(out, arm, target, p2p_steps, t_p2p) for arm in ("lora", "lora_searched")},
         "params_tiny": (f"LoRA grows with the width, the generator with its square: {sizes['param_ratio_tiny']:.0f}× at "
                         f"width {tiny['width']} becomes {sizes['param_ratio_paper']:.0f}× at width {paper['width']}."),
-        "bytes_paper": ("rank 4 on all five crucial groups; largest: " + ", ".join(f"{g} {n / 1e3:.1f} k" for g, n in groups[:3])
+        "bytes_paper": (f"ranks {ranks_text(sizes['ranks'])}; largest groups: "
+                        + ", ".join(f"{g} {n / 1e3:.1f} k" for g, n in groups[:3])
                         + f" of {paper['trainable_params'] / 1e3:.1f} k. The paper's 0.092 M would be "
                         f"{100 * 0.092e6 / paper['generator_params']:.1f}% of this {paper['generator_params'] / 1e6:.1f} M "
-                        "generator; ≤ 1% needs lower ranks on the largest groups (a rank search)."),
+                        "generator."),
         "bytes_tiny": (f"LoRA grows with the width, the generator with its square: {100 * sizes['bytes_fraction_tiny']:.1f}% "
-                       f"at width {tiny['width']}, {100 * sizes['bytes_fraction_paper']:.1f}% at width {paper['width']}."),
+                       f"at width {tiny['width']}, {100 * sizes['bytes_fraction_paper']:.1f}% at width {paper['width']}; "
+                       f"the concept's embedding row alone is {tiny['embedding_row_params']:,} params."),
     }

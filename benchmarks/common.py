@@ -36,6 +36,11 @@ class Scale:
     lora_steps: int = 150                   # LoRA from the base: at most this many steps
     eval_every: int = 5                     # test-split PSNR every this many steps (both sides)
     final_window: int = 3                   # pix2pix's final quality: mean of its last checkpoints
+    # The second LoRA arm's per-group ranks: the allocation the tiny ranks study's greedy search
+    # chose (studies/specs/ranks.toml [greedy]; reports/tiny/ranks, greedy-rank-search table).
+    searched_ranks: dict = field(default_factory=lambda: {"down": 2, "ds": 1, "tb": 1, "us": 1, "up": 1})
+    searched_source: str = ("greedy rank search of the tiny ranks study on hue-60 (seed 0, 100 steps, 2 rounds; "
+                            "reports/tiny/ranks)")
     step_rounds: int = 6                    # interleaved rounds when timing training steps
     speed_resolutions: tuple[int, ...] = (64, 256)
     paper_width: int = 64                   # E²GAN width / pix2pix ngf of the paper-like pair

@@ -119,9 +119,30 @@ def render_readme_block(report: dict, run_name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- per-benchmark details
+def _arm_label(d: dict, arm: str) -> str:
+    ranks = d["sizes"][arm]["ranks"]
+    return f"LoRA {'/'.join(d[arm]['groups'])} ({','.join(f'{g}={r}' for g, r in ranks.items())}) from the base"
+
+
+def _arm_reach(d: dict, arm: str) -> str:
+    p, lo, r = d["pix2pix"], d[arm], d["ratios" if arm == "lora" else "ratios_searched"]
+    name = _arm_label(d, arm)
+    if lo["reach"]:
+        return (f"{name} first reached {p['final_psnr']:.2f} dB at step {lo['reach']['step']} "
+                f"({lo['reach']['train_seconds']:.1f} s on the training clock); sustained over 3 checkpoints from step "
+                f"{lo['reach_sustained']['step'] if lo['reach_sustained'] else '— (never)'}. Time ratio "
+                f"{fmt(r['time'], '×')} (steps × interleaved step time), {fmt(r['time_raw_runs'], '×')} from the two "
+                f"runs' own clocks, FLOPs ratio {fmt(r['flops'], '×')}; against the step at which pix2pix itself "
+                f"first touched its final quality: {fmt(r['time_vs_pix2pix_first_touch'], '×')}.")
+    b = r["bounds_if_not_reached"]
+    return (f"{name} never reached {p['final_psnr']:.2f} dB within {lo['steps']} steps (best "
+            f"{max(q['psnr'] for q in lo['curve']):.2f} dB): time ratio < {b['time_ratio_below']:.2f}×, "
+            f"FLOPs ratio < {b['flops_ratio_below']:.2f}×.")
+
+
 def _adaptation(d: dict) -> list[str]:
-    p, lo = d["pix2pix"], d["lora"]
-    r = d["ratios"]
+    p = d["pix2pix"]
+    arms = [a for a in ("lora", "lora_searched") if a in d]
     out = [f"Concept `{d['concept']}`, base `{d['base_run']}`, seed {d['seed']}, {d['device']}, {d['threads']} threads. "
            f"{d['quality_metric']}; identity (unedited source) {d['identity_psnr']:.2f} dB. Target quality: "
            f"{d['target_quality']} = **{p['final_psnr']:.2f} dB**.", "",
@@ -129,40 +150,42 @@ def _adaptation(d: dict) -> list[str]:
            "|---|---|---|---|---|---|---|---|",
            f"| pix2pix ngf={p['ngf']} from scratch | {p['steps']} | {p['train_seconds']:.1f} | "
            f"{1000 * d['step_seconds']['pix2pix']:.0f} | {p['flops_per_step'] / 1e9:.2f} | {p['params_trainable']:,} | "
-           f"{p['bytes_stored']:,} | {p['final_psnr']:.2f} |",
-           f"| LoRA {'/'.join(lo['groups'])} from the base | {lo['steps']} | {lo['train_seconds']:.1f} | "
-           f"{1000 * d['step_seconds']['lora']:.0f} | {lo['flops_per_step'] / 1e9:.2f} | {lo['params_trainable']:,} | "
-           f"{lo['bytes_stored']:,} | {lo['final_psnr']:.2f} |", ""]
-    if lo["reach"]:
-        out.append(f"LoRA first reached {p['final_psnr']:.2f} dB at step {lo['reach']['step']} "
-                   f"({lo['reach']['train_seconds']:.1f} s on the training clock); sustained over 3 checkpoints from step "
-                   f"{lo['reach_sustained']['step'] if lo['reach_sustained'] else '— (never)'}. Time ratio "
-                   f"{fmt(r['time'], '×')} (steps × interleaved step time), {fmt(r['time_raw_runs'], '×')} from the two "
-                   f"runs' own clocks, FLOPs ratio {fmt(r['flops'], '×')}; against the step at which pix2pix itself "
-                   f"first touched its final quality: {fmt(r['time_vs_pix2pix_first_touch'], '×')}.")
-    else:
-        b = r["bounds_if_not_reached"]
-        out.append(f"LoRA never reached {p['final_psnr']:.2f} dB within {lo['steps']} steps (best "
-                   f"{max(q['psnr'] for q in lo['curve']):.2f} dB): time ratio < {b['time_ratio_below']:.2f}×, "
-                   f"FLOPs ratio < {b['flops_ratio_below']:.2f}×.")
+           f"{p['bytes_stored']:,} | {p['final_psnr']:.2f} |"]
+    for arm in arms:
+        lo = d[arm]
+        out.append(f"| {_arm_label(d, arm)} | {lo['steps']} | {lo['train_seconds']:.1f} | "
+                   f"{1000 * d['step_seconds'][arm]:.0f} | {lo['flops_per_step'] / 1e9:.2f} | {lo['params_trainable']:,} | "
+                   f"{lo['bytes_stored']:,} | {lo['final_psnr']:.2f} |")
+    out.append("")
+    for arm in arms:
+        out += [_arm_reach(d, arm), ""]
+    if "lora_searched" in d:
+        out += [f"The searched ranks come from the {d['lora_searched']['searched_source']}.", ""]
     base = d["base"]
     secs = "" if base["train_seconds"] is None else f", {base['train_seconds']:.0f} s"
-    out += ["", f"The base (trained once for all concepts): {base['steps']} steps, {base['train_flops'] / 1e12:.2f} TFLOP"
+    out += [f"The base (trained once for all concepts): {base['steps']} steps, {base['train_flops'] / 1e12:.2f} TFLOP"
             f"{secs}; it pays for itself in FLOPs after {base['break_even_concepts'] or '—'} new concepts."
             + (f" Its own quality on its base concepts: {base['quality']['psnr']:.2f} dB vs {base['quality']['identity_psnr']:.2f} dB "
                "for the unedited sources." if base.get("quality") else ""), "",
-            "PSNR curves (dB) at the checkpoints:", "", "| step | pix2pix | LoRA |", "|---|---|---|"]
-    lc = {q["step"]: q["psnr"] for q in lo["curve"]}
+            "PSNR curves (dB) at the checkpoints:", "",
+            "| step | pix2pix | " + " | ".join(_arm_label(d, a).split(" from")[0] for a in arms) + " |",
+            "|---|---|" + "---|" * len(arms)]
+    curves = [{q["step"]: q["psnr"] for q in d[a]["curve"]} for a in arms]
     pc = {q["step"]: q["psnr"] for q in p["curve"]}
-    steps = sorted(set(lc) | set(pc))
+    steps = sorted(set(pc).union(*curves))
     stride = max(1, len(steps) // 20)
     for s in steps[::stride]:
-        out.append(f"| {s} | {pc.get(s, float('nan')):.2f} | {lc.get(s, float('nan')):.2f} |".replace("nan", "—"))
-    s = d["sizes"]
-    out += ["", f"Sizes: E²GAN width {s['e2gan_trained']['width']} (as trained) {s['e2gan_trained']['generator_params']:,} params, "
-            f"adapter {s['e2gan_trained']['trainable_params']:,} trainable; width {s['e2gan_paper_width']['width']} "
-            f"{s['e2gan_paper_width']['generator_params']:,} params, adapter {s['e2gan_paper_width']['trainable_params']:,}; "
-            f"pix2pix ngf={p['ngf']} {s['pix2pix_trained_params']:,}, ngf={s['e2gan_paper_width']['width']} {s['pix2pix_paper_params']:,}."]
+        cells = [f"{c.get(s, float('nan')):.2f}" for c in [pc, *curves]]
+        out.append(f"| {s} | " + " | ".join(cells).replace("nan", "—") + " |")
+    out.append("")
+    for arm in arms:
+        s, s2p = d["sizes"][arm], d["sizes"]
+        out.append(f"Sizes, {_arm_label(d, arm)}: E²GAN width {s['e2gan_trained']['width']} (as trained) "
+                   f"{s['e2gan_trained']['generator_params']:,} params, adapter {s['e2gan_trained']['trainable_params']:,} "
+                   f"trainable; width {s['e2gan_paper_width']['width']} {s['e2gan_paper_width']['generator_params']:,} params, "
+                   f"adapter {s['e2gan_paper_width']['trainable_params']:,}; pix2pix ngf={p['ngf']} "
+                   f"{s2p['pix2pix_trained_params']:,}, ngf={s['e2gan_paper_width']['width']} {s2p['pix2pix_paper_params']:,}.")
+        out.append("")
     return out
 
 

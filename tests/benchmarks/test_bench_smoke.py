@@ -248,11 +248,18 @@ def test_micro_adaptation_ratios_come_from_the_measurements(micro_report):
         assert _measured(b, "adapt.time_ratio") is None
         bound = d["ratios"]["bounds_if_not_reached"]
         assert bound["time_ratio_below"] == pytest.approx(p["steps"] * st["pix2pix"] / (lo["steps"] * st["lora"]))
-    s = d["sizes"]
-    assert _measured(b, "adapt.params_ratio_tiny") == pytest.approx(p["params_trainable"] / lo["params_trainable"])
+    # The size rows are the searched allocation's, as trained; the computed size is what trained.
+    ls, s = d["lora_searched"], d["sizes"]["lora_searched"]
+    assert s["ranks"] == ls["ranks"] and ls["params_trainable"] < lo["params_trainable"]
+    assert _measured(b, "adapt.params_ratio_tiny") == pytest.approx(p["params_trainable"] / ls["params_trainable"])
     assert _measured(b, "adapt.bytes_fraction_tiny") == pytest.approx(
-        lo["bytes_stored"] / s["e2gan_trained"]["generator_bytes_fp32"])
-    assert s["e2gan_trained"]["trainable_params"] == lo["params_trainable"]  # computed size = what trained
+        ls["bytes_stored"] / s["e2gan_trained"]["generator_bytes_fp32"])
+    for arm in ("lora", "lora_searched"):
+        assert d["sizes"][arm]["e2gan_trained"]["trainable_params"] == d[arm]["params_trainable"]
+    rs = d["ratios_searched"]
+    if ls["reach"]:
+        assert rs["time"] == pytest.approx(p["steps"] * st["pix2pix"] / (ls["reach"]["step"] * st["lora_searched"]))
+    assert _measured(b, "adapt.searched.time_ratio") == rs["time"]
 
 
 @pytest.mark.slow
