@@ -225,6 +225,56 @@ def load_adapter(base_run: str | Path, adapter_dir: str | Path) -> tuple[nn.Modu
     return model.eval(), meta
 
 
+
+def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path | None = None) -> dict:
+    """Base run + saved LoRA adapter -> a plain generator (generator.safetensors + model.json) in ``out``.
+
+    ``adapter``: the adapt run (or folder) holding adapter.json, or that file itself; ``out``
+    defaults to ``<adapter>/merged`` and may be neither input. The merge is checked against the
+    unmerged adapter on one image at the base's training resolution (config.json, else 64).
+    The model.json is of kind 'adapt', like the adapt run's own merged model, so ``e2gan export``
+    bakes in the new concept. Returns the concept, the adapter's ``adapter_params`` and ``ranks``,
+    the merged generator's ``params``, ``merge_max_abs_diff``, ``out`` and ``weights`` (its path).
+    """
+    from e2gan.config import ModelConfig
+    from e2gan.metrics.cost import count_params
+    from e2gan.models import save_generator
+
+    base, adapter = Path(base), Path(adapter)
+    if adapter.is_file() and adapter.name == ADAPTER_META:
+        adapter = adapter.parent
+    meta_path, base_weights = adapter / ADAPTER_META, base / "generator.safetensors"
+    if not (base / "model.json").is_file() or not base_weights.is_file():
+        raise InputError("no trained generator", str(base), "a base run holding model.json and generator.safetensors")
+    if not meta_path.is_file():
+        raise InputError("no adapter", str(adapter),
+                         "a LoRA adapt run (or folder) holding adapter.json and adapter.safetensors")
+    out = Path(out) if out else adapter / "merged"
+    if out.resolve() in (base.resolve(), adapter.resolve()):
+        raise InputError(f"output folder {out}", "--out", "a folder other than the base and adapter runs")
+    model, meta = load_adapter(base, adapter)  # refuses an adapter trained on another base
+    base_meta = json.loads((base / "model.json").read_text())
+    base_concepts = list(base_meta["concepts"])
+    try:  # a parity check at the base's training resolution
+        res = int(json.loads((base / "config.json").read_text())["data"]["resolution"])
+    except (OSError, ValueError, KeyError, TypeError):
+        res = 64
+    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(0))
+    cid = torch.tensor(meta["concept_ids"][:1])
+    with torch.no_grad():
+        before = model(x, cid)
+        generator = merge_lora(model)
+        diff = float((generator(x, cid) - before).abs().max())
+    extra = {"kind": "adapt", "merged": True, "method": "lora", "n_base_concepts": len(base_concepts),
+             "base": str(base), "adapter": str(adapter), "adapter_ranks": meta["ranks"], "merge_max_abs_diff": diff}
+    if base_meta.get("data"):
+        extra["data"] = base_meta["data"]
+    out.mkdir(parents=True, exist_ok=True)
+    weights = save_generator(out, generator, ModelConfig(**base_meta["model"]), [*base_concepts, meta["concept"]],
+                             extra=extra)
+    return {"concept": meta["concept"], "adapter_params": meta["params"], "ranks": meta["ranks"],
+            "params": count_params(generator), "merge_max_abs_diff": diff, "out": out, "weights": weights}
+
 def random_ranks(groups: list[str], budget: int, generator: nn.Module, seed: int = 0,
                  choices: tuple[int, ...] = (1, 2, 4, 8, 16)) -> dict[str, int]:
     """The paper's 'random' reference: ranks drawn per group, the draw closest to ``budget`` params."""

@@ -145,51 +145,11 @@ def _check_new_concepts(cfg, concepts: list[str]) -> None:
 
 def cmd_merge(args) -> str:
     """Base run + saved LoRA adapter -> a plain generator (generator.safetensors + model.json)."""
-    import json
+    from e2gan.adapt import merge_adapter
 
-    import torch
-
-    from e2gan.adapt import ADAPTER_META, load_adapter, merge_lora
-    from e2gan.config import ModelConfig
-    from e2gan.errors import InputError
-    from e2gan.metrics.cost import count_params
-    from e2gan.models import save_generator
-
-    base, adapter = Path(args.base), Path(args.adapter)
-    if adapter.is_file() and adapter.name == ADAPTER_META:
-        adapter = adapter.parent
-    meta_path, base_weights = adapter / ADAPTER_META, base / "generator.safetensors"
-    if not (base / "model.json").is_file() or not base_weights.is_file():
-        raise InputError("no trained generator", str(base), "a base run holding model.json and generator.safetensors")
-    if not meta_path.is_file():
-        raise InputError("no adapter", str(adapter),
-                         "a LoRA adapt run (or folder) holding adapter.json and adapter.safetensors")
-    out = Path(args.out) if args.out else adapter / "merged"
-    if out.resolve() in (base.resolve(), adapter.resolve()):
-        raise InputError(f"output folder {out}", "--out", "a folder other than the base and adapter runs")
-    model, meta = load_adapter(base, adapter)  # refuses an adapter trained on another base
-    base_meta = json.loads((base / "model.json").read_text())
-    base_concepts = list(base_meta["concepts"])
-    try:  # a parity check at the base's training resolution
-        res = int(json.loads((base / "config.json").read_text())["data"]["resolution"])
-    except (OSError, ValueError, KeyError, TypeError):
-        res = 64
-    x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(0))
-    cid = torch.tensor(meta["concept_ids"][:1])
-    with torch.no_grad():
-        before = model(x, cid)
-        generator = merge_lora(model)
-        diff = float((generator(x, cid) - before).abs().max())
-    # kind 'adapt' like the adapt run's own merged model, so `e2gan export` bakes in the new concept.
-    extra = {"kind": "adapt", "merged": True, "method": "lora", "n_base_concepts": len(base_concepts),
-             "base": str(base), "adapter": str(adapter), "adapter_ranks": meta["ranks"], "merge_max_abs_diff": diff}
-    if base_meta.get("data"):
-        extra["data"] = base_meta["data"]
-    out.mkdir(parents=True, exist_ok=True)
-    weights = save_generator(out, generator, ModelConfig(**base_meta["model"]), [*base_concepts, meta["concept"]],
-                             extra=extra)
-    return (f"merged adapter '{meta['concept']}' ({meta['params']:,} params, ranks {meta['ranks']}) into the base: "
-            f"{count_params(generator):,} params, max |merged - unmerged| {diff:.1e} -> {weights}")
+    r = merge_adapter(args.base, args.adapter, args.out)
+    return (f"merged adapter '{r['concept']}' ({r['adapter_params']:,} params, ranks {r['ranks']}) into the base: "
+            f"{r['params']:,} params, max |merged - unmerged| {r['merge_max_abs_diff']:.1e} -> {r['weights']}")
 
 
 def _data_and_base(args, cfg):

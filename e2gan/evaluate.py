@@ -195,17 +195,17 @@ def checkpoint_label(ckpt, data: dict) -> str:
 def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict]:
     """(generator in eval mode, model metadata, checkpoint dict) from a Lightning checkpoint.
 
-    The architecture comes from the run's ``model.json`` (as ``load_generator`` reads it), or,
-    for a base run still training (no model.json yet), from its ``config.json``. LoRA checkpoints
-    get their adapters re-injected (ranks from adapter.json, else the run's adapt config), are
-    loaded, then merged, as the final weights are.
+    The architecture comes from the run's ``model.json`` (``generator_from_meta``, as for
+    ``load_generator``), or, for a base run still training (no model.json yet), from its
+    ``config.json``. LoRA checkpoints get their adapters re-injected (ranks from adapter.json, else
+    the run's adapt config), are loaded, then merged, as the final weights are.
     """
     import dataclasses
     import json
 
-    from e2gan.config import ModelConfig, clip_model_of
+    from e2gan.config import ModelConfig
     from e2gan.errors import InputError
-    from e2gan.models import make_generator
+    from e2gan.models import finish_loading, generator_from_meta
 
     run_dir = Path(run_dir)
     data = _read_checkpoint(ckpt)
@@ -217,20 +217,8 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
 
         meta = {"model": dataclasses.asdict(cfg.model), "concepts": concept_names(cfg)[0], "kind": "base",
                 "data": str(data_dir(cfg, run_dir.parent))}
-    model = ModelConfig(**meta["model"])
-    n_concepts = meta.get("n_base_concepts", len(meta["concepts"]))
-    shell, instructions = None, None
-    if model.arch == "e2gan" and clip_model_of(model.concept_encoder):  # CLIP tokens: rebuilt as load_generator does
-        if "concept_encoder" in meta:
-            from e2gan.models import _clip_shell
-
-            shell = _clip_shell(model, meta, n_concepts, str(run_dir / "model.json"))
-        else:
-            from e2gan.models import concept_instructions
-
-            instructions = concept_instructions(cfg.data.concepts_file, meta["concepts"][:n_concepts])
-    generator = make_generator(model, n_concepts=n_concepts, **({"concept_encoder": shell} if shell is not None else {}),
-                               **({"instructions": instructions} if instructions is not None else {}))
+    # A meta without a CLIP encoder entry (the config's) takes the instructions from the concepts file.
+    generator = generator_from_meta(meta, str(run_dir / "model.json"), concepts_file=cfg.data.concepts_file)
     lora = any("lora_" in k for k in state)
     if lora:
         from e2gan.adapt import ADAPTER_META, LoraSpec, add_lora, merge_lora
@@ -245,13 +233,12 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
     try:  # an added concept's embedding chunk is re-created on load (ConceptEmbedding)
         generator.load_state_dict(state)
     except RuntimeError as exc:
+        model = ModelConfig(**meta["model"])
         raise InputError("checkpoint does not fit the run's architecture", str(ckpt),
                          f"a checkpoint of {model.arch} width {model.width} ({str(exc).splitlines()[0][:200]})") from None
     if lora:
         generator = merge_lora(generator)
-    if shell is not None:
-        shell.instructions = list(meta["concept_encoder"].get("instructions", []))[:shell.n_concepts]
-    return generator.eval(), meta, data
+    return finish_loading(generator, meta), meta, data
 
 
 def _checkpoint_summary(data: dict, train_summary: dict | None) -> dict:

@@ -127,6 +127,37 @@ def save_discriminator(run_dir: str | Path, discriminator: nn.Module) -> Path:
     return path
 
 
+def generator_from_meta(meta: dict, where: str, concepts_file: str | Path | None = None) -> nn.Module:
+    """The generator a run's ``model.json`` metadata describes, untrained, to ``load_state_dict`` into.
+
+    Built with the base concept count (``n_base_concepts``, else all of ``concepts``): added concepts
+    live in extra embedding chunks (or cached token rows) that loading re-creates. A CLIP concept
+    encoder is rebuilt from ``meta["concept_encoder"]`` as a shell of the saved tokens (no CLIP
+    loaded). A meta without that entry is refused, naming ``where``, unless ``concepts_file`` is
+    given (``""``: the packaged one; e.g. a base run still training, whose meta comes from its
+    config): then each concept's instruction comes from there and CLIP encodes the tokens.
+    After loading the weights, pass the generator to ``finish_loading``.
+    """
+    model = ModelConfig(**meta["model"])
+    n_concepts = meta.get("n_base_concepts", len(meta["concepts"]))
+    if model.arch == "e2gan" and clip_model_of(model.concept_encoder):
+        if "concept_encoder" in meta or concepts_file is None:
+            return make_generator(model, n_concepts, concept_encoder=_clip_shell(model, meta, n_concepts, where))
+        return make_generator(model, n_concepts,
+                              instructions=concept_instructions(concepts_file, meta["concepts"][:n_concepts]))
+    return make_generator(model, n_concepts)
+
+
+def finish_loading(generator: nn.Module, meta: dict) -> nn.Module:
+    """A ``generator_from_meta`` generator once its weights are loaded: in eval mode, and a CLIP shell's
+    instructions (from ``meta``) cut to the concepts whose tokens the weights held."""
+    model = ModelConfig(**meta["model"])
+    if model.arch == "e2gan" and clip_model_of(model.concept_encoder) and "concept_encoder" in meta:
+        shell = generator.concepts
+        shell.instructions = list(meta["concept_encoder"].get("instructions", []))[:shell.n_concepts]
+    return generator.eval()
+
+
 def load_generator(run_dir: str | Path) -> tuple[nn.Module, dict]:
     """The generator of a finished run, in eval mode, with its metadata."""
     from safetensors.torch import load_file
@@ -137,13 +168,7 @@ def load_generator(run_dir: str | Path) -> tuple[nn.Module, dict]:
         raise InputError("no trained generator", str(run_dir),
                          "a run directory holding model.json and generator.safetensors (train it first)")
     meta = json.loads(meta_path.read_text())
-    model = ModelConfig(**meta["model"])
-    # Added concepts live in extra embedding chunks (or cached token rows) that loading re-creates:
-    # build with the base count.
-    n_concepts = meta.get("n_base_concepts", len(meta["concepts"]))
-    shell = (_clip_shell(model, meta, n_concepts, str(meta_path))
-             if model.arch == "e2gan" and clip_model_of(model.concept_encoder) else None)
-    generator = make_generator(model, n_concepts=n_concepts, concept_encoder=shell)
+    generator = generator_from_meta(meta, str(meta_path))
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own SafetensorError for a file that is not one
@@ -152,8 +177,7 @@ def load_generator(run_dir: str | Path) -> tuple[nn.Module, dict]:
     try:
         generator.load_state_dict(state)
     except RuntimeError as exc:
+        model = ModelConfig(**meta["model"])
         raise InputError("weights do not fit the architecture", str(weights),
                          f"a checkpoint of {model.arch} width {model.width} ({str(exc).splitlines()[0]})") from None
-    if shell is not None:
-        shell.instructions = list(meta["concept_encoder"].get("instructions", []))[:shell.n_concepts]
-    return generator.eval(), meta
+    return finish_loading(generator, meta), meta

@@ -197,3 +197,77 @@ def test_clip_base_adapts_end_to_end(tmp_path, micro_data):
     merged, meta = load_generator(tmp_path / "adapt")
     assert meta["concepts"] == ["hue-120", "pixelate", "hue-60"] and merged.concepts.n_concepts == 3
     assert meta["concept_encoder"]["instructions"][-1] == "shift every colour's hue by 60 degrees"
+
+
+# ---------- merge_adapter: base run + saved adapter -> a plain generator on disk ----------
+
+def _saved_adapter(tmp_path, clip: bool):
+    """A base run (untrained, with a config.json at 32 px) and a LoRA adapter for hue-60 saved against it."""
+    from e2gan.adapt import save_adapter
+    from e2gan.models import make_generator, save_generator
+    from lightning_modules.adaptation import build
+    from tests.conftest import micro_config
+
+    if clip:
+        cfg, base_run = _clip_base(tmp_path)
+    else:
+        cfg = micro_config(adapt={"method": "lora", "rank": 2})
+        torch.manual_seed(0)
+        base_run = tmp_path / "base"
+        save_generator(base_run, make_generator(cfg.model, 2), cfg.model, ["hue-120", "pixelate"],
+                       extra={"kind": "base", "data": "some/data"})
+    (base_run / "config.json").write_text(json.dumps({"data": {"resolution": 32}}))
+    cfg = dataclasses.replace(cfg, adapt=dataclasses.replace(cfg.adapt, embedding_init="random", disc="fresh"))
+    parts = build(cfg, base_run, tmp_path, "hue-60")
+    _perturb_lora(parts["generator"])
+    save_adapter(tmp_path / "adapter", parts["generator"], parts["spec"], "hue-60", [parts["concept_id"]],
+                 base_run / "generator.safetensors")
+    return base_run, tmp_path / "adapter"
+
+
+@pytest.mark.parametrize("clip", [False, True], ids=["table", "clip"])
+def test_merge_adapter_writes_a_plain_generator_equal_to_the_adapted_one(clip, tmp_path):
+    from e2gan.adapt import load_adapter, merge_adapter
+    from e2gan.metrics.cost import count_params
+    from e2gan.models import load_generator
+
+    base, adapter = _saved_adapter(tmp_path, clip)
+    base_before = {p.name: p.read_bytes() for p in base.iterdir()}
+    r = merge_adapter(base, adapter / "adapter.json")  # the adapter.json file names its folder
+    adapter_meta = json.loads((adapter / "adapter.json").read_text())
+    assert r["out"] == adapter / "merged" and r["weights"] == adapter / "merged" / "generator.safetensors"
+    assert r["concept"] == "hue-60" and r["ranks"] == adapter_meta["ranks"]
+    assert r["adapter_params"] == adapter_meta["params"] and r["merge_max_abs_diff"] < 1e-5
+    merged, meta = load_generator(r["out"])
+    assert r["params"] == count_params(merged) and not any("lora" in k for k in merged.state_dict())
+    assert meta["concepts"] == ["hue-120", "pixelate", "hue-60"] and meta["n_base_concepts"] == 2
+    assert meta["kind"] == "adapt" and meta["merged"] and meta["method"] == "lora"
+    assert meta["base"] == str(base) and meta["adapter"] == str(adapter) and meta["adapter_ranks"] == r["ranks"]
+    assert meta["merge_max_abs_diff"] == r["merge_max_abs_diff"]
+    assert meta.get("data") == (None if clip else "some/data")
+    if clip:
+        assert merged.concepts.instructions[-1] == "shift every colour's hue by 60 degrees"
+    adapted, _ = load_adapter(base, adapter)
+    x, cid = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)), torch.tensor([2, 1])
+    with torch.no_grad():
+        assert (merged(x, cid) - adapted(x, cid)).abs().max() < 1e-5
+    assert {p.name: p.read_bytes() for p in base.iterdir()} == base_before
+    other = merge_adapter(str(base), str(adapter), str(tmp_path / "elsewhere"))  # str paths and --out
+    assert other["weights"].read_bytes() == r["weights"].read_bytes()
+
+
+def test_merge_adapter_refuses_bad_folders_in_one_line(tmp_path):
+    from e2gan.adapt import merge_adapter
+
+    base, adapter = _saved_adapter(tmp_path, clip=False)
+    with pytest.raises(InputError) as e:
+        merge_adapter(tmp_path / "nowhere", adapter)
+    assert str(e.value).startswith(f"no trained generator ({tmp_path / 'nowhere'}): a base run holding model.json")
+    with pytest.raises(InputError) as e:
+        merge_adapter(base, base)
+    assert str(e.value).startswith(f"no adapter ({base}): a LoRA adapt run (or folder) holding adapter.json")
+    for target in (base, adapter):
+        with pytest.raises(InputError) as e:
+            merge_adapter(base, adapter, target)
+        assert str(e.value) == f"output folder {target} (--out): a folder other than the base and adapter runs"
+    assert not (adapter / "merged").exists()
