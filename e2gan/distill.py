@@ -75,12 +75,24 @@ RECORD_KEYS = ("concept", "instruction", "role", "kind", "source_id", "split", "
                "source_sha256", "target_sha256", "size", "seed", "teacher")
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SOURCE_CHUNK = 64   # sources encoded, then written and fsynced together, this many at a time
-# How images reach the disk, all atomic per file (temp, durable, rename): "batched" (a batch's
-# temps made durable by one barrier, atomic_write_many's "auto"), "batched-fsync" (the batch's
-# temps fsynced concurrently) or "per-file" (temp + fsync + rename for each PNG in turn, the path
-# before batching). The benchmarks time all three side by side for the before/after comparison.
-WRITE_MODES = ("batched", "batched-fsync", "per-file")
-WRITE_MODE = "batched"
+# How images reach the disk, all atomic per file (temp, durable, rename): "pipelined" (as
+# "batched", but in a background thread while the teacher edits the next batch), "batched" (a
+# batch's temps made durable by one barrier, atomic_write_many's "auto"), "batched-fsync" (the
+# batch's temps fsynced concurrently) or "per-file" (temp + fsync + rename for each PNG in turn,
+# the path before batching). "auto": pipelined for a teacher on an accelerator (the CPU idles
+# while it edits), batched for a CPU teacher (a writer thread would compete with it for the
+# cores; measured slower in the benchmarks). The benchmarks time every mode side by side.
+WRITE_MODES = ("auto", "pipelined", "batched", "batched-fsync", "per-file")
+WRITE_MODE = "auto"
+
+
+def resolve_write_mode(mode: str, device: str) -> str:
+    """The write mode ``mode`` means for a teacher running on ``device`` ("auto" picks)."""
+    if mode not in WRITE_MODES:
+        raise ValueError(f"e2gan.distill.WRITE_MODE {mode!r}: one of {WRITE_MODES}")
+    if mode != "auto":
+        return mode
+    return "batched" if device.split(":")[0].strip().lower() in ("cpu", "") else "pipelined"
 
 
 def pair_seed(seed: int, concept: str, source_id: str) -> int:
@@ -218,8 +230,7 @@ def _write_sources(out: Path, sources: list[SourceImage]) -> dict[str, str]:
 
 
 def _write_many(files: list[tuple[Path, bytes]]) -> None:
-    if WRITE_MODE not in WRITE_MODES:
-        raise ValueError(f"e2gan.distill.WRITE_MODE {WRITE_MODE!r}: one of {WRITE_MODES}")
+    resolve_write_mode(WRITE_MODE, "cpu")  # refuses an unknown mode
     if WRITE_MODE == "per-file":
         for path, data in files:
             atomic_write_bytes(path, data)
@@ -375,21 +386,28 @@ def distill(
                 continue
             pending.append((concept, src))
 
-    cost = _CostLog(out / (shard_file("distill_cost", shard) if shard else COST_FILE), t_hash,
-                    _device_name(teacher, description), summary)
+    device = teacher_device(teacher, description)
+    cost = _CostLog(out / (shard_file("distill_cost", shard) if shard else COST_FILE), t_hash, device, summary)
     by_concept: dict[str, list[tuple[Concept, SourceImage]]] = {}
     for pair in pending:  # a teacher call edits one concept at a time
         by_concept.setdefault(pair[0].name, []).append(pair)
+    store = _BatchStore(background=resolve_write_mode(WRITE_MODE, device) == "pipelined")
     try:
         with tqdm(total=len(pending), desc="distill", unit="pair", file=sys.stderr, disable=not progress) as bar:
             for pairs in by_concept.values():
                 for i in range(0, len(pairs), batch_size):
                     batch = pairs[i : i + batch_size]
-                    _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, own, summary, settings_ok)
+                    _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, own, summary, settings_ok,
+                               store)
                     own_keys.update((c.name, src.id) for c, src in batch)
                     bar.update(len(batch))
                     cost.maybe_flush()
+            store.close()
     except BaseException:
+        try:
+            store.close()  # the batch in flight still lands: edits already made are not lost
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            pass
         cost.flush()  # an interrupted run's device time still counts (a hard kill loses < COST_FLUSH_SECONDS)
         raise
 
@@ -491,7 +509,7 @@ def _merge_shard_files(out: Path, manifests: list[Path]) -> int:
     return len(manifests)
 
 
-def _device_name(teacher: Teacher, description: dict) -> str:
+def teacher_device(teacher: Teacher, description: dict) -> str:
     return str(getattr(teacher, "device_name", None) or description.get("device") or "cpu")
 
 
@@ -551,7 +569,66 @@ class _CostLog:
         atomic_write_json(self.path, _add_costs(self.base, current))
 
 
-def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest, summary, settings_ok=False) -> None:
+class _BatchStore:
+    """Stores edited batches one at a time: in a background thread when ``background`` (the teacher
+    edits the next batch meanwhile; a GPU teacher leaves the CPU idle then, and PNG encoding and
+    file writes release the GIL), else at once. At most one batch is in flight, so memory stays
+    bounded and batches reach the manifest in order; a failed store raises at the next submit or
+    at ``close``."""
+
+    def __init__(self, background: bool):
+        self._pool = None
+        if background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="distill-store")
+        self._pending = None
+
+    def submit(self, store, done) -> None:
+        self.wait()
+        if self._pool is None:
+            done(store())
+        else:
+            self._pending = (self._pool.submit(store), done)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            future, done = self._pending
+            self._pending = None
+            done(future.result())
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+
+def _store_batch(batch, edited, seeds, concept, out, source_sha, t_hash, manifest) -> list[dict]:
+    """PNG-encode a batch's targets, write them durably, then append their manifest lines."""
+    settings = concept.settings
+    new, files = [], []
+    for (_, src), img, pseed in zip(batch, edited, seeds):
+        data = _png_bytes(img)
+        rel_target = f"targets/{concept.name}/{src.id}.png"
+        files.append((out / rel_target, data))
+        rec = {"concept": concept.name, "instruction": concept.instruction, "role": concept.role,
+               "kind": concept.kind, "source_id": src.id, "split": src.split,
+               "source": f"sources/{src.id}.png", "target": rel_target,
+               "source_sha256": source_sha[src.id], "target_sha256": sha256_bytes(data),
+               "size": list(img.size), "seed": pseed, "teacher": t_hash}
+        if settings:
+            rec["teacher_settings"] = settings
+        new.append(rec)
+    _write_many(files)  # complete and durable under their names before any line names them
+    _append_lines(manifest, new)  # after the batch's images are on disk
+    return new
+
+
+def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest, summary, settings_ok=False,
+               store: _BatchStore | None = None) -> None:
     concept = batch[0][0]
     images = [src.image for _, src in batch]
     seeds = [pair_seed(seed, concept.name, src.id) for _, src in batch]
@@ -568,25 +645,19 @@ def _run_batch(batch, teacher, out, seed, t_hash, source_sha, records, manifest,
     per["teacher_seconds"] += took
     if not isinstance(edited, (list, tuple)) or len(edited) != len(images):
         raise InputError(f"teacher {teacher.name!r}", "distillation", f"one edited image per input ({len(images)})")
-    new, files = [], []
-    for (_, src), img, pseed in zip(batch, edited, seeds):
+    for (_, src), img in zip(batch, edited):
         if not isinstance(img, Image.Image) or img.size != src.image.size:
             got = img.size if isinstance(img, Image.Image) else type(img).__name__
             raise InputError(f"teacher {teacher.name!r}", "distillation",
                              f"PIL images of the input size {src.image.size}, got {got} for concept {concept.name!r}")
-        data = _png_bytes(img.convert("RGB"))
-        rel_target = f"targets/{concept.name}/{src.id}.png"
-        files.append((out / rel_target, data))
-        rec = {"concept": concept.name, "instruction": concept.instruction, "role": concept.role,
-               "kind": concept.kind, "source_id": src.id, "split": src.split,
-               "source": f"sources/{src.id}.png", "target": rel_target,
-               "source_sha256": source_sha[src.id], "target_sha256": sha256_bytes(data),
-               "size": list(img.size), "seed": pseed, "teacher": t_hash}
-        if settings:
-            rec["teacher_settings"] = settings
-        new.append(rec)
-    _write_many(files)  # complete and durable under their names before any line names them
-    _append_lines(manifest, new)  # after the batch's images are on disk
-    for rec in new:
-        records[(rec["concept"], rec["source_id"])] = rec
-    summary["written"] += len(new)
+
+    # Own copies (convert copies): a teacher may reuse the buffers behind the images it returned.
+    edited = [img.convert("RGB") for img in edited]
+
+    def done(new: list[dict]) -> None:  # on this thread, once the batch is on disk
+        for rec in new:
+            records[(rec["concept"], rec["source_id"])] = rec
+        summary["written"] += len(new)
+
+    (store or _BatchStore(background=False)).submit(
+        lambda: _store_batch(batch, edited, seeds, concept, out, source_sha, t_hash, manifest), done)

@@ -183,19 +183,21 @@ def test_batches_do_not_change_results(tmp_path):
     assert read_manifest(tmp_path / "one") == read_manifest(tmp_path / "three")
 
 
-@pytest.mark.parametrize("mode", ["batched-fsync", "per-file"])
+@pytest.mark.parametrize("mode", ["auto", "batched", "batched-fsync", "per-file"])
 def test_write_modes_give_the_same_files(tmp_path, monkeypatch, mode):
-    """Batched writes (one barrier per batch) and per-file fsyncs leave byte-identical data."""
+    """Pipelined writes (a background writer), batched ones (one barrier per batch) and per-file fsyncs
+    leave byte-identical data."""
     import e2gan.distill as distill_mod
 
     def tree(root):
         return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
                 if p.is_file() and p.name != "distill_cost.json"}
 
-    run(tmp_path / "batched", batch_size=2)
+    monkeypatch.setattr(distill_mod, "WRITE_MODE", "pipelined")
+    run(tmp_path / "pipelined", batch_size=2)
     monkeypatch.setattr(distill_mod, "WRITE_MODE", mode)
     run(tmp_path / mode, batch_size=2)
-    assert tree(tmp_path / "batched") == tree(tmp_path / mode)
+    assert tree(tmp_path / "pipelined") == tree(tmp_path / mode)
     assert not [p for p in tmp_path.rglob("*.tmp")]
     monkeypatch.setattr(distill_mod, "WRITE_MODE", "sometimes")
     with pytest.raises(ValueError):
@@ -218,6 +220,69 @@ def test_batched_writes_make_a_batch_durable_before_its_manifest_lines(tmp_path,
     assert [k for k, _ in batches] == ["images", "lines"] * (len(batches) // 2)
     assert all(batches[i][1] == batches[i + 1][1] for i in range(0, len(batches), 2))
     assert sum(n for k, n in batches if k == "lines") == 11
+
+
+class Interrupting(Counting):
+    """Raises KeyboardInterrupt on its ``at``-th call, after ``at - 1`` batches were edited."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def edit(self, images, instruction, seeds):
+        if self.calls + 1 == self.at:
+            raise KeyboardInterrupt
+        return super().edit(images, instruction, seeds)
+
+
+def test_interrupt_lands_the_batch_being_stored_in_the_background(tmp_path, monkeypatch):
+    """The batch handed to the background writer when the teacher is interrupted still reaches disk."""
+    import threading
+
+    import e2gan.distill as distill_mod
+
+    stored = threading.Event()
+    real_append = distill_mod._append_lines
+
+    def slow_append(path, recs):  # the store is still running when the next edit raises
+        stored.wait(0.2)
+        real_append(path, recs)
+
+    monkeypatch.setattr(distill_mod, "_append_lines", slow_append)
+    monkeypatch.setattr(distill_mod, "WRITE_MODE", "pipelined")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, teacher=Interrupting(at=3), batch_size=2)
+    # hue-120 on the three colour crops: batches of 2 and 1, both edited and both stored
+    assert len(read_manifest(tmp_path)) == 3
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+    summary, teacher = run(tmp_path, batch_size=2)  # resumes after them
+    assert summary["skipped_existing"] == 3 and summary["written"] == 8
+
+
+def test_auto_write_mode_pipelines_only_for_an_accelerator_teacher():
+    from e2gan.distill import resolve_write_mode
+
+    assert resolve_write_mode("auto", "cpu") == "batched"
+    assert resolve_write_mode("auto", "cuda:0 (NVIDIA H200)") == "pipelined"
+    assert resolve_write_mode("per-file", "cuda") == "per-file"
+    with pytest.raises(ValueError, match="sometimes"):
+        resolve_write_mode("sometimes", "cpu")
+
+
+def test_a_failed_background_store_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    import e2gan.distill as distill_mod
+
+    def full_disk(files, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(distill_mod, "atomic_write_many", full_disk)
+    monkeypatch.setattr(distill_mod, "WRITE_MODE", "pipelined")
+    monkeypatch.setattr(distill_mod, "_write_sources", lambda out, srcs: {s.id: "0" * 64 for s in srcs})
+    teacher = Counting()
+    with pytest.raises(OSError, match="No space left"):
+        run(tmp_path, teacher=teacher, batch_size=2)
+    assert teacher.calls <= 2   # at most one more batch edited after the failed store
+    assert not (tmp_path / MANIFEST).exists() or not read_manifest(tmp_path)
 
 
 def test_new_concept_added_later_only_edits_that_concept(tmp_path):
