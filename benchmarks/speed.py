@@ -48,18 +48,23 @@ def _models(ctx: Context, width: int, ngf: int, trained: bool) -> dict:
     return {k: (m.eval(), c) for k, (m, c) in out.items()}
 
 
-def export_cached(ctx: Context, key: str, module, concept_id: int, resolution: int) -> dict:
-    """Export once per run (the kernel benchmark reuses the speed benchmark's files)."""
+def export_cached(ctx: Context, key: str, module, concept_id: int, resolution: int,
+                  reflect_pad: str = "slices") -> dict:
+    """Export once per run (the kernel benchmark reuses the speed benchmark's files). reflect_pad:
+    the exporter's default ("slices") or the converter's own MIRROR_PAD (the path before)."""
     from e2gan.deploy.export import export_tflite
 
     cache = ctx.shared.setdefault("exports", {})
+    if reflect_pad != "slices":
+        key = f"{key}-{reflect_pad}"
     if (key, resolution) not in cache:
         path = ctx.work / "export" / f"{key}-{resolution}.tflite"
         path.parent.mkdir(parents=True, exist_ok=True)
         ctx.log(f"exporting {key} at {resolution}² to LiteRT")
-        info = export_tflite(module, path, resolution, concept_id=concept_id, parity_inputs=1)
+        info = export_tflite(module, path, resolution, concept_id=concept_id, parity_inputs=1, reflect_pad=reflect_pad)
         cache[(key, resolution)] = {k: info[k] for k in ("path", "bytes", "macs", "params", "parity_max_abs_diff",
-                                                         "convert_seconds", "litert_torch")}
+                                                         "convert_seconds", "litert_torch", "reflect_pad",
+                                                         "reflection_pads_sliced")}
     return cache[(key, resolution)]
 
 
@@ -133,12 +138,25 @@ def run(ctx: Context) -> dict:
             e = export_cached(ctx, f"e2gan-w{width}{'-trained' if trained and adapt else ''}", models["e2gan"][0],
                               models["e2gan"][1], res)
             p = export_cached(ctx, f"pix2pix-resize-ngf{ngf}", models["pix2pix-resize"][0], 0, res)
+            # The same two with the converter's MIRROR_PAD (the export path before sliced padding).
+            em = export_cached(ctx, f"e2gan-w{width}{'-trained' if trained and adapt else ''}", models["e2gan"][0],
+                               models["e2gan"][1], res, reflect_pad="mirror-pad")
+            pm = export_cached(ctx, f"pix2pix-resize-ngf{ngf}", models["pix2pix-resize"][0], 0, res,
+                               reflect_pad="mirror-pad")
             calls = {"e2gan": litert_call(e["path"], ctx.threads, res),
-                     "pix2pix-resize": litert_call(p["path"], ctx.threads, res)}
+                     "pix2pix-resize": litert_call(p["path"], ctx.threads, res),
+                     "e2gan-mirror-pad": litert_call(em["path"], ctx.threads, res),
+                     "pix2pix-resize-mirror-pad": litert_call(pm["path"], ctx.threads, res)}
             rounds = adaptive_rounds(calls, sc.latency_seconds, *sc.latency_rounds)
             t = interleave(calls, rounds, warmup=1)
-            row = _row(label, width, ngf, res, "litert", t, "e2gan", "pix2pix-resize", macs, ctx.threads)
+            macs_all = {**macs, "e2gan-mirror-pad": macs["e2gan"], "pix2pix-resize-mirror-pad": macs["pix2pix-resize"]}
+            row = _row(label, width, ngf, res, "litert", t, "e2gan", "pix2pix-resize", macs_all, ctx.threads)
             row["device"] = "cpu"   # the LiteRT interpreter runs on the CPU
+            row["mirror_pad"] = {"e2gan_ms": 1000 * median(t["e2gan-mirror-pad"]),
+                                 "other_ms": 1000 * median(t["pix2pix-resize-mirror-pad"]),
+                                 "ratio": ratio_of_medians(t["e2gan-mirror-pad"], t["pix2pix-resize-mirror-pad"]),
+                                 "e2gan_speedup": paired_ratio(t["e2gan-mirror-pad"], t["e2gan"]),
+                                 "other_speedup": paired_ratio(t["pix2pix-resize-mirror-pad"], t["pix2pix-resize"])}
             rows.append(row)
     quality = None
     if adapt:
@@ -162,7 +180,29 @@ def run(ctx: Context) -> dict:
     data = {"rows": rows, "quality": quality, "macs_by_group": by_group, "threads": ctx.threads, "torch_threads": torch.get_num_threads(),
             "exports": {f"{k}@{res}": v for (k, res), v in ctx.shared.get("exports", {}).items()}}
     ctx.shared["speed"] = data
-    return {"checks": checks, "data": data}
+    return {"checks": checks, "data": data, "before_after": _before_after(rows)}
+
+
+def _before_after(rows: list[dict]) -> list[dict]:
+    """LiteRT latency with the converter's MIRROR_PAD (before) vs sliced reflection padding (after)."""
+    out = []
+    for r in rows:
+        m = r.get("mirror_pad")
+        if not m:
+            continue
+        where = f"{r['resolution']}², {r['threads']} threads"
+        basis = f"same run, {r['rounds']} rounds interleaved ABBA with the other sides; ratio: median of per-round ratios"
+        change = ("ReflectionPad2d exported as row/column slices + concatenation (SliceReflectionPad2d, the same "
+                  "values) instead of the converter's MIRROR_PAD")
+        for side, ms_key, speed_key, name in (("e2gan", "e2gan_ms", "e2gan_speedup", f"E²GAN w{r['width']}"),
+                                              ("other", "other_ms", "other_speedup", f"{r['other']} ngf{r['ngf']}")):
+            after = r["e2gan_ms"] if side == "e2gan" else r["other_ms"]
+            out.append({"key": f"speed.{r['pair']}.{r['resolution']}.litert.{side}.reflect_pad",
+                        "what": f"LiteRT latency, {name}, {where}", "before": m[ms_key], "after": after,
+                        "unit": "ms", "ratio": m[speed_key], "change": change, "basis": basis,
+                        "note": (f"E²GAN ÷ pix2pix-resize: {m['ratio']:.2f}× before, {r['ratio']:.2f}× after"
+                                 if side == "e2gan" else "")})
+    return out
 
 
 def _row(pair: str, width: int, ngf: int, res: int, backend: str, times: dict, a: str, b: str, macs: dict,

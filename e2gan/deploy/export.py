@@ -35,10 +35,16 @@ from torch import Tensor, nn
 from e2gan.errors import InputError
 from e2gan.io import atomic_write, sha256_file
 
-__all__ = ["export_tflite", "check_exportable", "ConceptBound", "QUANTIZE", "run_tflite", "tflite_io"]
+__all__ = ["export_tflite", "check_exportable", "ConceptBound", "QUANTIZE", "REFLECT_PADS", "SliceReflectionPad2d",
+           "run_tflite", "tflite_io"]
 
 QUANTIZE = (None, "dynamic-int8")
 PARITY_INPUTS = 3
+# How ReflectionPad2d reaches the .tflite: "slices" (SliceReflectionPad2d: the same values from
+# row/column slices and one concatenation per side pair) or "mirror-pad" (the converter's own
+# lowering, MIRROR_PAD). Measured with ai-edge-litert 2.3.0 on 2 CPU threads: the E²GAN width-16
+# generator at 64² runs 2.2x faster with slices (1.39 vs 3.03 ms); the benchmarks time both.
+REFLECT_PADS = ("slices", "mirror-pad")
 
 
 def _version(pkg: str) -> str | None:
@@ -59,6 +65,42 @@ class ConceptBound(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.generator(x, self.concept_ids.expand(x.shape[0]))
+
+
+class SliceReflectionPad2d(nn.Module):
+    """``nn.ReflectionPad2d`` from slices and concatenation: bit-identical values, and ops the
+    LiteRT CPU runtime runs fast (see ``REFLECT_PADS``). Padding: (left, right, top, bottom)."""
+
+    def __init__(self, padding: tuple[int, int, int, int]):
+        super().__init__()
+        self.left, self.right, self.top, self.bottom = (int(v) for v in padding)
+
+    @staticmethod
+    def _reflect(x: Tensor, dim: int, before: int, after: int) -> Tensor:
+        if not (before or after):
+            return x
+        n = x.shape[dim]
+        # Reflection excludes the edge itself: rows before..1 first, then n-2..n-1-after.
+        parts = ([x.narrow(dim, i, 1) for i in range(before, 0, -1)] + [x]
+                 + [x.narrow(dim, n - 1 - i, 1) for i in range(1, after + 1)])
+        return torch.cat(parts, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._reflect(self._reflect(x, -2, self.top, self.bottom), -1, self.left, self.right)
+
+
+def _slice_reflection_pads(module: nn.Module, copied: bool) -> tuple[nn.Module, int]:
+    """``module`` (copied first unless it already is a copy) with every ReflectionPad2d as slices."""
+    if not any(isinstance(m, nn.ReflectionPad2d) for m in module.modules()):
+        return module, 0
+    module = module if copied else copy.deepcopy(module)
+    swapped = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReflectionPad2d):
+                setattr(parent, name, SliceReflectionPad2d(tuple(child.padding)))
+                swapped += 1
+    return module, swapped
 
 
 def _takes_concepts(generator: nn.Module) -> bool:
@@ -291,7 +333,8 @@ def _quantize_dynamic_int8(float_model: bytes) -> bytes:
 def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | tuple[int, int],
                   concept_id: int = 0, nhwc: bool = False, quantize: str | None = None,
                   parity_tol: float = 1e-4, parity_inputs: int = PARITY_INPUTS, seed: int = 0,
-                  int8_tol: float | None = None, precheck: bool = True, progress: bool = False) -> dict:
+                  int8_tol: float | None = None, precheck: bool = True, progress: bool = False,
+                  reflect_pad: str = "slices") -> dict:
     """Convert ``generator`` to a .tflite at ``out_path`` and prove it computes the same function.
 
     resolution: H (square) or (H, W) of the exported, fixed input shape (batch 1). concept_id:
@@ -300,11 +343,15 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
     quantize: None or 'dynamic-int8' (int8 weights, float activations quantized on the fly);
     the float export is checked against ``parity_tol`` and the int8 file's difference is recorded
     separately (and checked only if ``int8_tol`` is given). precheck: reject known-bad layers
-    before converting. Returns {path, bytes, sha256, parity_max_abs_diff, parity_inputs, ...}.
+    before converting. reflect_pad: how reflection padding is lowered (``REFLECT_PADS``; the
+    default, slices, computes the same values faster). Returns {path, bytes, sha256,
+    parity_max_abs_diff, parity_inputs, ...}.
     """
     t_start = time.perf_counter()
     if quantize not in QUANTIZE:
         raise InputError(f"quantize {quantize!r}", "export", "none or 'dynamic-int8'")
+    if reflect_pad not in REFLECT_PADS:
+        raise InputError(f"reflect_pad {reflect_pad!r}", "export", f"one of {', '.join(REFLECT_PADS)}")
     h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
     if h < 1 or w < 1:
         raise InputError(f"resolution {resolution}", "export", "a positive image size")
@@ -317,15 +364,18 @@ def export_tflite(generator: nn.Module, out_path: str | Path, resolution: int | 
     was_training = generator.training
     try:
         return _export(generator.eval(), out_path, h, w, concept_id, nhwc, quantize, parity_tol, parity_inputs,
-                       seed, int8_tol, precheck, progress, t_start)
+                       seed, int8_tol, precheck, progress, t_start, reflect_pad)
     finally:
         generator.train(was_training)
 
 
 def _export(generator: nn.Module, out_path: Path, h: int, w: int, concept_id: int, nhwc: bool,
             quantize: str | None, parity_tol: float, parity_inputs: int, seed: int, int8_tol: float | None,
-            precheck: bool, progress: bool, t_start: float) -> dict:
+            precheck: bool, progress: bool, t_start: float, reflect_pad: str) -> dict:
     generator, lora_merged = _merged_copy(generator)
+    pads_sliced = 0
+    if reflect_pad == "slices":
+        generator, pads_sliced = _slice_reflection_pads(generator, copied=lora_merged)
     takes_concepts = _takes_concepts(generator)
     n_concepts = _n_concepts(generator)
     if takes_concepts and n_concepts is not None and not 0 <= concept_id < n_concepts:
@@ -404,6 +454,7 @@ def _export(generator: nn.Module, out_path: Path, h: int, w: int, concept_id: in
         "resolution": [h, w],
         "concept_id": int(concept_id) if takes_concepts else None,
         "lora_merged": lora_merged,
+        "reflect_pad": reflect_pad, "reflection_pads_sliced": pads_sliced,
         "parity_tol": parity_tol,
         "parity_inputs": {"n": parity_inputs, "seed": seed, "distribution": "uniform[-1, 1]", "shape": list(shape)},
         **info,

@@ -219,8 +219,11 @@ def test_micro_run_writes_the_schema(micro_report):
     assert "targets met" in latest and "| # | benchmark | measure |" in latest
     rows = {r["key"]: r for r in report["before_after"]}
     assert {"overheads.distill_procedural", "overheads.distill_diffusion"} <= set(rows)
+    # The exporter's sliced reflection padding against MIRROR_PAD, in the speed and kernel benchmarks.
+    assert any(k.startswith("speed.") and k.endswith(".reflect_pad") for k in rows)
+    assert any(k.startswith("kernel.") and k.endswith(".reflect_pad") for k in rows)
     for r in rows.values():
-        assert r["benchmark"] == "overheads" and r["before"] is not None and r["after"] is not None
+        assert r["benchmark"] in ("overheads", "speed", "kernel") and r["before"] is not None and r["after"] is not None
     assert "## Before / after" in md and "## Before / after" in latest
 
 
@@ -344,7 +347,7 @@ def test_speed_and_kernel_pass_the_device_through(monkeypatch, device):
     for mod in (speed, kernel):
         monkeypatch.setattr(mod, "torch_call", fake_torch_call)
         monkeypatch.setattr(mod, "_models", lambda ctx, w, n, t: models)
-        monkeypatch.setattr(mod, "export_cached", lambda *a: {"path": "x", "macs": 1})
+        monkeypatch.setattr(mod, "export_cached", lambda *a, **kw: {"path": "x", "macs": 1})
         monkeypatch.setattr(mod, "litert_call", lambda *a: (lambda: None))
         monkeypatch.setattr(mod, "_macs", lambda *a: 1)
         monkeypatch.setattr(mod, "cuda_sync", fake_sync)

@@ -54,7 +54,31 @@ def test_resize_variant_and_e2gan_pass_the_precheck():
     check_exportable(build_generator("e2gan", n_concepts=2, width=8, attn_heads=2, n_tokens=2))
 
 
+@pytest.mark.parametrize("padding", [(1, 1, 1, 1), (3, 3, 3, 3), (2, 0, 1, 3), (0, 0, 0, 0), (4, 4, 4, 4)])
+def test_slice_reflection_pad_equals_reflection_pad(padding):
+    from e2gan.deploy.export import SliceReflectionPad2d
+
+    x = torch.randn(2, 3, 5, 7)
+    assert torch.equal(SliceReflectionPad2d(padding)(x), nn.ReflectionPad2d(padding)(x))
+
+
+def test_reflection_pads_are_sliced_on_a_copy():
+    from e2gan.deploy.export import SliceReflectionPad2d, _slice_reflection_pads
+
+    g = build_generator("e2gan", n_concepts=2, width=8, attn_heads=2, n_tokens=2).eval()
+    n = sum(isinstance(m, nn.ReflectionPad2d) for m in g.modules())
+    sliced, swapped = _slice_reflection_pads(g, copied=False)
+    assert swapped == n > 0 and sliced is not g
+    assert not any(isinstance(m, nn.ReflectionPad2d) for m in sliced.modules())
+    assert sum(isinstance(m, SliceReflectionPad2d) for m in sliced.modules()) == n
+    assert sum(isinstance(m, nn.ReflectionPad2d) for m in g.modules()) == n  # the caller's model is untouched
+    x, cid = torch.rand(1, 3, 32, 32) * 2 - 1, torch.tensor([1])
+    with torch.no_grad():
+        assert torch.equal(sliced(x, cid), g(x, cid))
+
+
 @pytest.mark.parametrize("kwargs, match", [({"quantize": "int4"}, "quantize"), ({"resolution": 0}, "resolution"),
+                                           ({"reflect_pad": "edge"}, "reflect_pad"),
                                            ({"parity_tol": 0}, "parity_tol"), ({"concept_id": 5}, "concept id 5"),
                                            ({"out": "model.onnx"}, "ending in .tflite"),
                                            ({"resolution": 36}, "divisible by 8")])
@@ -85,6 +109,7 @@ def test_tiny_e2gan_run_exports_with_parity(tiny_export, tiny_run):
     assert info["layout"] == "NCHW" and info["input_shape"] == [1, 3, 32, 32]
     assert info["concept"] == "hue-120" and info["concept_id"] == 0
     assert info["litert_torch"] == "0.10.0" and info["seconds"] > 0 and info["macs"] > 0
+    assert info["reflect_pad"] == "slices" and info["reflection_pads_sliced"] > 0
     assert info["io"]["inputs"][0]["shape"] == [1, 3, 32, 32]
     # recorded in the run: result.json and a sidecar
     assert read_result(tiny_run)["export"]["model"]["sha256"] == info["sha256"]
@@ -113,6 +138,14 @@ def test_pix2pix_resize_exports_nhwc_and_int8(tmp_path):
     assert info["int8_max_abs_diff"] > info["parity_max_abs_diff"] and info["int8_max_abs_diff"] < 1.0
     assert info["bytes"] < info["float_bytes"]  # int8 weights
     assert info["concept_id"] is None  # pix2pix takes no concept
+    mirror = export_tflite(g, tmp_path / "p2p-mirror.tflite", 32, reflect_pad="mirror-pad")
+    assert mirror["reflection_pads_sliced"] == 0 and mirror["parity_max_abs_diff"] <= 1e-4
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
+    from e2gan.deploy.export import run_tflite
+
+    sliced = export_tflite(g, tmp_path / "p2p-sliced.tflite", 32)
+    (a,), (b,) = run_tflite(sliced["path"], [x]), run_tflite(mirror["path"], [x])
+    assert np.abs(a - b).max() <= 1e-5  # the same function either way
 
 
 @pytest.mark.slow
