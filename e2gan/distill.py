@@ -571,8 +571,8 @@ class _CostLog:
 
 class _BatchStore:
     """Stores edited batches one at a time: in a background thread when ``background`` (the teacher
-    edits the next batch meanwhile; a GPU teacher leaves the CPU idle then, and PNG encoding and
-    file writes release the GIL), else at once. At most one batch is in flight, so memory stays
+    edits the next batch meanwhile; a GPU teacher leaves the CPU idle then, and the file writes
+    and fsyncs wait outside the GIL), else at once. At most one batch is in flight, so memory stays
     bounded and batches reach the manifest in order; a failed store raises at the next submit or
     at ``close``."""
 
