@@ -45,14 +45,20 @@ class Pair:
     split: str
 
 
-def manifest_pairs(root: str | Path, concepts: list[str], split: str, check_hashes: bool = True) -> list[Pair]:
-    """The pairs of ``concepts`` in ``split``, in manifest order, after validating the manifest."""
+def manifest_pairs(root: str | Path, concepts: list[str], split: str, check_hashes: bool = True,
+                   records: list[dict] | None = None) -> list[Pair]:
+    """The pairs of ``concepts`` in ``split``, in manifest order, after validating the manifest.
+
+    records: what ``verify_manifest(root)`` returned for this folder just before; the manifest is
+    then not read or checked again (several datasets over one folder share one check).
+    """
     from e2gan.distill import verify_manifest
 
     if split not in SPLITS:
         raise InputError(f"unknown split '{split}'", str(root), f"one of {list(SPLITS)}")
     root = Path(root)
-    records = verify_manifest(root, check_hashes=check_hashes)
+    if records is None:
+        records = verify_manifest(root, check_hashes=check_hashes)
     known = {r["concept"] for r in records}
     missing = [c for c in concepts if c not in known]
     if missing:
@@ -72,11 +78,13 @@ class PairedDataset(Dataset):
 
     ``concept_index`` maps concept names to the generator's embedding rows; it is fixed by the
     caller (the base model's concept list) so ids stay stable across runs and datasets.
+    ``records``: the folder's checked manifest records, to skip checking them again (``manifest_pairs``).
     """
 
     def __init__(self, root: str | Path, concepts: list[str], split: str,
                  concept_index: dict[str, int] | None = None, preload: bool = True,
-                 indices: list[int] | None = None, check_hashes: bool = True):
+                 indices: list[int] | None = None, check_hashes: bool = True,
+                 records: list[dict] | None = None):
         self.root = Path(root)
         self.split = split
         self.concept_index = concept_index or {c: i for i, c in enumerate(concepts)}
@@ -84,7 +92,7 @@ class PairedDataset(Dataset):
         if unknown:
             raise InputError(f"concept(s) {unknown} have no embedding id", str(self.root),
                              f"one of {sorted(self.concept_index)}")
-        pairs = manifest_pairs(self.root, concepts, split, check_hashes=check_hashes)
+        pairs = manifest_pairs(self.root, concepts, split, check_hashes=check_hashes, records=records)
         self.pairs = [pairs[i] for i in indices] if indices is not None else pairs
         self._cache: dict[Path, np.ndarray] | None = {} if preload else None
 

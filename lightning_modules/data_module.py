@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from e2gan.data import PairedDataset, StepBatchSampler
+from e2gan.data import PairedDataset, StepBatchSampler, manifest_pairs
 
 
 class PairedDataModule(L.LightningDataModule):
@@ -28,14 +28,17 @@ class PairedDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
+            from e2gan.distill import verify_manifest
+
+            # One check of the whole manifest (every file against its sha256) serves both splits.
+            records = verify_manifest(self.root)
             self.train_set = PairedDataset(self.root, self.concepts, "train", self.concept_index,
-                                           indices=self.train_indices)
-            val = PairedDataset(self.root, self.concepts, "val", self.concept_index)
+                                           indices=self.train_indices, records=records)
+            n_val = len(manifest_pairs(self.root, self.concepts, "val", records=records))
             # An even spread over the val split, so every concept shows up in the grid.
-            step = max(1, len(val) // self.val_limit)
+            step = max(1, n_val // self.val_limit)
             self.val_set = PairedDataset(self.root, self.concepts, "val", self.concept_index,
-                                         indices=list(range(0, len(val), step))[: self.val_limit],
-                                         check_hashes=False)
+                                         indices=list(range(0, n_val, step))[: self.val_limit], records=records)
 
     def train_dataloader(self) -> DataLoader:
         rank, world = 0, 1

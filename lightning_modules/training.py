@@ -1,6 +1,8 @@
 """Train one run: build the Trainer from the config, resume from ``last`` when it exists."""
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 from pathlib import Path
@@ -76,6 +78,26 @@ def resume_point(ckpt_dir: Path) -> Path | None:
     return newest
 
 
+@contextlib.contextmanager
+def _long_lived_objects_frozen():
+    """Keep what exists before training (imports, models, a study's storage) out of the cyclic
+    collector's full passes while it trains; hand it back afterwards.
+
+    Every step promotes short-lived autograd objects, so a full pass comes every hundred steps or
+    so, and each walks the whole heap: up to ~0.5 s on 2 CPU cores for the ~650k objects a study
+    worker holds (torch, Lightning, peft, transformers, optuna). Garbage cycles among the frozen
+    objects wait until training ends. A caller that froze objects itself keeps its choice.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
         concept_index: dict[str, int], generator: torch.nn.Module, discriminator: torch.nn.Module | None,
         *, progress: bool = True, train_indices: list[int] | None = None,
@@ -110,7 +132,8 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                         plugins=[AtomicCheckpointIO()], **_trainer_device_args(cfg))
     resume = resume_point(ckpt_dir) if ckpt_dir.is_dir() else None
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
+        with _long_lived_objects_frozen():
+            trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     except NonFiniteLoss as exc:  # diverged: record why, then stop this run with one line
         if trainer.is_global_zero:
             atomic_write_json(run_dir / "train.json", {"gan_step": module.gan_step, "stopped_by": "diverged",

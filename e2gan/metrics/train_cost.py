@@ -15,11 +15,21 @@ def gan_step_flops(generator: nn.Module, discriminator: nn.Module | None, batch_
     """FLOPs of one batch of the pix2pix objective, on throwaway copies (weights stay untouched).
 
     Only parameters that require gradients get weight gradients, so a frozen base with LoRA is
-    counted as cheaper in its backward pass, as it is.
+    counted as cheaper in its backward pass, as it is. The copies live on the meta device: the
+    counter reads shapes only, so the count is the same as on real tensors without the compute;
+    a network that cannot run there (data-dependent code) is counted on copies on its own device.
     """
-    g = copy.deepcopy(generator).train()
-    d = copy.deepcopy(discriminator).train() if discriminator is not None else None
-    device = next(g.parameters()).device
+    try:
+        return _step_flops(generator, discriminator, batch_size, resolution, lambda_l1, torch.device("meta"))
+    except (NotImplementedError, RuntimeError):
+        device = next(generator.parameters()).device
+        return _step_flops(generator, discriminator, batch_size, resolution, lambda_l1, device)
+
+
+def _step_flops(generator: nn.Module, discriminator: nn.Module | None, batch_size: int, resolution: int,
+                lambda_l1: float, device: torch.device) -> int:
+    g = copy.deepcopy(generator).to(device).train()  # .to keeps each parameter's requires_grad
+    d = copy.deepcopy(discriminator).to(device).train() if discriminator is not None else None
     src = torch.zeros(batch_size, 3, resolution, resolution, device=device)
     tgt = torch.zeros_like(src)
     cid = torch.zeros(batch_size, dtype=torch.long, device=device)

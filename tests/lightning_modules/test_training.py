@@ -102,3 +102,24 @@ def test_checkpoints_are_written_atomically_beside_their_name(tmp_path, monkeypa
     assert len(seen) == 1 and seen[0].startswith(str(tmp_path / "c" / ".last.ckpt.")) and seen[0].endswith(".tmp")
     assert torch.load(tmp_path / "c" / "last.ckpt", weights_only=True) == {"gan_step": 1}
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["last.ckpt"]
+
+
+def test_fit_hands_frozen_objects_back_to_the_collector(micro_data, tmp_path):
+    """Objects older than the fit are kept out of full GC passes during it, and only during it."""
+    import gc
+
+    cfg = micro_config(train={"steps": 2, "ckpt_every": 2})
+    seen = []
+
+    class FreezeCount(L.Callback):
+        def on_train_batch_end(self, *args):
+            seen.append(gc.get_freeze_count())
+
+    _fit(cfg, tmp_path / "run", micro_data, extra_callbacks=[FreezeCount()])
+    assert seen and all(n > 0 for n in seen) and gc.get_freeze_count() == 0
+    gc.freeze()  # a caller's own freeze stays as it was
+    try:
+        _fit(cfg, tmp_path / "again", micro_data)
+        assert gc.get_freeze_count() > 0  # not unfrozen by fit
+    finally:
+        gc.unfreeze()
