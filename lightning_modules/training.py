@@ -79,7 +79,7 @@ def resume_point(ckpt_dir: Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def _long_lived_objects_frozen():
+def long_lived_objects_frozen():
     """Keep what exists before training (imports, models, a study's storage) out of the cyclic
     collector's full passes while it trains; hand it back afterwards.
 
@@ -132,7 +132,7 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                         plugins=[AtomicCheckpointIO()], **_trainer_device_args(cfg))
     resume = resume_point(ckpt_dir) if ckpt_dir.is_dir() else None
     try:
-        with _long_lived_objects_frozen():
+        with long_lived_objects_frozen():
             trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume else None, weights_only=True)
     except NonFiniteLoss as exc:  # diverged: record why, then stop this run with one line
         if trainer.is_global_zero:
