@@ -241,7 +241,7 @@ def run(ctx: Context) -> dict:
                            p2p, t["pix2pix"])
             for arm, (summary, curve, wall) in trained.items()}
     arms["lora_searched"]["searched_source"] = sc.searched_source
-    lora_sum, lora, searched = trained["lora"][0], arms["lora"], arms["lora_searched"]
+    lora, searched = arms["lora"], arms["lora_searched"]
     out: dict = {
         "concept": concept, "base_run": base_run.name, "seed": lora_cfgs["lora"].adapt.seed,
         "pix2pix": p2p, **{arm: {k: v for k, v in a.items() if k != "ratios"} for arm, a in arms.items()},
