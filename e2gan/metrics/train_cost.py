@@ -34,9 +34,12 @@ def _step_flops(generator: nn.Module, discriminator: nn.Module | None, batch_siz
     tgt = torch.zeros_like(src)
     cid = torch.zeros(batch_size, dtype=torch.long, device=device)
 
+    # As the training step: D's own update only when some of its weights train (adapt.disc="frozen").
+    d_trains = d is not None and any(p.requires_grad for p in d.parameters())
+
     def step():
         fake = g(src, cid)
-        if d is not None:
+        if d_trains:
             real_logits, fake_logits = d(src, tgt), d(src, fake.detach())
             loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
                 F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))

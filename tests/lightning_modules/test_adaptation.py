@@ -79,6 +79,18 @@ def test_each_method_adapts_and_reports(method, stores_whole_generator, micro_da
     assert again == run and result2["created"] == result["created"]
 
 
+@pytest.mark.slow
+def test_frozen_discriminator_adapts(micro_data, micro_base, tmp_path):
+    """adapt.disc = "frozen": the base's D scores G but never updates; only LoRA and the new row train."""
+    cfg = micro_config(adapt={"method": "lora", "steps": 3, "rank": 2, "disc": "frozen"})
+    run, result = ensure_adapt(cfg, "hue-60", micro_data, micro_base, tmp_path, progress=False)
+    train = json.loads((run / "train.json").read_text())
+    assert train["params_discriminator_trainable"] == 0 and train["gan_step"] == 3
+    fresh, _ = ensure_adapt(micro_config(adapt={"method": "lora", "steps": 3, "rank": 2}), "hue-60", micro_data,
+                            micro_base, tmp_path, progress=False)
+    assert train["flops_per_step"] < json.loads((fresh / "train.json").read_text())["flops_per_step"]
+
+
 def test_adapter_round_trip_and_base_checksum(micro_data, micro_base, tmp_path):
     cfg = micro_config(adapt={"method": "lora", "steps": 3, "rank": 2})
     run, _ = ensure_adapt(cfg, "hue-60", micro_data, micro_base, tmp_path, progress=False)

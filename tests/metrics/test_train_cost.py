@@ -104,3 +104,14 @@ class DataDependent(nn.Module):
 def test_a_network_that_needs_values_is_counted_on_real_copies():
     g, d = DataDependent(), disc()
     assert gan_step_flops(g, d, 2, 32) == real_step_flops(g, d, 2, 32) > 0
+
+
+def test_a_frozen_discriminator_counts_no_update_of_its_own():
+    """adapt.disc = "frozen": D still scores G's output (its forward and the backward into G count),
+    but it takes no update step, as in the training step."""
+    g, d = lora_e2gan(), disc()
+    fresh = gan_step_flops(g, d, 2, 32, 10.0)
+    d.requires_grad_(False)
+    frozen = gan_step_flops(g, d, 2, 32, 10.0)
+    without = gan_step_flops(g, None, 2, 32, 10.0)
+    assert without < frozen < fresh
