@@ -3,39 +3,18 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from e2gan.adapt import LoraSpec, add_lora
 from e2gan.config import CRUCIAL
-from e2gan.metrics.cost import training_step_flops
-from e2gan.metrics.train_cost import gan_step_flops
+from e2gan.metrics.train_cost import _step_flops, gan_step_flops
 from e2gan.nets import build_discriminator, build_generator
 from e2gan.nets.text_encoder import CLIPConceptEncoder
 
 
 def real_step_flops(generator, discriminator, batch_size, resolution, lambda_l1=100.0):
-    """The count on real tensors: one step of the same objective on copies, as before meta copies."""
-    g = copy.deepcopy(generator).train()
-    d = copy.deepcopy(discriminator).train() if discriminator is not None else None
-    src = torch.randn(batch_size, 3, resolution, resolution)
-    tgt = torch.randn_like(src)
-    cid = torch.zeros(batch_size, dtype=torch.long)
-
-    def step():
-        fake = g(src, cid)
-        if d is not None:
-            real_logits, fake_logits = d(src, tgt), d(src, fake.detach())
-            loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
-                F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-            loss_d.backward()
-        loss_g = lambda_l1 * F.l1_loss(fake, tgt)
-        if d is not None:
-            adv = d(src, fake)
-            loss_g = loss_g + F.binary_cross_entropy_with_logits(adv, torch.ones_like(adv))
-        loss_g.backward()
-
-    return training_step_flops(step)
+    """The count on real CPU tensors: the same objective, run for real on CPU copies."""
+    return _step_flops(generator, discriminator, batch_size, resolution, lambda_l1, torch.device("cpu"))
 
 
 def e2gan(**kw):
