@@ -294,7 +294,7 @@ def distill_overhead(ctx: Context, teacher_spec: str, concepts: list, n_sources:
     # in the same round's sequential ("batched") run, and the larger overhead is the one reported.
     written = max(1, runs[mode_now][0]["pairs_written"])
 
-    def conservative(mode: str) -> list[tuple[float, float]]:  # (overhead, ms/pair) per round
+    def conservative(mode: str) -> list[tuple[float | None, float]]:  # (overhead, ms/pair) per round
         rs = runs[mode]
         if mode != "pipelined" or "batched" not in runs:
             return [(x["overhead"], x["overhead_ms_per_pair"]) for x in rs]
@@ -302,14 +302,15 @@ def distill_overhead(ctx: Context, teacher_spec: str, concepts: list, n_sources:
                     (a["seconds"] / b["teacher_seconds"] - 1, 1000 * (a["seconds"] - b["teacher_seconds"]) / written))
                 for a, b in zip(rs, runs["batched"])]
 
-    for mode in runs:
+    per_round = {mode: conservative(mode) for mode in runs}
+    for mode, pairs in per_round.items():
         per_mode[mode]["overhead_own_teacher_clock"] = per_mode[mode]["overhead"]
-        pairs = conservative(mode)
-        per_mode[mode]["overhead"] = median([o for o, _ in pairs])
+        overheads = [o for o, _ in pairs]
+        per_mode[mode]["overhead"] = median(overheads) if None not in overheads else None
         per_mode[mode]["overhead_ms_per_pair"] = median([ms for _, ms in pairs])
     now = per_mode[mode_now]
-    ms_now = [ms for _, ms in conservative(mode_now)]
-    before = {m: paired_ratio([ms for _, ms in conservative(m)], ms_now) for m in runs if m != mode_now}
+    ms_now = [ms for _, ms in per_round[mode_now]]
+    before = {m: paired_ratio([ms for _, ms in pairs], ms_now) for m, pairs in per_round.items() if m != mode_now}
     return {"teacher": label, "write_mode": mode_now, "pairs_written": runs[mode_now][0]["pairs_written"],
             **{k: v for k, v in now.items() if k != "runs"}, "concepts": [c.name for c in concepts],
             "sources_written": len(sources), "rounds": ctx.scale.distill_rounds, "modes": per_mode,
