@@ -2,8 +2,11 @@
 
 Grid cells are enqueued once by the coordinator (`run` / `resume`); workers claim WAITING trials
 atomically through the storage, so two workers never run the same cell. A worker that dies leaves
-its trial RUNNING with a stale heartbeat; the next `run`/`resume` marks it FAIL (reason recorded)
-and enqueues the cell again, and the retry resumes the run directory from its last checkpoint.
+its trial RUNNING with a stale heartbeat: any surviving worker (or the next `run`/`resume`) fails
+it with the reason (which worker, when it last beat) and queues the cell again, and the retry
+resumes the run directory from its last checkpoint. Workers wait while cells run elsewhere and
+exit only when every cell is COMPLETE, PRUNED, or has failed ``max_retries`` times. Every storage
+call survives outages up to a patience (studies.storage); leases are in studies.heartbeat.
 """
 from __future__ import annotations
 
@@ -11,25 +14,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 
 from e2gan.errors import InputError
+from studies import heartbeat as hb
+from studies.heartbeat import GRACE_S, HEARTBEAT_S, CellLost, Heartbeat, reap_stale, worker_id
 from studies.spec import StudySpec
+from studies.storage import PATIENCE_S, Outage, StorageGone, redact, retrying
 
-HEARTBEAT_S = int(os.environ.get("E2GAN_HEARTBEAT_S", "30"))
-GRACE_S = int(os.environ.get("E2GAN_GRACE_S", "120"))
-
-
-def redact(url: str) -> str:
-    """A storage URL with its password replaced, for logs, results and reports."""
-    import re
-
-    # user:password@ up to the last '@' of the host part (an empty user too), and password= options.
-    url = re.sub(r"(://[^:/?#@]*:)[^/?#]*@", r"\1***@", url)
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", url)
+MAX_RETRIES = 3
+__all__ = ["GRACE_S", "HEARTBEAT_S", "MAX_RETRIES", "PATIENCE_S", "StorageGone", "redact"]
 
 
 def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
@@ -41,14 +37,21 @@ def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
 _CREATION_RACE = ("already exists", "duplicate", "unique constraint", "database is locked")
 
 
-def open_storage(url: str, attempts: int = 5):
+def open_storage(url: str, attempts: int = 5, patience: float | None = None):
+    """The storage at ``url``, every call retried through outages for up to ``patience`` seconds.
+
+    Opening fails fast (a mistyped URL should not wait ten minutes); the patience covers outages
+    once a worker is connected.
+    """
     import optuna
     import sqlalchemy.exc
 
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                              engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True})
+            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                             engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True})
+            return retrying(optuna.storages._CachedStorage(rdb),
+                            Outage(redact(url), PATIENCE_S if patience is None else patience))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             last = exc
             # Two processes opening a fresh storage at once race to create its tables: the loser
@@ -89,11 +92,12 @@ def _reseed(study, spec: StudySpec):
     return study
 
 
-def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = False):
+def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = False,
+               patience: float | None = None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, patience=patience)
     directions = [spec.direction, "minimize"] if spec.sampler == "nsga2" else [spec.direction]
     pruner = optuna.pruners.MedianPruner(n_warmup_steps=1) if spec.pruner == "median" else optuna.pruners.NopPruner()
     name = study_name(spec, preset)
@@ -115,24 +119,52 @@ def cell_key(params: dict) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def reconcile(study, spec: StudySpec, preset: str) -> int:
-    """Fail stale trials, then enqueue every grid cell with no complete, waiting or running trial."""
-    import optuna
+def attempts_by_cell(study) -> dict[str, dict]:
+    """Per grid cell: its active trial (complete, pruned, waiting or running) and its failed attempts."""
     from optuna.trial import TrialState
 
-    optuna.storages.fail_stale_trials(study)
+    out: dict[str, dict] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.system_attrs.get(DUPLICATE_ATTR):
+            continue  # a second queue entry for an attempt, never run: no attempt of its own
+        entry = out.setdefault(cell_key(t.user_attrs.get("cell", t.params)), {"active": None, "failed": []})
+        if t.state == TrialState.FAIL:
+            entry["failed"].append(t)
+        elif entry["active"] is None or t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            entry["active"] = t
+    return out
+
+
+def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIES, stale_only: bool = False) -> int:
+    """Fail stale trials, then queue every grid cell with no complete, pruned, waiting or running trial
+    that has failed fewer than ``max_retries`` times.
+
+    ``stale_only`` (workers): queue again only cells whose last attempt died with its worker; a cell
+    that raised an error is queued again by the next `run`/`resume`, not at once by every worker.
+    """
+    reap_stale(study)
     if spec.sampler != "grid":
         return 0
-    taken = set()
-    for t in study.get_trials(deepcopy=False):
-        if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING, TrialState.PRUNED):
-            taken.add(cell_key(t.user_attrs.get("cell", t.params)))
+    cells = attempts_by_cell(study)
     added = 0
     for cell in spec.grid(preset):
-        if cell_key(cell) not in taken:
-            study.enqueue_trial({}, user_attrs={"cell": cell}, skip_if_exists=False)
-            added += 1
+        key = cell_key(cell)
+        entry = cells.get(key, {"active": None, "failed": []})
+        failed = entry["failed"]
+        if entry["active"] is not None or len(failed) >= max_retries:
+            continue
+        if stale_only and failed and not failed[-1].user_attrs.get("stale"):
+            continue
+        attempt = len(failed) + 1
+        # The queue id names the attempt: two workers queueing the same attempt at once make two
+        # entries with one id, and the claim keeps only the first (see _claim_waiting).
+        study.enqueue_trial({}, user_attrs={"cell": cell, "attempt": attempt, "queue_id": f"{key}#{attempt}"},
+                            skip_if_exists=False)
+        added += 1
     return added
+
+
+DUPLICATE_ATTR = "e2gan:duplicate"
 
 
 def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = True) -> None:
@@ -164,28 +196,16 @@ def _claim_waiting(study):
             # Beat at once: a trial with no heartbeat yet is never found stale, so a worker killed
             # right after claiming would otherwise leave its cell RUNNING for ever.
             storage.record_heartbeat(t._trial_id)
+            storage.set_trial_system_attr(t._trial_id, hb.WORKER_ATTR, worker_id())
+            queue_id = t.user_attrs.get("queue_id")
+            if queue_id and any(o.user_attrs.get("queue_id") == queue_id and o._trial_id < t._trial_id
+                                for o in storage.get_all_trials(study._study_id, deepcopy=False)):
+                storage.set_trial_system_attr(t._trial_id, DUPLICATE_ATTR, True)
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", f"second queue entry for attempt {queue_id}")
+                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                continue
             return optuna.Trial(study, t._trial_id)
     return None
-
-
-class _Heartbeat:
-    def __init__(self, study, trial_id: int):
-        self.storage, self.trial_id = study._storage, trial_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-
-    def _beat(self):
-        while not self._stop.is_set():
-            self.storage.record_heartbeat(self.trial_id)
-            self._stop.wait(max(1, HEARTBEAT_S))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, trial=None,
@@ -196,7 +216,7 @@ def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, 
     cfg = spec.cell_config(params, preset)
     data = data_dir(cfg, runs)
     base = base_dir(cfg, runs) if cfg.adapt.method in ("lora", "full") else None
-    callbacks = []
+    callbacks = [hb.lease_callback(hb.current)] if hb.current is not None else []
     if trial is not None and spec.pruner == "median":
         from lightning_modules.callbacks import OptunaPruning
         callbacks.append(OptunaPruning(trial, "val_psnr"))
@@ -216,57 +236,115 @@ def _search_params(trial, spec: StudySpec) -> dict:
 
 
 def run_trial(study, trial, spec: StudySpec, preset: str, runs: str | Path, progress: bool) -> str:
-    """Run a claimed or asked trial to COMPLETE, PRUNED or FAIL (with the reason recorded)."""
+    """Run a claimed or asked trial to COMPLETE, PRUNED or FAIL (with the reason recorded).
+
+    Returns "lost" when another worker failed the trial meanwhile (this worker looked dead to it):
+    the cell stops here, unrecorded, and its new attempt belongs to whoever claims it.
+    """
     import optuna
 
     try:
-        with _Heartbeat(study, trial._trial_id):
-            if spec.sampler == "grid":
-                cell = trial.user_attrs.get("cell") or study._storage.get_trial(trial._trial_id).user_attrs["cell"]
-                out = evaluate_cell(spec, cell, preset, runs, trial, progress)
-                for k, v in out.items():
-                    trial.set_user_attr(k, v)
-                study.tell(trial, out["value"])
-            else:
-                params = _search_params(trial, spec)
-                outs = [evaluate_cell(spec, {**params, "concept": c, "seed": s}, preset, runs, trial, progress)
-                        for c in spec.concept_names(preset) for s in spec.seeds]
-                value = sum(o["value"] for o in outs) / len(outs)
-                trial.set_user_attr("runs", [o["run_dir"] for o in outs])
-                for k in ("params_trainable", "train_seconds", *METRICS_KEPT):
-                    vals = [o[k] for o in outs if o.get(k) is not None]
-                    trial.set_user_attr(k, sum(vals) / len(vals) if vals else None)
-                params_cost = outs[0]["params_trainable"]
-                study.tell(trial, [value, params_cost] if spec.sampler == "nsga2" else value)
+        with Heartbeat(study, trial._trial_id) as beat:
+            hb.current = beat
+            try:
+                _run_cells(study, trial, spec, preset, runs, progress)
+            finally:
+                hb.current = None
         return "complete"
+    except (CellLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
+        return _lost(trial, exc)
+    except StorageGone:
+        raise
     except optuna.TrialPruned:
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        try:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        except optuna.exceptions.UpdateFinishedTrialError as exc:
+            return _lost(trial, exc)
         return "pruned"
     except Exception as exc:  # any failure fails this trial only; KeyboardInterrupt/SystemExit still stop the worker
-        trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
-        trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        try:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
+            trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError as lost:
+            return _lost(trial, lost)
         return "failed"
 
 
-def work(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, progress: bool = False,
-         max_trials: int | None = None) -> dict:
-    """A worker: run trials until the queue (grid) or the trial budget (search) is used up."""
+def _lost(trial, exc) -> str:
+    print(f"trial {trial.number}: failed by another worker meanwhile ({str(exc)[:200]}); "
+          "stopped here, the cell's next attempt goes on from its checkpoint", file=sys.stderr, flush=True)
+    return "lost"
+
+
+def _run_cells(study, trial, spec: StudySpec, preset: str, runs: str | Path, progress: bool) -> None:
+    if spec.sampler == "grid":
+        cell = trial.user_attrs.get("cell") or study._storage.get_trial(trial._trial_id).user_attrs["cell"]
+        out = evaluate_cell(spec, cell, preset, runs, trial, progress)
+        hb.check_lease()  # the cell is still ours: record it (a lost cell's result.json serves its next attempt)
+        for k, v in out.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, out["value"])
+        return
+    params = _search_params(trial, spec)
+    outs = [evaluate_cell(spec, {**params, "concept": c, "seed": s}, preset, runs, trial, progress)
+            for c in spec.concept_names(preset) for s in spec.seeds]
+    hb.check_lease()
+    value = sum(o["value"] for o in outs) / len(outs)
+    trial.set_user_attr("runs", [o["run_dir"] for o in outs])
+    for k in ("params_trainable", "train_seconds", *METRICS_KEPT):
+        vals = [o[k] for o in outs if o.get(k) is not None]
+        trial.set_user_attr(k, sum(vals) / len(vals) if vals else None)
+    params_cost = outs[0]["params_trainable"]
+    study.tell(trial, [value, params_cost] if spec.sampler == "nsga2" else value)
+
+
+def _next_trial(study, spec: StudySpec):
     from optuna.trial import TrialState
 
-    study = load_study(spec, storage_url, preset)
+    if spec.sampler == "grid":
+        return _claim_waiting(study)
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)]
+    return study.ask() if len(done) < spec.n_trials else None
+
+
+def work(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, progress: bool = False,
+         max_trials: int | None = None, *, max_retries: int = MAX_RETRIES, patience: float | None = None,
+         poll_s: float | None = None) -> dict:
+    """A worker: run trials until every cell is done (grid) or the trial budget is used (search).
+
+    With nothing to claim but cells RUNNING elsewhere it waits (every ``poll_s``, default the
+    heartbeat interval), failing and queueing again the cells whose worker stopped beating.
+    """
+    from optuna.trial import TrialState
+
+    study = load_study(spec, storage_url, preset, patience=patience)
+    poll = float(poll_s if poll_s is not None else max(1, HEARTBEAT_S))
     counts = {"complete": 0, "pruned": 0, "failed": 0}
+    lost, waiting_on = 0, None
     while max_trials is None or sum(counts.values()) < max_trials:
-        if spec.sampler == "grid":
-            trial = _claim_waiting(study)
-        else:
-            done = [t for t in study.get_trials(deepcopy=False)
-                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)]
-            trial = study.ask() if len(done) < spec.n_trials else None
+        trial = _next_trial(study, spec)
         if trial is None:
-            break
-        counts[run_trial(study, trial, spec, preset, runs, progress)] += 1
-    return counts
+            reconcile(study, spec, preset, max_retries=max_retries, stale_only=True)
+            trial = _next_trial(study, spec)
+        if trial is None:
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not running:
+                break
+            if len(running) != waiting_on:
+                print(f"waiting: {len(running)} cell(s) running on other workers; taking over any that stop "
+                      f"beating for {GRACE_S} s", file=sys.stderr, flush=True)
+                waiting_on = len(running)
+            time.sleep(poll)
+            continue
+        waiting_on = None
+        outcome = run_trial(study, trial, spec, preset, runs, progress)
+        if outcome == "lost":
+            lost += 1
+        else:
+            counts[outcome] += 1
+    return {**counts, **({"lost": lost} if lost else {})}
 
 
 def status(study, spec: StudySpec, preset: str) -> dict:
