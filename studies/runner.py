@@ -372,12 +372,14 @@ def status_line(st: dict) -> str:
 
 
 def spawn_workers(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, n: int,
-                  poll_s: float = 2.0, progress: bool = True) -> list[int]:
+                  poll_s: float = 2.0, progress: bool = True, max_retries: int = MAX_RETRIES,
+                  patience: float | None = None) -> list[int]:
     """Start ``n`` worker processes on the study and show progress until they all exit."""
     threads = max(1, (os.cpu_count() or 1) // n)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "e2gan.cli", "study", "worker", spec.path, "--storage", storage_url,
-           "--preset", preset, "--runs", str(runs), "--no-progress",
+           "--preset", preset, "--runs", str(runs), "--no-progress", "--max-retries", str(max_retries),
+           "--storage-patience", str(PATIENCE_S if patience is None else patience),
            *(["--config", spec.user_config] if spec.user_config else [])]
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
     study = load_study(spec, storage_url, preset)
