@@ -114,6 +114,11 @@ class EvalConfig:
     backbone: str = "effnet-lite0"    # effnet-lite0 (offline proxy) | inception
     perceptual: str = "auto"          # auto | lpips-alex | lpips-vgg | proxy
     batch_size: int = 32
+    # Images per concept in the test split (reported numbers) and the validation split (every
+    # choice a study makes): the built-in set's sizes, a folder's caps. They decide which sources
+    # are distilled, so they are part of the data folder's key (``data_identity``).
+    n_test: int = 500
+    n_val: int = 250
 
 
 @dataclass
@@ -136,6 +141,10 @@ class Config:
         """
         d = self.to_dict()
         d["data"].pop("new_concepts")
+        if d["data"]["sources"] == "builtin":
+            # The built-in set is split by photograph since this version: a base cached from the
+            # earlier split trained on crops of today's test photos and must not be reused.
+            d["data"]["split"] = BUILTIN_SPLIT
         if d["model"]["concept_encoder"] == "table":  # the default: keys of earlier runs stay valid
             d["model"].pop("concept_encoder")
         if d["adapt"]["selection_features"] == "encoder":  # the default: keys of earlier runs stay valid
@@ -168,13 +177,23 @@ class Config:
           teacher settings (what the pairs depend on; roles and notes are left out); empty (the
           packaged file) and packaged names stay.
 
-        Defaults map to themselves, so the keys of default configurations are unchanged.
+        - ``n_test`` / ``n_val`` (from ``eval``) and, for the built-in set, its split rule.
+
+        Otherwise defaults map to themselves.
         """
         d = {k: v for k, v in self.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
+        d.update(n_test=self.eval.n_test, n_val=self.eval.n_val)  # how many val/test sources are distilled
+        if d["sources"] == "builtin":
+            d["split"] = BUILTIN_SPLIT
         d["teacher"] = _teacher_identity(d["teacher"])
         d["sources"] = _sources_identity(d["sources"])
         d["concepts_file"] = _concepts_identity(d["concepts_file"])
         return d
+
+
+# The built-in set's split rule (``e2gan.sources``): in every data and base key, so caches made
+# under an earlier rule are never reused.
+BUILTIN_SPLIT = "by-photo-v1"
 
 
 def _digest(obj: Any) -> str:
@@ -246,7 +265,8 @@ POSITIVE = {
     ("data", "resolution"), ("data", "crops_per_photo"), ("model", "width"), ("model", "attn_heads"),
     ("model", "n_tokens"), ("model", "n_blocks"), ("disc", "ndf"), ("disc", "n_layers"),
     ("train", "steps"), ("train", "batch_size"), ("train", "lr_g"), ("train", "lr_d"),
-    ("train", "ckpt_every"), ("train", "devices"), ("eval", "batch_size"), ("adapt", "rank"),
+    ("train", "ckpt_every"), ("train", "devices"), ("eval", "batch_size"), ("eval", "n_test"),
+    ("eval", "n_val"), ("adapt", "rank"),
     ("adapt", "lr"), ("adapt", "lr_d"), ("adapt", "steps"), ("adapt", "alpha_ratio"),
     ("adapt", "pix2pix_ngf"), ("adapt", "pix2pix_blocks"),
 }

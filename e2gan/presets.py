@@ -23,12 +23,16 @@ PRESETS: dict[str, dict] = {
         # pix2pix's ResNet-9 at the E2GAN width, so the baseline costs minutes, not an hour, on a CPU;
         # small and paper use the faithful ngf=64.
         "adapt": {"pix2pix_ngf": 16, "steps": 100},
+        # 500 test images per concept (the dataclass default, written here because it is the
+        # preset's scale): the README's FID-vs-N table shows why; 250 validation images decide.
+        "eval": {"n_test": 500, "n_val": 250},
     },
     "small": {
         "data": {"resolution": 128, "crops_per_photo": 12},
         "model": {"width": 32},
         "disc": {"ndf": 64, "n_layers": 3},
         "train": {"steps": 6000, "batch_size": 16, "ckpt_every": 500, "accelerator": "auto"},
+        "eval": {"n_test": 1000, "n_val": 500},
     },
     # The paper's scale: 256², width 64 (≈6.4 M params), 70×70 PatchGAN, a GPU and real data.
     "paper": {
@@ -37,7 +41,8 @@ PRESETS: dict[str, dict] = {
         "disc": {"ndf": 64, "n_layers": 3},
         "train": {"steps": 40000, "batch_size": 16, "ckpt_every": 2000,
                   "accelerator": "auto", "precision": "16-mixed"},
-        "eval": {"backbone": "inception"},
+        # FID at 10k test images per concept (FFHQ's hash split holds ~10.5k), as the paper's scale expects.
+        "eval": {"backbone": "inception", "n_test": 10000, "n_val": 1000},
     },
 }
 

@@ -1,24 +1,32 @@
 """Source image sets: the sample photos that ship inside installed packages, or a user's folder.
 
-Built-in set: colour and greyscale photos bundled in the scikit-image wheel plus matplotlib's
-``grace_hopper.jpg`` (files read straight from the installed packages, so nothing is ever
-fetched), each cut into ``crops_per_photo`` deterministic random-scale square crops.
+Built-in set: 18 photographs read straight from installed wheels (nothing is ever fetched):
+scikit-image's ``skimage/data`` (astronaut, chelsea, coffee, rocket, motorcycle, ihc, retina,
+hubble, and the greyscale camera, moon, coins, brick, grass, gravel), matplotlib's
+``grace_hopper.jpg``, scikit-learn's ``china.jpg`` and ``flower.jpg`` (CC-BY 2.0, see
+``sklearn/datasets/images/README.txt``) and mahotas' ``luispedro.jpg`` (a portrait shipped for
+its demos). Lena (also in mahotas) and the Where's-Waldo page are left out.
 
-Splits are fixed and never depend on ``resolution``:
-- built-in: crop ``k`` of photo number ``p`` lands on slot ``(k + 17 p) % 20`` of a 14/3/3
-  train/val/test pattern. Any 8 consecutive slots hold a val and a test slot, so each photo
-  with >= 8 crops is in all three splits, and the stride 17 keeps the totals near 70/15/15
-  even for 1-4 crops per photo (val and test are never empty). The split depends only on
-  (photo, k) — not on ``seed``, ``resolution`` or ``crops_per_photo``. ``seed``
-  moves the crop windows. Crops of one photo can overlap across splits: the test split
-  measures fidelity to the teacher on held-out crops, not on unseen scenes.
-- folder: a stable hash of the image id (70/15/15 in expectation; a tiny folder can leave a
-  split empty). ``seed`` has no effect on folder sets (there is nothing random to do).
+Splits are disjoint by photograph: each photo belongs to one split (``BUILTIN_PHOTOS``), so no
+test crop shares a photo with any training or validation crop. Test and validation photos are
+colour photos, so every concept (colour edits skip greyscale images) gets the same N.
+- train: ``crops_per_photo`` crops of each training photo;
+- val / test: ``n_val`` / ``n_test`` crops in all, dealt round-robin over that split's photos
+  (crop ``j`` from photo ``j % len(photos)``); ``None`` means ``crops_per_photo`` per photo.
+Each crop is a square window 30-100% of the photo's short side at a random position, mirrored
+left-right with probability 1/2, resized (Lanczos) to ``resolution``; windows that come out flat
+or, for a colour photo, greyscale are redrawn. The windows depend on (``seed``, photo, crop
+number) only: never on ``resolution``, the split sizes or the other photos.
+
+Folder sets: a stable hash of the image id (70/15/15 in expectation; a tiny folder can leave a
+split empty), each file one photograph. ``n_test`` / ``n_val`` cap the test / val splits (the
+first images in a hash order are kept; the rest are dropped, never moved to train, so the
+training set does not depend on the caps). ``seed`` has no effect on folder sets.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,27 +39,34 @@ from e2gan.errors import InputError
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
-# (id prefix, package, file). Only files inside the wheels: some skimage.data images need a
-# download, these do not.
+# (id prefix, top-level package, file inside it, split). Only files inside the wheels: some
+# skimage.data images need a download, these do not. Test photos span an animal, a rocket in a
+# landscape, architecture and a face; validation an object and a flower close-up.
 BUILTIN_PHOTOS = (
-    ("astronaut", "skimage.data", "astronaut.png"),
-    ("chelsea", "skimage.data", "chelsea.png"),
-    ("coffee", "skimage.data", "coffee.png"),
-    ("rocket", "skimage.data", "rocket.jpg"),
-    ("motorcycle", "skimage.data", "motorcycle_left.png"),
-    ("ihc", "skimage.data", "ihc.png"),
-    ("retina", "skimage.data", "retina.jpg"),
-    ("hubble", "skimage.data", "hubble_deep_field.jpg"),
-    ("camera", "skimage.data", "camera.png"),  # greyscale
-    ("moon", "skimage.data", "moon.png"),  # greyscale
-    ("grace-hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    ("astronaut", "skimage", "data/astronaut.png", "train"),
+    ("coffee", "skimage", "data/coffee.png", "train"),
+    ("ihc", "skimage", "data/ihc.png", "train"),
+    ("retina", "skimage", "data/retina.jpg", "train"),
+    ("hubble", "skimage", "data/hubble_deep_field.jpg", "train"),
+    ("grace-hopper", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "train"),
+    ("camera", "skimage", "data/camera.png", "train"),  # greyscale
+    ("moon", "skimage", "data/moon.png", "train"),  # greyscale
+    ("coins", "skimage", "data/coins.png", "train"),  # greyscale
+    ("brick", "skimage", "data/brick.png", "train"),  # greyscale texture
+    ("grass", "skimage", "data/grass.png", "train"),  # greyscale texture
+    ("gravel", "skimage", "data/gravel.png", "train"),  # greyscale texture
+    ("motorcycle", "skimage", "data/motorcycle_left.png", "val"),
+    ("flower", "sklearn", "datasets/images/flower.jpg", "val"),
+    ("chelsea", "skimage", "data/chelsea.png", "test"),
+    ("rocket", "skimage", "data/rocket.jpg", "test"),
+    ("china", "sklearn", "datasets/images/china.jpg", "test"),
+    ("luispedro", "mahotas", "demos/data/luispedro.jpg", "test"),
 )
 
-# 14 train / 3 val / 3 test; val and test slots are <= 7 apart (cyclically), so any 8
-# consecutive slots hold at least one of each.
-_SPLIT_PATTERN = tuple(
-    "val" if i in (3, 10, 16) else "test" if i in (6, 13, 19) else "train" for i in range(20)
-)
+
+def photos_by_split() -> dict[str, list[str]]:
+    """The built-in photo ids of each split."""
+    return {split: [p for p, _, _, s in BUILTIN_PHOTOS if s == split] for split in SPLITS}
 
 
 @dataclass(frozen=True)
@@ -88,40 +103,70 @@ def _resize(img: Image.Image, resolution: int) -> Image.Image:
 
 
 def _load_builtin_photo(package: str, name: str) -> Image.Image:
-    with importlib.resources.as_file(importlib.resources.files(package) / name) as path:
-        return to_rgb(Image.open(path))
+    """A file inside an installed package, found without importing it (sklearn imports slowly)."""
+    spec = importlib.util.find_spec(package)
+    path = Path(spec.origin).parent / name if spec is not None and spec.origin else None
+    if path is None or not path.is_file():
+        raise InputError(f"built-in photo {package}/{name} not found", "sources",
+                         f"the pinned '{package}' package installed (pip install -r requirements.lock)")
+    with Image.open(path) as im:
+        return to_rgb(im)
 
 
-def builtin_sources(resolution: int, crops_per_photo: int = 8, seed: int = 0) -> list[SourceImage]:
-    """Deterministic random-scale square crops of the bundled sample photos."""
+def _check_count(name: str, value, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(f"{name} {value!r}", "sources", "a positive integer")
+
+
+def builtin_sources(resolution: int, crops_per_photo: int = 8, seed: int = 0,
+                    n_test: int | None = None, n_val: int | None = None) -> list[SourceImage]:
+    """Deterministic crops of the bundled photos, split by photograph (see the module docstring)."""
     _check_resolution(resolution)
-    if isinstance(crops_per_photo, bool) or not isinstance(crops_per_photo, int) or crops_per_photo <= 0:
-        raise InputError(f"crops_per_photo {crops_per_photo!r}", "sources", "a positive integer")
+    _check_count("crops_per_photo", crops_per_photo, allow_none=False)
+    _check_count("n_test", n_test, allow_none=True)
+    _check_count("n_val", n_val, allow_none=True)
+    total = {"val": n_val, "test": n_test}
     out = []
-    for p, (prefix, package, name) in enumerate(BUILTIN_PHOTOS):
-        photo = _load_builtin_photo(package, name)
-        offset = 17 * p
-        for k in range(crops_per_photo):
-            box = _crop_box(photo, _hash_int("crop", seed, prefix, k))
-            split = _SPLIT_PATTERN[(k + offset) % len(_SPLIT_PATTERN)]
-            out.append(SourceImage(f"{prefix}-{k:02d}", split, _resize(photo.crop(box), resolution)))
+    for split in SPLITS:
+        photos = [(prefix, package, name) for prefix, package, name, s in BUILTIN_PHOTOS if s == split]
+        n = total.get(split) or crops_per_photo * len(photos)
+        counts = [n // len(photos) + (i < n % len(photos)) for i in range(len(photos))]
+        for (prefix, package, name), count in zip(photos, counts):
+            photo = _load_builtin_photo(package, name)
+            grey = np.asarray(photo.convert("L"), dtype=np.float32)
+            # Chroma at 1/4 scale: a window's colourfulness is judged at the photo's scale, not the
+            # output's, so the window drawn never depends on ``resolution``.
+            chroma = None
+            if not is_greyscale(photo):
+                a = np.asarray(photo.reduce(4), dtype=np.int16)
+                chroma = a.max(axis=2) - a.min(axis=2)
+            for k in range(count):
+                img = _crop(photo, grey, chroma, resolution, _hash_int("crop", seed, prefix, k))
+                out.append(SourceImage(f"{prefix}-{k:02d}", split, img))
     return out
 
 
-def _crop_box(photo: Image.Image, rng_seed: int) -> tuple[int, int, int, int]:
-    """A square window 40-100% of the short side; retried when it is nearly flat (e.g. the
-    black border around the retina photo), so every crop has something to edit."""
+def _crop(photo: Image.Image, grey: np.ndarray, chroma: np.ndarray | None, resolution: int,
+          rng_seed: int) -> Image.Image:
+    """A square window 30-100% of the short side, mirrored with probability 1/2; redrawn when it
+    is nearly flat (the black border around the retina photo) or, from a colour photo (``chroma``
+    given, at 1/4 scale), grey as ``is_greyscale`` judges it (a patch of sky), so every crop has
+    something for every edit to change."""
     rng = np.random.default_rng(rng_seed)
     w, h = photo.size
-    grey = np.asarray(photo.convert("L"), dtype=np.float32)
-    box = (0, 0, min(w, h), min(w, h))
     for _ in range(20):
-        side = int(round(min(w, h) * rng.uniform(0.4, 1.0)))
+        side = int(round(min(w, h) * rng.uniform(0.3, 1.0)))
         x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-        box = (x, y, x + side, y + side)
-        if grey[y : y + side, x : x + side].std() >= 12.0:
+        flip = bool(rng.integers(0, 2))
+        flat = grey[y: y + side, x: x + side].std() < 12.0
+        colourless = chroma is not None and float(np.percentile(
+            chroma[y // 4: (y + side) // 4, x // 4: (x + side) // 4], 99)) <= 6
+        if not (flat or colourless):
             break
-    return box
+    img = _resize(photo.crop((x, y, x + side, y + side)), resolution)
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -155,13 +200,17 @@ def _hash_split(image_id: str) -> str:
     return "train" if u < 0.70 else "val" if u < 0.85 else "test"
 
 
-def folder_sources(folder: str | Path, resolution: int, seed: int = 0) -> list[SourceImage]:
+def folder_sources(folder: str | Path, resolution: int, seed: int = 0,
+                   n_test: int | None = None, n_val: int | None = None) -> list[SourceImage]:
     """Every png/jpg/jpeg/webp under ``folder`` (recursive, sorted), centre-cropped and resized.
 
-    ``seed`` is accepted for a uniform signature; folder sets are fully deterministic.
+    ``n_test`` / ``n_val`` cap the test / val splits (None: no cap). ``seed`` is accepted for a
+    uniform signature; folder sets are fully deterministic.
     """
     del seed
     _check_resolution(resolution)
+    _check_count("n_test", n_test, allow_none=True)
+    _check_count("n_val", n_val, allow_none=True)
     root = Path(folder)
     if not root.exists():
         raise InputError(str(root), "source folder", "an existing folder of png/jpg/jpeg/webp images")
@@ -182,14 +231,30 @@ def folder_sources(folder: str | Path, resolution: int, seed: int = 0) -> list[S
         counts[i] = counts.get(i, 0) + 1
     ids = [i if counts[i] == 1 else f"{i}-{hashlib.sha256(r.as_posix().encode()).hexdigest()[:8]}"
            for i, r in zip(ids, rels)]
+    kept = _capped(ids, {"val": n_val, "test": n_test})
     out = []
     for path, image_id in zip(files, ids):
+        if image_id not in kept:
+            continue  # over its split's cap: not even decoded
         img = _open_image(path)
         w, h = img.size
         s = min(w, h)
         img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
         out.append(SourceImage(image_id, _hash_split(image_id), _resize(img, resolution)))
     return out
+
+
+def _capped(ids: list[str], caps: dict[str, int | None]) -> set[str]:
+    """The ids kept: all of train; of a capped split, the first ``cap`` in a hash order, so adding
+    a file to the folder moves at most one image out of a full split."""
+    by_split: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for i in ids:
+        by_split[_hash_split(i)].append(i)
+    kept = set(by_split["train"])
+    for split in ("val", "test"):
+        order = sorted(by_split[split], key=lambda i: _hash_int("order", i))
+        kept.update(order[: caps[split]] if caps[split] is not None else order)
+    return kept
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -202,9 +267,14 @@ def _open_image(path: Path) -> Image.Image:
         raise InputError(str(path), "source image", f"a readable image file ({e})") from None
 
 
-def load_sources(spec: str | None, resolution: int, crops_per_photo: int = 8, seed: int = 0) -> list[SourceImage]:
-    """``None`` or ``"builtin"`` -> the bundled photos; anything else is a folder path."""
+def load_sources(spec: str | None, resolution: int, crops_per_photo: int = 8, seed: int = 0,
+                 n_test: int | None = None, n_val: int | None = None) -> list[SourceImage]:
+    """``None`` or ``"builtin"`` -> the bundled photos; anything else is a folder path.
+
+    ``n_test`` / ``n_val``: the built-in set's test / val sizes, a folder's caps (None: the
+    built-in set takes ``crops_per_photo`` per photo, a folder keeps every image).
+    """
     _check_resolution(resolution)
     if spec is None or spec == "builtin":
-        return builtin_sources(resolution, crops_per_photo=crops_per_photo, seed=seed)
-    return folder_sources(spec, resolution, seed=seed)
+        return builtin_sources(resolution, crops_per_photo=crops_per_photo, seed=seed, n_test=n_test, n_val=n_val)
+    return folder_sources(spec, resolution, seed=seed, n_test=n_test, n_val=n_val)

@@ -51,7 +51,7 @@ def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True,
     wanted = select_names_or_roles(concepts, cfg.data.base_concepts + cfg.data.new_concepts)
     teacher = load_teacher(cfg.data.teacher)
     sources = load_sources(cfg.data.sources, cfg.data.resolution, crops_per_photo=cfg.data.crops_per_photo,
-                           seed=cfg.data.seed)
+                           seed=cfg.data.seed, n_test=cfg.eval.n_test, n_val=cfg.eval.n_val)
     summary = distill(sources, wanted, teacher, out, seed=cfg.data.seed, progress=progress, shard=shard)
     if shard is None:  # shards run at once into one folder: only the merged run describes it
         atomic_write_json(out / "data.json", {"config": cfg.to_dict()["data"], "last_distill": summary})

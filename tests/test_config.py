@@ -24,6 +24,8 @@ def test_unknown_preset_names_choices():
     ({"model": {"norm": "layer"}}, r"'model.norm' = 'layer' .*one of"),
     ({"data": {"resolution": 60}}, r"a multiple of 8"),
     ({"train": {"lambda_l1": -1.0}}, r">= 0"),
+    ({"eval": {"n_test": 0}}, r"'eval.n_test' = 0 .*a positive number"),
+    ({"eval": {"n_val": 2.5}}, r"'eval.n_val' = 2.5 .*a int"),
 ])
 def test_bad_overrides_name_the_key(overrides, message):
     with pytest.raises(InputError, match=message):
@@ -189,15 +191,37 @@ def test_data_key_keys_a_concepts_file_by_its_instructions(tmp_path):
     assert _with(concepts_file="ffhq").data_identity()["concepts_file"] == "ffhq"
 
 
-def test_default_data_keys_are_unchanged():
-    # Defaults map to themselves: data folders made before content keys existed are still found.
+def test_default_data_keys_are_the_data_section_plus_split_sizes():
+    # Defaults map to themselves; the eval split sizes and the built-in split rule are added, so data
+    # folders distilled under the earlier (overlapping) built-in split are not reused.
     import hashlib
     import json
+
+    from e2gan.config import BUILTIN_SPLIT
 
     for name in ("tiny", "small", "paper"):
         cfg = get_preset(name)
         raw = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
+        raw.update(n_test=cfg.eval.n_test, n_val=cfg.eval.n_val, split=BUILTIN_SPLIT)
         assert cfg.data_key() == hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def test_eval_sizes_key_the_data_folder_not_the_base():
+    a = get_preset("tiny")
+    b = apply_overrides(get_preset("tiny"), {"eval": {"n_test": 50, "n_val": 20}}, "test")
+    assert (a.eval.n_test, a.eval.n_val) == (500, 250)
+    assert a.data_key() != b.data_key()
+    assert a.key("data", "model", "disc", "train") == b.key("data", "model", "disc", "train")
+
+
+def test_builtin_split_rule_is_in_the_base_key_only_for_builtin(monkeypatch, tmp_path):
+    import e2gan.config as config
+
+    folder = _with(sources=str(tmp_path))
+    before = (get_preset("tiny").key("data"), get_preset("tiny").data_key(), folder.key("data"))
+    monkeypatch.setattr(config, "BUILTIN_SPLIT", "another-rule")
+    after = (get_preset("tiny").key("data"), get_preset("tiny").data_key(), folder.key("data"))
+    assert before[0] != after[0] and before[1] != after[1] and before[2] == after[2]
 
 
 # ---------- adapt.selection_features ----------

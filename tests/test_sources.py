@@ -6,16 +6,24 @@ import pytest
 from PIL import Image
 
 from e2gan.errors import InputError
-from e2gan.sources import BUILTIN_PHOTOS, builtin_sources, folder_sources, is_greyscale, load_sources
+from e2gan.sources import (BUILTIN_PHOTOS, _crop, builtin_sources, folder_sources, is_greyscale, load_sources,
+                           photos_by_split)
 
 
 @lru_cache(maxsize=None)
-def builtin(resolution=32, crops=8, seed=0):
-    return tuple(builtin_sources(resolution, crops_per_photo=crops, seed=seed))
+def builtin(resolution=32, crops=8, seed=0, n_test=None, n_val=None):
+    return tuple(builtin_sources(resolution, crops_per_photo=crops, seed=seed, n_test=n_test, n_val=n_val))
 
 
 def arr(img):
     return np.asarray(img, dtype=np.float32)
+
+
+def photo_of(source_id: str) -> str:
+    return source_id.rsplit("-", 1)[0]
+
+
+SPLIT_OF = {prefix: split for prefix, _, _, split in BUILTIN_PHOTOS}
 
 
 # ---------- built-in photos ----------
@@ -36,27 +44,46 @@ def test_builtin_is_deterministic():
     assert all(np.array_equal(arr(x.image), arr(y.image)) for x, y in zip(a, b))
 
 
-def test_builtin_split_independent_of_resolution_seed_and_count():
-    ref = {s.id: s.split for s in builtin()}
-    assert {s.id: s.split for s in builtin(48)} == ref
-    assert {s.id: s.split for s in builtin(32, 8, 1)} == ref
-    assert {s.id: s.split for s in builtin(32, 3)} == {k: v for k, v in ref.items() if int(k[-2:]) < 3}
+def test_builtin_splits_are_disjoint_by_photograph():
+    for srcs in (builtin(), builtin(32, 2, 1, n_test=20, n_val=10)):
+        splits_of_photo: dict[str, set] = {}
+        for s in srcs:
+            splits_of_photo.setdefault(photo_of(s.id), set()).add(s.split)
+        assert all(len(v) == 1 for v in splits_of_photo.values()), splits_of_photo
+        assert {p: v.pop() for p, v in splits_of_photo.items()} == SPLIT_OF
+    by_split = photos_by_split()
+    assert len(by_split["test"]) >= 3 and len(by_split["val"]) >= 2
+    assert len(by_split["train"]) > len(by_split["test"]) + len(by_split["val"])
 
 
-def test_builtin_every_photo_in_every_split_about_70_15_15():
-    srcs = builtin()
-    for prefix, _, _ in BUILTIN_PHOTOS:
-        splits = {s.split for s in srcs if s.id.rsplit("-", 1)[0] == prefix}
-        assert splits == {"train", "val", "test"}, prefix
+def test_builtin_n_test_and_n_val_are_the_split_sizes_dealt_round_robin():
+    srcs = builtin(16, 2, 0, n_test=10, n_val=5)
     counts = Counter(s.split for s in srcs)
-    assert 0.6 < counts["train"] / len(srcs) < 0.8
-    assert counts["val"] >= len(BUILTIN_PHOTOS) and counts["test"] >= len(BUILTIN_PHOTOS)
+    assert counts == {"train": 2 * len(photos_by_split()["train"]), "test": 10, "val": 5}
+    for split in ("test", "val"):
+        per_photo = Counter(photo_of(s.id) for s in srcs if s.split == split)
+        assert set(per_photo) == set(photos_by_split()[split])
+        assert max(per_photo.values()) - min(per_photo.values()) <= 1
 
 
-@pytest.mark.parametrize("crops", [1, 2, 3])
-def test_builtin_few_crops_still_fill_every_split(crops):
-    counts = Counter(s.split for s in builtin(16, crops))
-    assert counts["val"] >= 2 and counts["test"] >= 2 and counts["train"] > counts["val"] + counts["test"]
+def test_builtin_crop_k_ignores_the_split_size():
+    small = {s.id: arr(s.image) for s in builtin(16, 2, 0, n_test=8, n_val=4)}
+    big = {s.id: arr(s.image) for s in builtin(16, 2, 0, n_test=20, n_val=10)}
+    assert set(small) < set(big)
+    assert all(np.array_equal(v, big[k]) for k, v in small.items())
+
+
+def test_builtin_eval_crops_are_colour_so_every_concept_gets_n():
+    # Colour edits skip greyscale images: a grey test crop would leave them fewer than n_test.
+    srcs = builtin(32, 1, 0, n_test=60, n_val=20)
+    assert not [s.id for s in srcs if s.split != "train" and is_greyscale(s.image)]
+
+
+def test_builtin_crops_are_mirrored_about_half_the_time():
+    photo = Image.fromarray(np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (100, 1)), "L").convert("RGB")
+    grey = np.asarray(photo.convert("L"), dtype=np.float32)
+    slopes = [np.sign(np.diff(arr(_crop(photo, grey, None, 16, k).convert("L")).mean(0)).mean()) for k in range(40)]
+    assert 10 < sum(x > 0 for x in slopes) < 30 and all(x != 0 for x in slopes)
 
 
 def test_builtin_crop_window_independent_of_resolution():
@@ -70,6 +97,7 @@ def test_builtin_crop_window_independent_of_resolution():
 def test_builtin_seed_moves_crops_and_crop_k_ignores_count():
     a, b = builtin(32, 8, 0), builtin(32, 8, 1)
     assert sum(not np.array_equal(arr(x.image), arr(y.image)) for x, y in zip(a, b)) > len(a) // 2
+    assert {s.id: s.split for s in a} == {s.id: s.split for s in b}
     few = {s.id: s.image for s in builtin(32, 3)}
     for s in a:
         if s.id in few:
@@ -80,9 +108,17 @@ def test_builtin_crops_are_not_flat():
     assert min(arr(s.image.convert("L")).std() for s in builtin()) > 5.0
 
 
-def test_builtin_includes_greyscale_photos():
-    grey = {s.id.rsplit("-", 1)[0] for s in builtin() if is_greyscale(s.image)}
-    assert grey == {"camera", "moon"}
+def test_builtin_greyscale_photos_train_only():
+    grey = {photo_of(s.id) for s in builtin() if is_greyscale(s.image)}
+    assert grey == {"camera", "moon", "coins", "brick", "grass", "gravel"}
+    assert {SPLIT_OF[p] for p in grey} == {"train"}
+
+
+@pytest.mark.parametrize("key", ["n_test", "n_val"])
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_split_sizes(key, bad):
+    with pytest.raises(InputError, match=key):
+        builtin_sources(16, crops_per_photo=1, **{key: bad})
 
 
 def test_is_greyscale():
@@ -195,6 +231,19 @@ def test_folder_split_is_stable_hash_of_id(tmp_path):
     assert a == b
     assert set(a.values()) == {"train", "val", "test"}
     assert Counter(a.values())["train"] > 15
+
+
+def test_folder_caps_trim_val_and_test_only(tmp_path):
+    for i in range(60):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(tmp_path / f"img{i:03d}.png")
+    full = {s.id: s.split for s in folder_sources(tmp_path, 8)}
+    capped = {s.id: s.split for s in load_sources(str(tmp_path), 8, n_test=2, n_val=1)}
+    assert Counter(capped.values()) == {"train": Counter(full.values())["train"], "test": 2, "val": 1}
+    assert all(full[i] == split for i, split in capped.items())  # nothing changes split
+    # a cap keeps the same images when unrelated files are added
+    Image.new("RGB", (8, 8), (0, 9, 0)).save(tmp_path / "zz-new.png")
+    again = {i for i, sp in ((s.id, s.split) for s in folder_sources(tmp_path, 8, n_test=2, n_val=1)) if sp != "train"}
+    assert len(again ^ {i for i, sp in capped.items() if sp != "train"}) <= 2
 
 
 def test_corrupt_image_names_file(tmp_path):

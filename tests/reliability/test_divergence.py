@@ -72,7 +72,7 @@ def test_study_marks_the_diverged_trial_failed_and_continues(tmp_path, capsys):
         'data = { resolution = 32, crops_per_photo = 2, base_concepts = ["hue-120", "pixelate"], '
         'new_concepts = ["hue-60"] }\nmodel = { width = 8, attn_heads = 2, n_tokens = 2 }\n'
         'disc = { ndf = 8, n_layers = 2 }\ntrain = { steps = 4, batch_size = 4, ckpt_every = 2 }\n'
-        'adapt = { steps = 2 }\n'
+        'adapt = { steps = 2 }\neval = { n_test = 8, n_val = 4 }\n'
         '[arms.diverges]\nadapt = { method = "scratch", lr_d = 1e30 }\ntrain = { lr_g = 1e30 }\n'
         '[arms.fine]\nadapt = { method = "scratch" }\n')
     runs = tmp_path / "runs"

@@ -23,6 +23,7 @@ model = { width = 8, attn_heads = 2, n_tokens = 2 }
 disc = { ndf = 8, n_layers = 2 }
 train = { steps = 4, batch_size = 4, ckpt_every = 2 }
 adapt = { steps = 2, method = "lora", groups = ["ds", "tb"] }
+eval = { n_test = 8, n_val = 4 }
 
 [arms.uniform-1x]
 adapt = { rank = 1 }

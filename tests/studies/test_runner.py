@@ -25,6 +25,7 @@ model = {{ width = 8, attn_heads = 2, n_tokens = 2 }}
 disc = {{ ndf = 8, n_layers = 2 }}
 train = {{ steps = 4, batch_size = 4, ckpt_every = 2 }}
 adapt = {{ steps = {steps}, pix2pix_ngf = 8, pix2pix_blocks = 2 }}
+eval = {{ n_test = 8, n_val = 4 }}
 
 [arms.lora]
 adapt = {{ method = "lora" }}
