@@ -179,7 +179,8 @@ def untrained_reference(cfg: Config, concept: str, seed: int, data_root: Path, b
     """Metrics of the base generator with the new concept's embedding initialised but not trained.
 
     Uses the adaptation's own ``build`` (same embedding initialisation and seed) and the shared
-    ``predict``/``score`` path on the test split, so it is measured exactly like every cell.
+    ``predict``/``score`` path on the validation split, so it is measured exactly like every cell
+    (the analysis chooses layers, so it never looks at the test split).
     """
     from e2gan.data import PairedDataset
     from e2gan.evaluate import predict, score
@@ -188,10 +189,10 @@ def untrained_reference(cfg: Config, concept: str, seed: int, data_root: Path, b
     ref_cfg = cell_config(cfg, method="full", seed=seed)
     parts = build(ref_cfg, base_run, data_root, concept)
     generator = parts["generator"].eval()
-    dataset = PairedDataset(data_root, [concept], "test", {c: i for i, c in enumerate(parts["concepts"])})
+    dataset = PairedDataset(data_root, [concept], "val", {c: i for i, c in enumerate(parts["concepts"])})
     pred = predict(generator, dataset, batch_size=cfg.eval.batch_size)
     scores = score(pred, backbone=cfg.eval.backbone, perceptual=cfg.eval.perceptual,
-                   reference="teacher targets, test split")
+                   reference="teacher targets, val split", clip=None, per_image=False)
     return {"metrics": {"mean_over_concepts": scores["mean_over_concepts"]}, "protocol": scores["protocol"],
             "embedding_init": parts["embedding_init"] or cfg.adapt.embedding_init}
 
@@ -235,6 +236,7 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
     from e2gan.adapt import lora_param_count
     from e2gan.reporting.tables import to_markdown
     from studies.prerequisites import ensure_adapt
+    from studies.validation import val_quality
 
     if not concepts:
         raise InputError("no concept", "--concept", "at least one new concept")
@@ -256,7 +258,9 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
         "embedding_init": cfg.adapt.embedding_init, "disc": cfg.adapt.disc, "concepts": concepts,
         "seeds": seeds, "groups": groups, "weight_change": weight_change,
         "reference": "untrained: base generator + new concept embedding initialised by adapt.embedding_init, "
-                     "nothing trained (test split, same predict/score path)",
+                     "nothing trained (validation split, same predict/score path)",
+        "split": "every quality and gain here is on the validation split (the analysis chooses layers); "
+                 "each cell's result.json keeps its test-split numbers",
         "gain": f"per (concept, seed): {'quality - reference' if higher else 'reference - quality'} "
                 "(positive = better), then the mean",
         "weight_change_measure": "full fine-tune, same steps: sqrt(sum dW^2)/sqrt(sum W^2) over the group's parameters",
@@ -286,7 +290,7 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
     bar = tqdm(jobs, desc="analyze-layers", unit="cell", disable=not progress)
     for concept, seed, group in bar:
         if (concept, seed) not in references:
-            ref = _cached_reference(out / "reference" / f"{concept}-s{seed}.json", cfg, concept, seed,
+            ref = _cached_reference(out / "reference" / f"{concept}-s{seed}-val.json", cfg, concept, seed,
                                     data_root, base_run)
             references[(concept, seed)] = cell_quality(ref, metric_key)
         ref_q = references[(concept, seed)]
@@ -298,7 +302,7 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
             ratios = relative_weight_change(base, tuned, groups)
             for g, v in ratios.items():
                 change[g].append(v)
-            q = cell_quality(result, metric_key)
+            q = val_quality(run_dir, [concept], metric_key, data_root)
             full_quality.append(q)
             cells.append({"concept": concept, "seed": seed, "method": "full", "run": str(run_dir), "quality": q,
                           "gain": sign * (q - ref_q), "weight_change": ratios,
@@ -307,11 +311,12 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
         bar.set_postfix_str(f"{concept} s{seed} LoRA {group}")
         run_dir, result = ensure_adapt(cell_config(cfg, method="lora", groups=[group], ranks={}, rank=rank, seed=seed),
                                        concept, data_root, base_run, runs, progress=progress)
-        q = cell_quality(result, metric_key)
+        q = val_quality(run_dir, [concept], metric_key, data_root)
         quality[group].append(q)
         gain[group].append(sign * (q - ref_q))
         cells.append({"concept": concept, "seed": seed, "method": "lora", "group": group, "rank": rank,
                       "run": str(run_dir), "quality": q, "gain": sign * (q - ref_q),
+                      "quality_test": cell_quality(result, metric_key),
                       "params_trainable": result["cost"]["params_trainable"], "lora_params": lora_params[group],
                       "backbone": result["protocol"].get("backbone", {}).get("name")})
     bar.close()

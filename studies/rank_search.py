@@ -30,6 +30,7 @@ from e2gan.errors import InputError
 from e2gan.io import atomic_write_json, atomic_write_text
 from studies.layer_analysis import (METRIC_TITLES, _mean, _sd, cell_config, cell_quality, default_out_dir,
                                     metric_direction, parse_seeds, study_key)
+from studies.validation import default_delta, val_quality
 
 # The paper's Table (its Fig. "lora_rank_compare"): FID on Flickr-Scenery, mean of 10 concepts.
 PAPER_RANK_TABLE = {
@@ -38,7 +39,6 @@ PAPER_RANK_TABLE = {
     "uniform 4x": (111.42, 0.164),
     "random": (129.87, 0.100),
 }
-DEFAULT_DELTA = {"psnr": 0.1, "ssim": 0.005, "fid": 1.0, "kid_mean": 0.001, "perceptual": 0.005}
 
 
 def format_ranks(ranks: dict[str, int]) -> str:
@@ -206,10 +206,12 @@ def reference_schemes(groups: list[str], uniform_rank: int, budget: int, generat
 
 
 class TrainingEvaluator:
-    """evaluate(ranks) for the search: LoRA with those ranks, mean over concepts x seeds.
+    """evaluate(ranks) for the search: LoRA with those ranks, mean over concepts x seeds, on the
+    validation split (the search chooses on it; the tables report the test split).
 
     Each (concept, seed) is an ``ensure_adapt`` run, so a repeated or resumed search re-trains
-    nothing. Keeps the per-seed qualities (mean over concepts) and the run folders of each call.
+    nothing. Keeps the per-seed qualities (mean over concepts) on val and on test, and the run
+    folders of each call.
     """
 
     def __init__(self, cfg: Config, concepts: list[str], seeds: list[int], metric: str, data_root: Path,
@@ -217,6 +219,7 @@ class TrainingEvaluator:
         self.cfg, self.concepts, self.seeds, self.metric = cfg, concepts, seeds, metric
         self.data_root, self.base_run, self.runs, self.progress, self.bar = data_root, base_run, runs, progress, bar
         self.per_seed: dict[str, list[float]] = {}
+        self.per_seed_test: dict[str, list[float]] = {}
         self.run_dirs: dict[str, list[str]] = {}
         self.calls = 0
 
@@ -227,19 +230,21 @@ class TrainingEvaluator:
         label = format_ranks(ranks)
         if self.bar is not None:
             self.bar.set_postfix_str(label)
-        per_seed, dirs = [], []
+        per_seed, per_seed_test, dirs = [], [], []
         for seed in self.seeds:
-            values = []
+            values, tests = [], []
             for concept in self.concepts:
                 cfg = cell_config(self.cfg, method="lora", groups=list(ranks), ranks=dict(ranks), seed=seed)
                 run_dir, result = ensure_adapt(cfg, concept, self.data_root, self.base_run, self.runs,
                                                progress=self.progress)
-                values.append(cell_quality(result, self.metric))
+                values.append(val_quality(run_dir, [concept], self.metric, self.data_root))
+                tests.append(cell_quality(result, self.metric))
                 dirs.append(str(run_dir))
             per_seed.append(_mean(values))
+            per_seed_test.append(_mean(tests))
         if self.bar is not None:
             self.bar.update(1)
-        self.per_seed[label], self.run_dirs[label] = per_seed, dirs
+        self.per_seed[label], self.per_seed_test[label], self.run_dirs[label] = per_seed, per_seed_test, dirs
         return _mean(per_seed)
 
 
@@ -253,6 +258,7 @@ def scheme_table(rows: list[dict], metric: str):
         paper = PAPER_RANK_TABLE.get(r["scheme"], (None, None))
         out.append({"scheme": r["scheme"], "ranks": format_ranks(r["ranks"]), "LoRA params": r["params"],
                     title: r["quality"], f"{title} sd over seeds": r["sd"], "seeds": r["n_seeds"],
+                    f"{title} on val (searched on)": r.get("quality_val"),
                     "paper FID (Flickr-Scenery)": paper[0], "paper params (M)": paper[1]})
     return pd.DataFrame(out).set_index("scheme")
 
@@ -292,7 +298,9 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
     if not concepts:
         raise InputError("no concept", "--concept", "at least one new concept")
     metric_key, higher = metric_direction(metric)
-    delta = DEFAULT_DELTA[metric_key] if delta is None else float(delta)
+    seeds = parse_seeds(seeds, cfg.adapt.seed)
+    concepts = list(dict.fromkeys(concepts))
+    delta = default_delta(metric_key, len(seeds), len(concepts)) if delta is None else float(delta)
     valid = layer_group_names(cfg.model)
     groups = list(dict.fromkeys(groups or cfg.adapt.groups))
     unknown = [g for g in groups if g not in valid]
@@ -300,8 +308,6 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
         raise InputError(f"layer group(s) {unknown or groups}", "--groups", f"some of {list(valid)}")
     if budget is not None and budget <= 0:
         raise InputError(f"budget {budget}", "--budget", "a positive number of parameters")
-    seeds = parse_seeds(seeds, cfg.adapt.seed)
-    concepts = list(dict.fromkeys(concepts))
     uniform_rank = start_rank if uniform_rank is None else int(uniform_rank)
     protocol = {
         "study": "LoRA rank search", "metric": metric_key, "higher_is_better": higher, "delta": delta,
@@ -315,6 +321,10 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
         "params": "LoRA parameters only (the concept embedding, trained in every scheme, is not counted)",
         "random": "e2gan.adapt.random_ranks at the searched allocation's params, seed = first seed",
         "averaging": "quality = mean over concepts per seed, then mean (sd) over seeds",
+        "split": "the search (trajectory) scores the validation split; the scheme table the test split",
+        "delta_rule": "default: 1.645 x the metric's seed-to-seed sd per (concept, seed) run x sqrt(2 / (seeds x "
+                      "concepts)), a one-sided 5% chance of keeping a doubling that gains nothing "
+                      "(studies.validation.NOISE_SD)",
         "paper_columns": "the paper's Flickr-Scenery FID and params (10 concepts, 256², its own scale); "
                          "for orientation only, not comparable to ours",
     }
@@ -342,9 +352,9 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
         k = tuple(ranks[g] for g in groups)
         if k not in cache:
             cache[k] = evaluator(ranks)
-        per_seed = evaluator.per_seed.get(format_ranks(ranks), [])
-        rows.append({"scheme": name, "ranks": ranks, "params": cost(ranks), "quality": cache[k],
-                     "sd": _sd(per_seed), "n_seeds": len(per_seed)})
+        per_seed = evaluator.per_seed_test.get(format_ranks(ranks), [])
+        rows.append({"scheme": name, "ranks": ranks, "params": cost(ranks), "quality": _mean(per_seed),
+                     "sd": _sd(per_seed), "n_seeds": len(per_seed), "quality_val": cache[k]})
     bar.close()
     table = scheme_table(rows, metric_key)
     protocol.update(seconds=time.perf_counter() - t0, evaluations=len(cache))
@@ -365,12 +375,13 @@ def _write(out: Path, search: SearchResult, table, protocol: dict, evaluator: Tr
     title = METRIC_TITLES.get(protocol["metric"], protocol["metric"])
     trajectory = search.trajectory()
     decimals = {"LoRA params": 0, title: 3, f"{title} sd over seeds": 3, "seeds": 0,
-                "paper FID (Flickr-Scenery)": 2, "paper params (M)": 3}
+                f"{title} on val (searched on)": 3, "paper FID (Flickr-Scenery)": 2, "paper params (M)": 3}
     md = (f"# LoRA rank search ({', '.join(protocol['concepts'])})\n\n"
           f"Metric {protocol['metric']} ({'higher' if protocol['higher_is_better'] else 'lower'} is better), "
           f"groups {', '.join(protocol['groups'])}, {protocol['steps']} steps per allocation, seeds "
           f"{protocol['seeds']}, delta {protocol['delta']}, budget {protocol['budget']}. Stopped by "
-          f"{search.stop_reason} after {len(search.rounds)} round(s). The paper's columns are its own "
+          f"{search.stop_reason} after {len(search.rounds)} round(s). The search and its trajectory score "
+          f"the validation split; the table's metric is the test split. The paper's columns are its own "
           f"Flickr-Scenery FID at 256² (lower is better), for orientation only.\n\n"
           + to_markdown(table, decimals)
           + "\n## Trajectory\n\n"
@@ -383,7 +394,8 @@ def _write(out: Path, search: SearchResult, table, protocol: dict, evaluator: Tr
     atomic_write_text(files["markdown"], md)
     atomic_write_json(files["json"], {"protocol": protocol, "search": search.to_dict(),
                                       "table": json.loads(table.reset_index().to_json(orient="records")),
-                                      "per_seed": evaluator.per_seed, "runs": evaluator.run_dirs})
+                                      "per_seed": evaluator.per_seed, "per_seed_test": evaluator.per_seed_test,
+                                      "runs": evaluator.run_dirs})
     return files
 
 

@@ -139,7 +139,14 @@ def test_analyze_layers_end_to_end(micro_data, micro_runs, tmp_path, capsys):
         assert adapter["ranks"] == {g: 2}
         assert table.loc[g, "LoRA params"] == lora[g]["lora_params"] == adapter["params"] - 2 * 32
         assert table.loc[g, "gain"] == pytest.approx(lora[g]["quality"] - ref)
+        # Layers are chosen on the val split; each run's result.json keeps its test numbers.
+        val = json.loads((Path(lora[g]["run"]) / "result-val.json").read_text())
+        test = json.loads((Path(lora[g]["run"]) / "result.json").read_text())
+        assert lora[g]["quality"] == pytest.approx(val["metrics"]["mean_over_concepts"]["psnr"])
+        assert lora[g]["quality_test"] == pytest.approx(test["metrics"]["mean_over_concepts"]["psnr"])
+        assert val["split"] == "val" and test["protocol"]["split"] == "test"
         assert table.loc[g, "gain per 1k params"] == pytest.approx(1000 * table.loc[g, "gain"] / table.loc[g, "LoRA params"])
+    assert "validation split" in protocol["split"]
     # Weight change is recomputed from the full fine-tune's generator on disk.
     (full,) = [c for c in cells if c["method"] == "full"]
     tuned, _ = load_generator(full["run"])

@@ -196,7 +196,16 @@ def test_rank_search_end_to_end(micro_data, micro_runs, tmp_path, capsys):
     table = {row["scheme"]: row for row in saved["table"]}
     assert table["uniform 1x"]["ranks"] == "tb=1,up=1"
     assert table["uniform 4x"]["ranks"] == "tb=4,up=4"
-    assert table["uniform 1x"]["PSNR dB"] == pytest.approx(search["start_quality"])
+    # The search chooses on the val split; the table reports the test split of the same runs.
+    assert table["uniform 1x"]["PSNR dB on val (searched on)"] == pytest.approx(search["start_quality"])
+    (run,) = saved["runs"]["tb=1,up=1"]
+    val = json.loads((Path(run) / "result-val.json").read_text())
+    test = json.loads((Path(run) / "result.json").read_text())
+    assert val["split"] == "val" and val["metrics"]["per_concept"]["hue-60"]["n"] == 4  # micro n_val
+    assert test["protocol"]["n_per_concept"] == {"hue-60": 8}  # micro n_test
+    assert search["start_quality"] == pytest.approx(val["metrics"]["mean_over_concepts"]["psnr"])
+    assert table["uniform 1x"]["PSNR dB"] == pytest.approx(test["metrics"]["mean_over_concepts"]["psnr"])
+    assert test["metrics"]["mean_over_concepts"]["psnr"] != pytest.approx(val["metrics"]["mean_over_concepts"]["psnr"])
     assert math.isfinite(table["searched"]["PSNR dB"])
     assert table["searched"]["LoRA params"] == search["params"]
     assert table["uniform 4x"]["LoRA params"] == 4 * table["uniform 1x"]["LoRA params"]
