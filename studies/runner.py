@@ -290,7 +290,13 @@ def _run_cells(study, trial, spec: StudySpec, preset: str, runs: str | Path, pro
     outs = [evaluate_cell(spec, {**params, "concept": c, "seed": s}, preset, runs, trial, progress)
             for c in spec.concept_names(preset) for s in spec.seeds]
     hb.check_lease()
-    value = sum(o["value"] for o in outs) / len(outs)
+    # The sampler (TPE, NSGA-II) chooses by this value, so it is the validation split's
+    # (studies.validation); the test-split mean stays beside it for the report.
+    from studies.validation import val_quality
+
+    cell_concepts = [c for c in spec.concept_names(preset) for _ in spec.seeds]
+    value = sum(val_quality(o["run_dir"], [c], spec.metric) for o, c in zip(outs, cell_concepts)) / len(outs)
+    trial.set_user_attr("value_test", sum(o["value"] for o in outs) / len(outs))
     trial.set_user_attr("runs", [o["run_dir"] for o in outs])
     for k in ("params_trainable", "train_seconds", *METRICS_KEPT):
         vals = [o[k] for o in outs if o.get(k) is not None]
