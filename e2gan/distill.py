@@ -55,6 +55,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -326,7 +327,7 @@ def distill(
     *,
     seed: int = 0,
     batch_size: int = 16,
-    progress: bool = True,
+    progress: bool | Callable[[int, int, str], None] = True,
     shard: tuple[int, int] | str | None = None,
 ) -> dict:
     """Edit every source with every concept (or one shard's part of them); resumable.
@@ -393,7 +394,11 @@ def distill(
         by_concept.setdefault(pair[0].name, []).append(pair)
     store = _BatchStore(background=resolve_write_mode(WRITE_MODE, device) == "pipelined")
     try:
-        with tqdm(total=len(pending), desc="distill", unit="pair", file=sys.stderr, disable=not progress) as bar:
+        # A callable progress is a caller's display (it gets done, total, unit); no bar at all for
+        # data already on disk ("0pair" bars repeated once per study cell said nothing).
+        report, done_pairs = (progress if callable(progress) else None), 0
+        with tqdm(total=len(pending), desc="distill", unit="pair", file=sys.stderr,
+                  disable=not progress or report is not None or not pending) as bar:
             for pairs in by_concept.values():
                 for i in range(0, len(pairs), batch_size):
                     batch = pairs[i : i + batch_size]
@@ -401,6 +406,9 @@ def distill(
                                store)
                     own_keys.update((c.name, src.id) for c, src in batch)
                     bar.update(len(batch))
+                    if report is not None:
+                        done_pairs += len(batch)  # a disabled bar does not count
+                        report(done_pairs, len(pending), "pairs")
                     cost.maybe_flush()
             store.close()
     except BaseException:

@@ -6,6 +6,7 @@ import gc
 import json
 import math
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
@@ -98,13 +99,25 @@ def long_lived_objects_frozen():
         gc.unfreeze()
 
 
+class StepReport(L.Callback):
+    """Training progress for a caller's own display, in place of Lightning's bar."""
+
+    def __init__(self, report: Callable[[int, int, str], None], total: int):
+        self.report, self.total = report, total
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if trainer.is_global_zero:
+            self.report(pl_module.gan_step, self.total, "steps")
+
+
 def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
         concept_index: dict[str, int], generator: torch.nn.Module, discriminator: torch.nn.Module | None,
-        *, progress: bool = True, train_indices: list[int] | None = None,
+        *, progress: bool | Callable[[int, int, str], None] = True, train_indices: list[int] | None = None,
         extra_callbacks: list | None = None) -> dict | None:
     """Train ``generator`` (and ``discriminator``) on ``concepts``; returns a summary on rank 0.
 
     Re-running with the same ``run_dir`` resumes from its newest checkpoint (see ``resume_point``).
+    ``progress``: Lightning's bar (True), nothing (False), or a callable (step, total, "steps").
     """
     run_dir = Path(run_dir)
     if run_dir.is_dir():
@@ -126,7 +139,9 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                                   enable_version_counter=False)
     attempt = len(list((run_dir / "logs").glob("attempt-*"))) if (run_dir / "logs").exists() else 0
     trainer = L.Trainer(max_epochs=epochs, logger=CSVLogger(run_dir, name="logs", version=f"attempt-{attempt}"),
-                        callbacks=[clock, checkpoints, *(extra_callbacks or [])], enable_progress_bar=progress,
+                        callbacks=[clock, checkpoints, *(extra_callbacks or []),
+                                   *([StepReport(progress, t.steps)] if callable(progress) else [])],
+                        enable_progress_bar=bool(progress) and not callable(progress),
                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=min(10, steps_per_epoch),
                         use_distributed_sampler=False, check_val_every_n_epoch=1,
                         plugins=[AtomicCheckpointIO()], **_trainer_device_args(cfg))

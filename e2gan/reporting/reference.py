@@ -1,0 +1,140 @@
+"""A run's report beside the committed reference: key numbers read back from the written tables.
+
+Both sides come from files a report already wrote (``base/base_quality.csv``, the main study's
+``tables/quality.csv``, a study's ``tables/claims.csv`` when it has one); nothing is recomputed
+and nothing is typed in. Two numbers *agree* when their difference lies within the 95% interval
+of a difference of two independent means, ±sqrt(ci_a² + ci_b²), each ci being that side's
+reported 95% half-width; a number reported without a CI (one base run) is shown, not judged.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+MAIN_STUDY = "main"
+MAIN_METRICS = (("fid", "FID"), ("psnr", "PSNR dB"))  # the table's key columns: (csv prefix, label)
+
+
+@dataclass(frozen=True)
+class KeyNumber:
+    label: str
+    mean: float
+    ci: float | None  # 95% half-width; None when the report gives none
+
+
+@dataclass(frozen=True)
+class Comparison:
+    label: str
+    ours: KeyNumber
+    reference: KeyNumber
+
+    @property
+    def delta(self) -> float:
+        return self.ours.mean - self.reference.mean
+
+    @property
+    def tolerance(self) -> float | None:
+        if self.ours.ci is None or self.reference.ci is None:
+            return None
+        return math.hypot(self.ours.ci, self.reference.ci)
+
+    @property
+    def agrees(self) -> bool | None:
+        """True / False against the combined CI; None when a side has no CI."""
+        tol = self.tolerance
+        return None if tol is None else abs(self.delta) <= tol
+
+
+def _float(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def key_numbers(report_dir: str | Path) -> dict[str, KeyNumber]:
+    """The base model's mean PSNR and each main-comparison method's FID and PSNR, as written."""
+    report_dir = Path(report_dir)
+    out: dict[str, KeyNumber] = {}
+    for row in _rows(report_dir / "base" / "base_quality.csv"):
+        if row.get("concept") == "mean" and _float(row.get("PSNR dB")) is not None:
+            out["base PSNR dB"] = KeyNumber("base PSNR dB", _float(row["PSNR dB"]), _float(row.get("PSNR dB ci95")))
+    for row in _rows(report_dir / MAIN_STUDY / "tables" / "quality.csv"):
+        method = row.get("Method") or row.get("method")
+        for prefix, title in MAIN_METRICS:
+            mean = _float(row.get(f"{prefix} mean"))
+            if method and mean is not None:  # rows of the paper's numbers only have no mean of ours
+                label = f"{method} {title}"
+                out[label] = KeyNumber(label, mean, _float(row.get(f"{prefix} ci95")))
+    return out
+
+
+def compare(ours: dict[str, KeyNumber], reference: dict[str, KeyNumber]) -> list[Comparison]:
+    """One comparison per key number both reports hold, in the reference's order."""
+    return [Comparison(label, ours[label], ref) for label, ref in reference.items() if label in ours]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 1 else f"{x:.4f}"
+
+
+def _fmt_number(k: KeyNumber) -> str:
+    return _fmt(k.mean) + (f" ± {_fmt(k.ci)}" if k.ci is not None else "")
+
+
+def comparison_lines(rows: list[Comparison], reference_dir: str | Path) -> list[str]:
+    """A few terminal lines: each key number beside the reference's, and the verdict."""
+    if not rows:
+        return [f"no key numbers in common with the reference report ({reference_dir})"]
+    width = max(len(r.label) for r in rows)
+    lines = [f"your run beside the reference report ({reference_dir}); 95% CIs:"]
+    for r in rows:
+        verdict = {True: "agrees ", False: "DIFFERS", None: "no CI  "}[r.agrees]
+        tol = "" if r.agrees is None else f" ({'within' if r.agrees else 'beyond'} ±{_fmt(r.tolerance)})"
+        lines.append(f"  {verdict} {r.label:<{width}}  {_fmt_number(r.ours):>16}  vs {_fmt_number(r.reference):>16}"
+                     f"  Δ {r.delta:+.2f}{tol}")
+    judged = [r for r in rows if r.agrees is not None]
+    differ = [r.label for r in judged if not r.agrees]
+    parts = [f"{len(judged) - len(differ)} of {len(judged)} with CIs agree"] if judged else []
+    parts += [f"differ: {', '.join(differ)}"] if differ else []
+    unjudged = len(rows) - len(judged)
+    parts += [f"{unjudged} without a CI not judged"] if unjudged else []
+    lines.append("  " + "; ".join(parts))
+    return lines
+
+
+def summary_lines(report_dir: str | Path, studies: list[str], max_rows: int = 8) -> list[str]:
+    """The closing summary: the studies' claims tables when written, else the main table, briefly."""
+    report_dir = Path(report_dir)
+    lines: list[str] = []
+    for name in studies:
+        rows = _rows(report_dir / name / "tables" / "claims.csv")
+        if rows:
+            lines.append(f"{name}: claims")
+            lines += ["  " + " | ".join(v for v in row.values() if v not in (None, "")) for row in rows[:max_rows]]
+            if len(rows) > max_rows:
+                lines.append(f"  … {len(rows) - max_rows} more in {report_dir / name / 'index.html'}")
+    if lines:
+        return lines
+    numbers = key_numbers(report_dir)
+    methods = [label.rsplit(" ", 1)[0] for label in numbers if label.endswith(" FID")]
+    if methods:
+        lines.append(f"{MAIN_STUDY}: mean over held-out concepts ± 95% CI over seeds")
+        width = max(len(m) for m in methods)
+        for m in methods:
+            cells = [f"{title} {_fmt_number(numbers[f'{m} {title}'])}" for _, title in MAIN_METRICS
+                     if f"{m} {title}" in numbers]
+            lines.append(f"  {m:<{width}}  " + "   ".join(cells))
+    if "base PSNR dB" in numbers:
+        lines.append(f"base model: mean PSNR {_fmt_number(numbers['base PSNR dB'])} dB")
+    return lines
