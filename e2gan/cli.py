@@ -335,91 +335,65 @@ def _specs(args):
     return [load_spec(name).with_user_config(args.config) for name in names]
 
 
-def _write_reports(specs, preset: str, runs: str, reports_root: str, base_result: dict | None, base_run: Path | None) -> Path:
-    """Every study's page and the preset's index, from the study storage and result.json files only."""
-    from e2gan.reporting.base_report import write_base_report
-    from e2gan.reporting.study_report import summary_line, write_index, write_study_report
-    from studies import runner
-    from studies.summary import trials_frame
+def _write_reports(specs, preset: str, runs: str, reports_root, base_result: dict | None, base_run: Path | None) -> Path:
+    from studies.reproduce import write_reports
 
-    reports = Path(reports_root) / preset
-    if base_result is not None:
-        write_base_report(base_result, base_run, reports / "base")
-    entries = []
-    for spec in specs:
-        study = runner.load_study(spec, runner.default_storage(spec, runs, preset), preset, create=True)
-        frame = trials_frame(study)
-        write_study_report(spec, frame, reports / spec.name, preset=preset, extra_tables=_extra_tables(spec, runs, preset))
-        entries.append((spec.name, spec.title, f"{spec.name}/index.html", summary_line(spec, frame, preset=preset)))
-    return write_index(preset, entries, reports, base_report_link="base/index.html" if base_result else None)
+    return write_reports(specs, preset, runs, reports_root, base_result, base_run)
 
 
-def _extra_tables(spec, runs: str, preset: str) -> list:
-    """Tables of work run beside a study's cells (the greedy rank search), when it has finished."""
-    import json
+def _reports_root(args) -> Path:
+    """Where this run's reports go: under the runs folder unless --reports says otherwise, so the
+    committed reference report (reports/<preset>/) is never written over by default."""
+    return Path(args.reports) if args.reports else Path(args.runs) / "reports"
 
-    from e2gan.reporting.study_tables import greedy_search_table
-    from studies.rank_search import greedy_dir
 
-    found = greedy_dir(spec, runs, preset) / "search.json"
-    return [greedy_search_table(json.loads(found.read_text()))] if spec.greedy and found.exists() else []
+def _reference_root(args) -> Path | None:
+    """The committed reference reports: --reference, else the checkout's own reports/ folder."""
+    if args.reference:
+        return Path(args.reference)
+    found = Path(__file__).resolve().parents[1] / "reports"
+    return found if found.is_dir() else None
 
 
 def cmd_report(args) -> str:
+    from e2gan.quiet import silence_third_party
     from studies.prerequisites import base_dir
 
     cfg = _config(args)
+    silence_third_party()
     run = base_dir(cfg, args.runs)
     base = _read_result(run) if (run / "result.json").exists() else None
     specs = _specs(args)
-    index = _write_reports(specs, cfg.preset, args.runs, args.reports, base, run)
+    index = _write_reports(specs, cfg.preset, args.runs, _reports_root(args), base, run)
     return f"report {cfg.preset}: {len(specs)} studies (what is in storage now, nothing run) -> {index}"
 
 
 def cmd_reproduce(args) -> str:
-    from e2gan.evaluate import evaluate_run
-    from studies import runner
-    from studies.prerequisites import ensure_base, ensure_data
+    from e2gan.progress import RunDisplay
+    from e2gan.quiet import silence_third_party
+    from studies.reproduce import closing_lines, reproduce
 
     t0 = time.perf_counter()
     cfg = _config(args)
-    progress = not args.no_progress
     specs = _specs(args)
-    steps = 3 + len(specs)
-    print(f"[1/{steps}] distilling the {cfg.preset} preset's data", file=sys.stderr)
-    data, _ = ensure_data(cfg, args.runs, progress=progress)
-    print(f"[2/{steps}] training the base model (cached once complete)", file=sys.stderr)
-    run_dir, summary = ensure_base(cfg, data, args.runs, progress=progress)
-    if summary is None:
+    silence_third_party()
+    reports = _reports_root(args)
+    with RunDisplay(3 + len(specs), enabled=not args.no_progress and not _is_worker_rank()) as display:
+        done = reproduce(cfg, specs, args.runs, reports, display)
+    if done is None:  # a DDP worker process: rank 0 reports
         return ""
-    result = evaluate_run(run_dir) if not (run_dir / "result.json").exists() else _read_result(run_dir)
-    for i, spec in enumerate(specs, start=3):
-        print(f"[{i}/{steps}] study {spec.name}: {spec.title}", file=sys.stderr)
-        url = runner.default_storage(spec, args.runs, cfg.preset)
-        study = runner.load_study(spec, url, cfg.preset, create=True)
-        runner.reconcile(study, spec, cfg.preset)
-        runner.prepare(spec, cfg.preset, args.runs, progress=progress)
-        while any(runner.work(spec, url, cfg.preset, args.runs, max_trials=1).values()):
-            if progress:
-                print("  " + runner.status_line(runner.status(study, spec, cfg.preset)), file=sys.stderr, flush=True)
-        _after_grid(spec, study, cfg.preset, args.runs, progress)
-    print(f"[{steps}/{steps}] writing the reports", file=sys.stderr)
-    index = _write_reports(specs, cfg.preset, args.runs, args.reports, result, run_dir)
+    index, result = done
+    for line in closing_lines(reports / cfg.preset, specs, _reference_root(args), cfg.preset):
+        print(line)
     m = result["metrics"]["mean_over_concepts"]
     return (f"reproduce {cfg.preset}: base PSNR {m['psnr']:.2f} dB vs identity {m['identity_psnr']:.2f} dB, "
             f"{len(specs)} studies, {time.perf_counter() - t0:.0f} s -> {index}")
 
 
 def _after_grid(spec, study, preset: str, runs: str, progress: bool) -> None:
-    """What a spec asks for beyond its cells: the greedy rank search, host latency per arm."""
-    if spec.greedy:
-        from studies.rank_search import spec_rank_search
+    from studies.reproduce import after_grid
 
-        print("  " + spec_rank_search(spec, preset, runs, progress=progress).summary(), file=sys.stderr)
-    if spec.latency:
-        from studies.latency_cells import measure_study_latency
-
-        measure_study_latency(study, spec, spec.latency, progress=progress)
+    after_grid(spec, study, preset, runs, progress)
 
 
 def _read_result(run_dir: Path) -> dict:
@@ -572,15 +546,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discriminator", action="store_true", help="also describe the discriminator")
     p.set_defaults(func=cmd_describe)
 
-    p = sub.add_parser("reproduce", help="distil, train the base, evaluate, and write reports/<preset>/")
+    reports_help = "folder for this run's reports (default: <runs>/reports; the committed reference is reports/)"
+    p = sub.add_parser("reproduce", help="distil, train the base, run the studies, write <runs>/reports/<preset>/ "
+                       "and compare it with the committed reference")
     _add_config_args(p)
-    p.add_argument("--reports", default="reports", help="folder for reports (default: reports)")
+    p.add_argument("--reports", default=None, help=reports_help)
+    p.add_argument("--reference", default=None,
+                   help="reference reports to compare with (default: the checkout's reports/, when present)")
     p.add_argument("--specs", default=None, help="comma-separated study specs or files, 'all' (the default: every built-in spec) or 'none' (the base model only)")
     p.set_defaults(func=cmd_reproduce)
 
-    p = sub.add_parser("report", help="rebuild reports/<preset>/ from the studies' storage and result.json files")
+    p = sub.add_parser("report", help="rebuild <runs>/reports/<preset>/ from the studies' storage and result.json files")
     _add_config_args(p)
-    p.add_argument("--reports", default="reports")
+    p.add_argument("--reports", default=None, help=reports_help)
     p.add_argument("--specs", default=None, help="comma-separated study specs or files, 'all' (the default: every built-in spec) or 'none' (the base model only)")
     p.set_defaults(func=cmd_report)
     return parser
