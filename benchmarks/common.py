@@ -47,6 +47,8 @@ class Scale:
     paper_pair: bool = True
     latency_seconds: float = 6.0            # timing budget per (pair, resolution, backend)
     latency_rounds: tuple[int, int] = (5, 40)   # min / max interleaved rounds
+    peak_sizes: tuple[int, ...] = (256, 512, 1024, 1536)   # square GEMMs (torch, numpy) of the peak sweep
+    peak_litert_sizes: tuple[int, ...] = (256, 512, 1024)  # LiteRT FULLY_CONNECTED GEMMs of the sweep
     throughput_fit_steps: int = 30          # a short real training loop (Lightning) for loop overhead
     throughput_p2p64: bool = True           # include pix2pix ngf=64 in the training-step comparison
     trial_steps: int | None = None          # study-trial benchmark budget (None: the preset's adapt.steps)
@@ -77,6 +79,7 @@ SCALES: dict[str, Scale] = {
         },
         p2p_steps=6, lora_steps=4, eval_every=2, final_window=2, step_rounds=2, speed_resolutions=(32,),
         paper_width=8, paper_pair=False, latency_seconds=0.2, latency_rounds=(2, 3), throughput_fit_steps=2,
+        peak_sizes=(64, 128), peak_litert_sizes=(64,),
         throughput_p2p64=False, trial_steps=2, help_runs=1, wrapper_images=1, wrapper_repeats=1,
         distill_concepts=1, distill_rounds=1),
 }

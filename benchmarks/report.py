@@ -214,10 +214,18 @@ def _speed(d: dict) -> list[str]:
 
 
 def _kernel(d: dict) -> list[str]:
-    out = ["| model | res | MACs | GEMM peak GFLOP/s | LiteRT ms | LiteRT % | eager ms | eager % | lone conv3x3 % |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = []
+    cp = d.get("cpu_peak")
+    if cp:   # what the peak is made of: read, assumed, measured
+        t = cp["theoretical"]
+        out += [f"CPU peak {cp['gflops']:.1f} GFLOP/s ({cp['honest']['note']}). Theoretical: "
+                + "; ".join(f"{k} ({how}): {what}" for k, (how, what) in t["parts"].items())
+                + f". Best GEMM measured: {cp['measured_gemm_gflops']:.1f} GFLOP/s ({cp['measured_gemm_by']}).", ""]
+    out += ["| model | res | MACs | peak GFLOP/s | best GEMM GFLOP/s | LiteRT ms | LiteRT % | eager ms | eager % | lone conv3x3 % |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
-        out.append(f"| {r['model']} ({r['pair']}) | {r['resolution']}² | {r['macs'] / 1e9:.3f} G | {r['gemm_peak_gflops']:.1f} | "
+        out.append(f"| {r['model']} ({r['pair']}) | {r['resolution']}² | {r['macs'] / 1e9:.3f} G | "
+                   f"{r.get('peak_gflops', r['gemm_peak_gflops']):.1f} | {r['gemm_peak_gflops']:.1f} | "
                    f"{r['litert']['median_ms']:.2f} | {100 * r['litert']['peak_fraction']:.1f}% | {r['torch']['median_ms']:.2f} | "
                    f"{100 * r['torch']['peak_fraction']:.1f}% | {100 * r['conv3x3']['peak_fraction']:.1f}% |")
     out += ["", "Eager profiles (share of self CPU time by operator kind; top operators):", ""]
@@ -231,8 +239,8 @@ def _kernel(d: dict) -> list[str]:
 
 
 def _throughput(d: dict) -> list[str]:
-    out = [f"Batch {d['batch_size']} at {d['resolution']}², {d['device']}, {d['threads']} threads, GEMM peak "
-           f"{d['gemm_peak_gflops']:.1f} GFLOP/s.", "",
+    out = [f"Batch {d['batch_size']} at {d['resolution']}², {d['device']}, {d['threads']} threads, fp32 peak "
+           f"{d.get('peak_gflops', d['gemm_peak_gflops']):.1f} GFLOP/s (best GEMM {d['gemm_peak_gflops']:.1f}).", "",
            "| model | ms/step | img/s | GFLOP/step | GFLOP/s | % of peak | vs E²GAN |", "|---|---|---|---|---|---|---|"]
     for k, s in d["steps"].items():
         out.append(f"| {k} | {1000 * s['step_seconds']:.0f} | {s['images_per_s']:.1f} | {s['flops_per_step'] / 1e9:.2f} | "
@@ -291,8 +299,34 @@ def _overheads(d: dict) -> list[str]:
     return out
 
 
+def _flop(x: float) -> str:
+    return f"{x / 1e12:.2f} TFLOP" if x >= 1e12 else f"{x / 1e9:.1f} GFLOP"
+
+
+def _paper_cost(d: dict) -> list[str]:
+    c, gib = d["counted"], 2 ** 30
+    steps = {str(k): v for k, v in c["base_step"].items()}   # int keys in memory, str keys from JSON
+    e = c["ip2p_edit"]
+    out = [f"Counted FLOPs: base step {_flop(max(steps.values()))} at batch {max(steps, key=steps.get)} "
+           f"({_flop(steps['1'])} at batch 1), LoRA step {_flop(c['lora_step'])}, generator forward "
+           f"{_flop(c['generator_forward'])} per image, Inception {_flop(c['inception_forward'])} per image, "
+           f"LPIPS-AlexNet {_flop(c['lpips_pair'])} per pair, one InstructPix2Pix edit {_flop(e['total'])} "
+           f"({e['steps']} UNet steps of {_flop(e['unet_step'])} at {e['resolution']}²).", "",
+           "| batch | peak memory | rise over models + batch | step seconds (CPU) |", "|---|---|---|---|"]
+    for b, m in d["memory"].items():
+        if m.get("extrapolated"):
+            out.append(f"| {b} | {m['peak_bytes'] / gib:.2f} GiB (extrapolated, not run) | — | — |")
+        else:
+            out.append(f"| {b} | {m['peak_bytes'] / gib:.2f} GiB | {m['rise_bytes'] / gib:.2f} GiB | {m['seconds']:.1f} |")
+    out += ["", f"GPU time per stage, **estimated** from counted FLOPs ({d['rate_note']}):", "",
+            "| stage | FLOPs | GPU-hours (estimate) | basis |", "|---|---|---|---|"]
+    for r in d["stages"]:
+        out.append(f"| {r['stage']} | {r['flops']:.2e} | {r['gpu_hours_estimated']:.3g} | {r['basis']} |")
+    return out
+
+
 DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
-           "overheads": _overheads}
+           "overheads": _overheads, "paper_cost": _paper_cost}
 
 
 def render_run(report: dict) -> str:
