@@ -98,11 +98,64 @@ def test_reproduce_end_to_end_and_resume(tmp_path, capsys):
                  "--reports", str(tmp_path / "reports")]) == 0
     assert "mini/index.html" in (report / "index.html").read_text()
 
-    # A second run reuses the data and the finished base model: no new checkpoint is written.
+    # A second run reuses the data and the finished base model: no new checkpoint is written, and
+    # each stage says in one line that it was found complete.
     ckpts = sorted(results[0].parent.glob("checkpoints/*.ckpt"))
     mtimes = [p.stat().st_mtime for p in ckpts]
+    capsys.readouterr()
     assert main(argv) == 0
     assert [p.stat().st_mtime for p in sorted(results[0].parent.glob("checkpoints/*.ckpt"))] == mtimes
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in err] == ["[1/4] data", "[2/4] base model", "[3/4] study mini",
+                                                    "[4/4] writing the reports"]
+    assert all("found complete" in line for line in err[:3])
+
+
+MICRO_SPEC = ('name = "mini"\ntitle = "mini"\ntable = "main"\nmetric = "psnr"\nconcepts = ["hue-60"]\n'
+              'seeds = [0]\n[config]\nadapt = { steps = 2 }\n[arms.e2gan]\nadapt = { method = "lora" }\n'
+              '[arms.scratch]\nadapt = { method = "scratch" }\n')
+# What each cell of a reproduce used to print: Lightning's banner, tips, model summary and "fit
+# stopped" line, its pytree deprecation, Optuna's ExperimentalWarning, torch's pytree notices and
+# Lightning's and distil's progress bars ("0pair" for data already on disk).
+BANNERS = ["GPU available", "TPU available", "Tip:", "litlogger", "| Name", "Trainable params", "max_epochs",
+           "LeafSpec", "ExperimentalWarning", "experimental", "register_constant", "0pair", "pair/s", "it/s", "Epoch "]
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.slow
+def test_reproduce_log_is_quiet_and_leaves_the_reference_report_alone(tmp_path):
+    """As `make reproduce` runs it in CI: a subprocess writing to a log, from a checkout whose
+    reports/tiny/ is the committed reference."""
+    import shutil
+
+    committed = Path(__file__).resolve().parents[1] / "reports" / "tiny"
+    reference = tmp_path / "reports" / "tiny"
+    for part in ("base", "main/tables"):
+        shutil.copytree(committed / part, reference / part)
+    before = _tree(tmp_path / "reports")
+    write_micro_toml(tmp_path / "micro.toml", train={"steps": 4, "ckpt_every": 2})
+    (tmp_path / "mini.toml").write_text(MICRO_SPEC)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "e2gan.cli", "reproduce", "--config", "micro.toml", "--specs",
+                           "mini.toml", "--reference", "reports"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout + proc.stderr
+    assert [b for b in BANNERS if b in printed] == []
+    cell_lines = [line for line in proc.stderr.splitlines() if " complete in " in line]
+    assert len(cell_lines) == 2 and all("ETA" in line and "elapsed" in line for line in cell_lines)
+    assert "2/2 done" in cell_lines[-1]
+
+    assert _tree(tmp_path / "reports") == before  # the reference: not a byte or a timestamp changed
+    assert (tmp_path / "runs" / "reports" / "tiny" / "index.html").is_file()
+    out = proc.stdout.splitlines()
+    assert any(line.startswith("your run beside the reference report (reports/tiny)") for line in out)
+    assert any(line.strip().startswith("no CI") and "base PSNR dB" in line for line in out)
+    assert f"report: {Path('runs') / 'reports' / 'tiny' / 'index.html'}" in out
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def key_numbers(report_dir: str | Path) -> dict[str, KeyNumber]:
         if row.get("concept") == "mean" and _float(row.get("PSNR dB")) is not None:
             out["base PSNR dB"] = KeyNumber("base PSNR dB", _float(row["PSNR dB"]), _float(row.get("PSNR dB ci95")))
     for row in _rows(report_dir / MAIN_STUDY / "tables" / "quality.csv"):
-        method = row.get("Method") or row.get("method")
+        method = row.get("method")
         for prefix, title in MAIN_METRICS:
             mean = _float(row.get(f"{prefix} mean"))
             if method and mean is not None:  # rows of the paper's numbers only have no mean of ours

@@ -1,0 +1,83 @@
+"""A run's key numbers beside the committed reference report: read back from written tables, judged by CI."""
+import csv
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from e2gan.reporting.reference import (Comparison, KeyNumber, compare, comparison_lines, key_numbers,
+                                       summary_lines)
+
+REFERENCE = Path(__file__).resolve().parents[2] / "reports" / "tiny"
+
+
+def _csv_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_key_numbers_are_read_from_the_committed_reference_tables():
+    numbers = key_numbers(REFERENCE)
+    rows = {r["method"]: r for r in _csv_rows(REFERENCE / "main" / "tables" / "quality.csv")}
+    base = next(r for r in _csv_rows(REFERENCE / "base" / "base_quality.csv") if r["concept"] == "mean")
+    assert numbers["base PSNR dB"].mean == float(base["PSNR dB"])
+    measured = [m for m, r in rows.items() if r["fid mean"]]
+    assert measured and all(f"{m} FID" in numbers and f"{m} PSNR dB" in numbers for m in measured)
+    assert numbers["full FID"] == KeyNumber("full FID", float(rows["full"]["fid mean"]), float(rows["full"]["fid ci95"]))
+    assert not any("paper only" in label for label in numbers)  # the paper's row has no numbers of ours
+
+
+@pytest.mark.parametrize("ours,ref,agrees", [
+    (KeyNumber("x", 249.1, 2.2), KeyNumber("x", 234.8, 13.7), False),  # 14.3 > hypot(2.2, 13.7) = 13.88
+    (KeyNumber("x", 248.0, 2.2), KeyNumber("x", 234.8, 13.7), True),  # 13.2 within 13.88
+    (KeyNumber("x", 21.44, None), KeyNumber("x", 20.96, None), None),  # one base run: no CI, no verdict
+    (KeyNumber("x", 21.44, 0.1), KeyNumber("x", 20.96, None), None),
+])
+def test_agreement_is_the_difference_within_the_combined_ci(ours, ref, agrees):
+    c = Comparison("x", ours, ref)
+    assert c.agrees is agrees
+    assert c.delta == pytest.approx(ours.mean - ref.mean)
+    if agrees is not None:
+        assert c.tolerance == pytest.approx(math.hypot(ours.ci, ref.ci))
+
+
+def test_a_perturbed_copy_is_compared_line_by_line(tmp_path):
+    ours = tmp_path / "tiny"
+    shutil.copytree(REFERENCE / "base", ours / "base")
+    (ours / "main" / "tables").mkdir(parents=True)
+    rows = _csv_rows(REFERENCE / "main" / "tables" / "quality.csv")
+    for r in rows:
+        if r["method"] == "full":
+            r["fid mean"] = str(float(r["fid mean"]) + 3 * float(r["fid ci95"]))  # far outside both CIs
+    with open(ours / "main" / "tables" / "quality.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    result = compare(key_numbers(ours), key_numbers(REFERENCE))
+    verdicts = {c.label: c.agrees for c in result}
+    assert verdicts["full FID"] is False
+    assert verdicts["full PSNR dB"] is True and verdicts["e2gan FID"] is True  # identical numbers agree
+    assert verdicts["base PSNR dB"] is None
+    lines = comparison_lines(result, REFERENCE)
+    assert any(l.strip().startswith("DIFFERS full FID") for l in lines)
+    judged = sum(v is not None for v in verdicts.values())
+    assert lines[-1].strip() == f"{judged - 1} of {judged} with CIs agree; differ: full FID; 1 without a CI not judged"
+
+
+def test_only_numbers_both_reports_hold_are_compared(tmp_path):
+    ours = tmp_path / "tiny"
+    shutil.copytree(REFERENCE / "base", ours / "base")  # a `--specs none` run: the base alone
+    assert [c.label for c in compare(key_numbers(ours), key_numbers(REFERENCE))] == ["base PSNR dB"]
+    assert comparison_lines([], REFERENCE) == [f"no key numbers in common with the reference report ({REFERENCE})"]
+
+
+def test_summary_prints_claims_when_written_else_the_main_table(tmp_path):
+    lines = summary_lines(REFERENCE, ["main"])
+    methods = [r["method"] for r in _csv_rows(REFERENCE / "main" / "tables" / "quality.csv") if r["fid mean"]]
+    assert len(lines) == len(methods) + 2  # heading, one per method, the base
+    assert all(any(l.strip().startswith(m + " ") for l in lines) for m in methods)
+    report = tmp_path / "tiny"
+    (report / "main" / "tables").mkdir(parents=True)
+    (report / "main" / "tables" / "claims.csv").write_text("claim,verdict\ne2gan beats scratch on FID,holds\n")
+    assert summary_lines(report, ["main"]) == ["main: claims", "  e2gan beats scratch on FID | holds"]
