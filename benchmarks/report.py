@@ -325,8 +325,18 @@ def _paper_cost(d: dict) -> list[str]:
     return out
 
 
+def _lora_step(d: dict) -> list[str]:
+    out = [f"Batch {d['batch_size']} at {d['resolution']}², {d['device']}, {d['threads']} threads, D {d['disc']}, "
+           f"{d['rounds']} rounds interleaved.", "", "| side | ms/step | generator fwd+bwd ms | trainable params |",
+           "|---|---|---|---|"]
+    for k, s in d["steps"].items():
+        out.append(f"| {k} | {1000 * s['step_seconds']:.0f} | {1000 * d['generator_fwd_bwd'][k]['seconds']:.0f} | "
+                   f"{d['trainable_params'][k]} |")
+    return out
+
+
 DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
-           "overheads": _overheads, "paper_cost": _paper_cost}
+           "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost}
 
 
 def render_run(report: dict) -> str:

@@ -116,6 +116,63 @@ def add_lora(generator: nn.Module, spec: LoraSpec) -> nn.Module:
     return model
 
 
+class _MergedWeightForward:
+    """The forward of one peft LoRA Conv2d/Linear as a single op on the merged weight W + s·B·A.
+
+    peft computes ``base(x) + s * B(A(x))``: two more convolutions per layer, forward and backward,
+    whose narrow (rank-wide) outputs run far below the kernels' speed, and an add and a multiply
+    over the whole activation. The same function of x, A and B is ``conv(x, W + s·B·A)``: B·A is a
+    tiny product, the layer runs one convolution as a full fine-tune does, and autograd carries the
+    weight gradient back to A and B. Equal up to float rounding (tests/test_adapt.py). Anything
+    else — adapters disabled or merged, several adapters, dropout, a variant (DoRA) — takes
+    peft's own forward. A callable instance attribute (not a bound method) so that the model still
+    deep-copies and pickles.
+    """
+
+    def __init__(self, layer: nn.Module):
+        self.layer = layer
+
+    def __call__(self, x, *args, **kwargs):
+        layer = self.layer
+        active = layer.active_adapters
+        name = active[0] if len(active) == 1 else None
+        if (args or kwargs or name is None or layer.disable_adapters or layer.merged or name not in layer.lora_A
+                or name in getattr(layer, "lora_variant", {})
+                or not isinstance(layer.lora_dropout[name], nn.Identity)):
+            return type(layer).forward(layer, x, *args, **kwargs)
+        base = layer.get_base_layer()
+        weight = base.weight + self.delta(layer, base, name)
+        if isinstance(base, nn.Conv2d):
+            return base._conv_forward(x, weight, base.bias)
+        return nn.functional.linear(x, weight, base.bias)
+
+
+    @staticmethod
+    def delta(layer: nn.Module, base: nn.Module, name: str):
+        """s·B·A shaped like the base weight, as one matmul (peft's conv-of-weights needs a conv call)."""
+        a, b = layer.lora_A[name].weight, layer.lora_B[name].weight
+        if isinstance(base, nn.Conv2d) and base.groups != 1:
+            return layer.get_delta_weight(name)
+        return (b.flatten(1) @ a.flatten(1)).view_as(base.weight) * layer.scaling[name]
+
+
+def use_merged_weight_forward(model: nn.Module, enable: bool = True) -> int:
+    """Make every peft LoRA Conv2d/Linear of ``model`` run as one op on its merged weight
+    (``_MergedWeightForward``; ``enable=False`` restores peft's forward). Returns the layers changed."""
+    from peft.tuners.lora import Conv2d as LoraConv2d
+    from peft.tuners.lora import Linear as LoraLinear
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, (LoraConv2d, LoraLinear)) and isinstance(module.get_base_layer(), (nn.Conv2d, nn.Linear)):
+            if enable:
+                module.forward = _MergedWeightForward(module)
+            else:
+                module.__dict__.pop("forward", None)
+            n += 1
+    return n
+
+
 def lora_param_count(generator: nn.Module, ranks: dict[str, int]) -> int:
     """LoRA parameters a rank assignment costs, computed from layer shapes (no injection)."""
     total = 0

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from e2gan.adapt import LoraSpec, add_lora, merge_lora, save_adapter
+from e2gan.adapt import LoraSpec, add_lora, merge_lora, save_adapter, use_merged_weight_forward
 from e2gan.config import Config, ModelConfig, apply_overrides, clip_model_of
 from e2gan.data import PairedDataset
 from e2gan.errors import InputError
@@ -95,6 +95,7 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
         if a.method == "lora":
             out["spec"] = _lora_spec(cfg)
             generator = add_lora(generator, out["spec"])
+            use_merged_weight_forward(generator)   # one conv per LoRA layer: a step no slower than a full one
             out["lr_g"] = a.lr
         if table:
             generator.concepts.tables[-1].requires_grad_(True)  # the new concept's tokens always learn
