@@ -24,6 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# Writes runs/reports/$(PRESET)/ (git-ignored) and ends comparing it with the committed reports/$(PRESET)/.
 reproduce: $(STAMP)
 	$(BIN)/e2gan reproduce --preset $(PRESET) --specs $(SPECS)
 

@@ -98,7 +98,7 @@ class RunDisplay:
         if self._live is not None:
             from rich.text import Text
 
-            self._console.print(Text(text))  # scrolls above the live line
+            self._console.print(Text(text), soft_wrap=True)  # scrolls above the live line; the terminal wraps it
         else:
             print(text, file=self.stream, flush=True)
 
@@ -117,7 +117,7 @@ class RunDisplay:
 
     def task(self, text: str) -> None:
         """What the stage is doing now, when it is not a cell (preparing bases, a rank search)."""
-        self.detail = text
+        self.detail, self._steps, self._step_eta = text, None, None
 
     def steps(self, done: int, total: int, unit: str = "steps") -> None:
         """Progress of one job of a stage (pairs distilled, training steps): ETA from its own rate."""
@@ -169,11 +169,13 @@ class RunDisplay:
         return f"elapsed {format_duration(self.clock() - self.t0)}, {left}"
 
     def render(self) -> str:
-        """The live line."""
-        parts = [self.stage_text + (f": {self.detail}" if self.detail else "")]
+        """The live line: counts and times before the current cell, so a narrow terminal cuts the cell."""
+        parts = [self.stage_text]
         if self.counts is not None:
             parts.append(self._count_text())
         parts.append(self._times(self.eta()))
+        if self.detail:
+            parts.append(self.detail)
         return " | ".join(parts)
 
     def _renderable(self):

@@ -172,6 +172,7 @@ def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDispl
     if not (run_dir / "result.json").exists():
         display.task("evaluating on the test split")
         result = evaluate_run(run_dir)
+        display.task("")
     else:
         result = read_result(run_dir)
     m = result["metrics"]["mean_over_concepts"]

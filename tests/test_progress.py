@@ -61,7 +61,7 @@ def test_terminal_gets_one_live_line_redrawn_in_place():
         display.cell_started("cell2")
         live = display.render()
     text = out.getvalue()
-    assert live == "[3/4] study main: main comparison: cell2 | 2/4 done, 0 running, 0 failed | elapsed 0:40, ETA 0:40"
+    assert live == "[3/4] study main: main comparison | 2/4 done, 0 running, 0 failed | elapsed 0:40, ETA 0:40 | cell2"
     assert "complete in" not in text  # finished cells do not leave lines on a terminal
     assert "[3/4] study main: main comparison\n" in text  # the stage header scrolls above the live line
     assert "\x1b[" in text  # drawn with cursor control, not appended
