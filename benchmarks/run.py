@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-ORDER = ("adaptation", "speed", "kernel", "throughput", "lora_step", "overheads")
+ORDER = ("adaptation", "speed", "kernel", "throughput", "lora_step", "overheads", "paper_cost")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_README = Path(__file__).resolve().parents[1] / "README.md"
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"

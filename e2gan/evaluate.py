@@ -300,8 +300,10 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     pred = predict(generator, dataset, batch_size=cfg.eval.batch_size, device=device)
     scores = score(pred, backbone=cfg.eval.backbone, perceptual=cfg.eval.perceptual,
                    reference=f"teacher targets, {split} split", device=device, clip=clip)
+    from e2gan.stand_in import teacher_protocol
+
     protocol = dict(scores["protocol"], split=split, resolution=cfg.data.resolution,
-                    checkpoint=label, **ckpt_protocol, data=str(root), preset=cfg.preset)
+                    checkpoint=label, **ckpt_protocol, data=str(root), preset=cfg.preset, **teacher_protocol(root))
     result = make_result(run=run_dir.name, kind=meta.get("kind", "base"), metrics={k: scores[k] for k in ("mean_over_concepts", "per_concept")},
                          protocol=protocol, cost=run_cost(generator, cfg, train_summary, len(trained)),
                          config=cfg.to_dict(), env=environment(device, cfg.train.seed), concepts=concepts,

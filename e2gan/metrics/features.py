@@ -18,6 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from e2gan.errors import InputError
 from e2gan.metrics.weights import find_weights, sha256
+from e2gan.stand_in import weights_note
 
 BACKBONES = ("inception", "effnet-lite0")
 
@@ -172,10 +173,11 @@ class FeatureExtractor:
         return torch.cat(feats).double().cpu() if feats else torch.zeros(0, self.dim, dtype=torch.float64)
 
     def describe(self) -> dict:
+        note = weights_note(self.weights)  # a random-weight stand-in says so in every protocol
         return {"name": self.name, "dim": self.dim, "weights": self.weights,
                 "weights_sha256": sha256(self.weights)[:12], "resolution": self.resolution,
                 "resize": f"PIL {self.resize_filter}, float32 (clean-fid clean mode)",
-                "normalisation": self.normalisation}
+                "normalisation": self.normalisation, **({"stand_in": note} if note else {})}
 
 
 def get_backbone(name: str, device: str = "cpu") -> FeatureExtractor:

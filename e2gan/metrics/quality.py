@@ -16,7 +16,8 @@ import torch
 
 from e2gan.errors import InputError
 from e2gan.metrics.features import check_images, get_backbone, lite_normalise, load_effnet_lite0
-from e2gan.metrics.weights import find_weights, lpips_linear_weights
+from e2gan.metrics.weights import find_weights, lpips_linear_weights, sha256
+from e2gan.stand_in import weights_note
 
 PROXY_NAME = "effnet-lite0-perceptual"
 _CHUNK = 32  # images per forward pass: bounds memory at 256²
@@ -218,9 +219,11 @@ def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: s
     kid_mean, kid_std = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
     metrics = {"fid": fid_from_features(fa, fb), "kid_mean": kid_mean, "kid_std": kid_std,
                "psnr": set_psnr(outputs, targets), "ssim": mean_ssim(outputs, targets)}
+    perceptual_weights = None
     if perceptual.startswith("lpips-"):
         metrics["perceptual"] = lpips_distance(outputs, targets, perceptual.split("-")[1], device)
         perceptual_name = perceptual
+        perceptual_weights = lpips_weights_record(perceptual.split("-")[1])
     elif perceptual == "proxy":
         metrics["perceptual"] = proxy_perceptual_distance(outputs, targets, device)
         perceptual_name = f"{PROXY_NAME} (proxy)"
@@ -236,4 +239,12 @@ def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: s
         "kid_subsets": 1 if kid_subset_size >= n else kid_subsets,
         "psnr": "set-level, from the mean MSE over all images",
         "ssim": "torchmetrics, gaussian 11, data_range=1",
-        "perceptual": perceptual_name}}
+        "perceptual": perceptual_name, **({"perceptual_weights": perceptual_weights} if perceptual_weights else {})}}
+
+
+def lpips_weights_record(net: str) -> dict:
+    """Which trunk file LPIPS used (and whether it is a random stand-in); the linear layers ship with lpips."""
+    trunk = find_weights(f"lpips-{net}")
+    note = weights_note(trunk)
+    return {"trunk": str(trunk), "trunk_sha256": sha256(trunk)[:12], "linear": "lpips 0.1.4 v0.1 (packaged)",
+            **({"stand_in": note} if note else {})}

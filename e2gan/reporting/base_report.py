@@ -21,7 +21,15 @@ def protocol_line(result: dict) -> str:
             f"({p.get('fid_mode', 'clean')} mode); perceptual = {p.get('perceptual')}; checkpoint = "
             f"{p.get('checkpoint')}; preset {p.get('preset')}; device {env.get('device')} "
             f"({env.get('torch_threads')} threads); seed {env.get('seed')}; torch {env['versions'].get('torch')}; "
-            f"e2gan {env.get('e2gan')} ({env.get('commit')}).")
+            f"e2gan {env.get('e2gan')} ({env.get('commit')}).{_stand_in_clause(p)}")
+
+
+def _stand_in_clause(protocol: dict) -> str:
+    from e2gan.stand_in import protocol_stand_ins
+
+    found = protocol_stand_ins(protocol)
+    return (f" Random-weight stand-ins ({', '.join(found)}): these numbers test the code path, "
+            "they measure no model." if found else "")
 
 
 def write_base_report(result: dict, run_dir: str | Path, out_dir: str | Path) -> Path:

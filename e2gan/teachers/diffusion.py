@@ -51,6 +51,7 @@ from urllib.parse import parse_qsl
 from PIL import Image
 
 from e2gan.errors import InputError
+from e2gan.stand_in import folder_note
 from e2gan.teachers.base import TEACHER_SETTINGS, check_teacher_settings
 
 DEFAULT_PIPELINE = "StableDiffusionInstructPix2PixPipeline"
@@ -347,6 +348,7 @@ class DiffusionTeacher:
         import transformers
 
         folder = self.provenance["folder"]
+        stand_in = folder_note(folder) if folder is not None else None
         self._description = {
             "name": self.name,
             # A local folder is named by its basename: shards on machines with other paths match.
@@ -368,6 +370,8 @@ class DiffusionTeacher:
             "seeding": "torch.Generator('cpu').manual_seed(seed) per image",
             "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__,
                          "transformers": transformers.__version__, "e2gan": __version__},
+            # Random weights that say so (e2gan.stand_in): the targets they make are no teacher's edits.
+            **({"stand_in": stand_in} if stand_in else {}),
         }
 
     @property

@@ -204,7 +204,7 @@ def test_micro_run_writes_the_schema(micro_report):
     report, out = micro_report
     assert report["schema"] == "e2gan-bench/1" and report["scale"] == "micro"
     assert report["threads"]["torch"] == 1 and report["threads"]["OMP_NUM_THREADS"] == "1"
-    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "overheads", "paper_cost"]
+    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "lora_step", "overheads", "paper_cost"]
     for name, b in report["benchmarks"].items():
         assert b["status"] == "ok", (name, b.get("error"), b.get("traceback"))
         assert b["checks"], name
