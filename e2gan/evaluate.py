@@ -61,7 +61,8 @@ def _set_psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto",
-          reference: str = "teacher targets, test split", device: str = "cpu", clip="auto") -> dict:
+          reference: str = "teacher targets, test split", device: str = "cpu", clip="auto",
+          per_image: bool = True) -> dict:
     """Metrics per concept and overall (images pooled over concepts), plus the identity baseline.
 
     ``identity_psnr`` is the PSNR of the unedited source against the target: a model that has
@@ -70,7 +71,12 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
     ``clip``: "auto" looks for local CLIP weights (``e2gan.metrics.clip.find_clip``) and adds
     ``clip_score`` and ``clip_directional`` per concept when found; a ``ClipScorer`` uses that
     one; None skips them. ``protocol["clip"]`` says which model and texts, or why not.
+
+    per_image: also FID∞, the floors and the collapse check per concept, and the per-image
+    arrays (``e2gan.metrics.per_image``) under ``"per_image"`` and ``"collapse"``.
     """
+    from e2gan.metrics.features import get_backbone
+    from e2gan.metrics.per_image import concept_extras
     from e2gan.metrics.clip import SOURCE_CAPTION, get_scorer
     from e2gan.metrics.quality import evaluate_images
 
@@ -84,11 +90,22 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
     for i, c in enumerate(pred["concepts"]):
         by_concept[c].append(i)
     per_concept, protocol = {}, None
+    arrays: dict[str, list] = defaultdict(list)
+    collapse, order = {}, []
+    extractor = get_backbone(backbone, device) if per_image else None
     for concept, idx in sorted(by_concept.items()):
         ix = torch.tensor(idx)
+        keep: dict = {}
         res = evaluate_images(pred["outputs"][ix], pred["targets"][ix], backbone=backbone,
-                              perceptual=perceptual, reference=reference, device=device)
+                              perceptual=perceptual, reference=reference, device=device, keep=keep)
         m = dict(res["metrics"])
+        if per_image:
+            extra, arr = concept_extras(pred["outputs"][ix], pred["targets"][ix], pred["sources"][ix], keep, extractor)
+            collapse[concept] = extra.pop("collapse")
+            m.update(extra)
+            for k, v in arr.items():
+                arrays[k].append(v)
+            order += idx
         m["identity_psnr"] = _set_psnr_uint8(pred["sources"][ix], pred["targets"][ix])
         if clip is not None and concept in instructions:
             m.update(clip.score(pred["outputs"][ix], pred["sources"][ix], instructions[concept], SOURCE_CAPTION))
@@ -106,7 +123,22 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
         texts = {c: {"edited": instructions[c], "source": SOURCE_CAPTION} for c in sorted(by_concept) if c in instructions}
         protocol["clip"] = dict(clip.describe(), texts=texts,
                                 missing_instruction=sorted(c for c in by_concept if c not in instructions))
-    return {"mean_over_concepts": mean, "per_concept": per_concept, "protocol": protocol}
+    out = {"mean_over_concepts": mean, "per_concept": per_concept, "protocol": protocol}
+    if per_image:
+        import numpy as np
+
+        out["per_image"] = {"concept": [pred["concepts"][i] for i in order],
+                            "source_id": [str(pred["source_ids"][i]) for i in order],
+                            **{k: np.concatenate(v) for k, v in arrays.items()}}
+        out["collapse"] = {"collapsed": any(v["collapsed"] for v in collapse.values()),
+                           "by": [f"{c}: {b}" for c, v in collapse.items() for b in v["by"]],
+                           "per_concept": collapse,
+                           "across_seeds": "checked at the study level (same outputs across seeds)"}
+        protocol["fid_inf"] = ("least squares FID_n = FID_inf + k/n over random paired subsets of "
+                               "20%..100% of N (Chong & Forsyth 2020)")
+        protocol["floors"] = ("floor_identity_*: unedited sources vs targets; floor_halves_*: two disjoint "
+                              "halves of the targets (N/2 each)")
+    return out
 
 
 def _finite_mean(values: list[float]) -> float:
@@ -307,7 +339,8 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     result = make_result(run=run_dir.name, kind=meta.get("kind", "base"), metrics={k: scores[k] for k in ("mean_over_concepts", "per_concept")},
                          protocol=protocol, cost=run_cost(generator, cfg, train_summary, len(trained)),
                          config=cfg.to_dict(), env=environment(device, cfg.train.seed), concepts=concepts,
-                         **{k: meta[k] for k in ("method", "base") if k in meta})
+                         collapsed=scores["collapse"], **{k: meta[k] for k in ("method", "base") if k in meta})
+    _save_per_image(run_dir, label, pred, scores, cfg.eval.backbone, result)
     if ckpt is None:
         write_result(run_dir, result)
         samples = run_dir / "samples.png"
@@ -317,6 +350,17 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     save_triplet_grid(_sample_rows(pred), samples, header=("source", "teacher", "model"),
                       row_labels=tuple(_sample_labels(pred)), label_px=90)
     return result
+
+
+def _save_per_image(run_dir: Path, label: str, pred: dict, scores: dict, backbone: str, result: dict) -> None:
+    """scores.npz (per-image arrays) and predictions.npz (sample pixels for reports) beside result.json."""
+    from e2gan.metrics.per_image import predictions_name, save_predictions, save_scores, scores_name
+
+    arr = dict(scores["per_image"])
+    concepts, ids = arr.pop("concept"), arr.pop("source_id")
+    save_scores(run_dir / scores_name(label), concepts, ids, arr, backbone)
+    save_predictions(run_dir / predictions_name(label), pred)
+    result["protocol"].update(per_image_file=scores_name(label), predictions_file=predictions_name(label))
 
 
 def _sample_indices(pred: dict, per_concept: int = 2) -> list[int]:

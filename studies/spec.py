@@ -35,7 +35,11 @@ from e2gan.errors import InputError
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 TOP_KEYS = {"name", "title", "table", "metric", "concepts", "seeds", "sampler", "n_trials", "pruner",
-            "preset", "config", "arms", "axes", "search", "description", "paper", "greedy", "latency"}
+            "preset", "config", "arms", "axes", "search", "description", "paper", "greedy", "latency", "claims",
+            "dropped"}
+CLAIM_KEYS = {"claim", "kind", "better", "other", "metric", "delta", "reason", "paper"}
+CLAIM_METRICS = ("kid_mean", "perceptual", "psnr")  # what the paired bootstrap recomputes per draw
+GREEDY_SCHEMES = ("searched", "uniform-1x", "uniform-4x", "random")
 GREEDY_KEYS = {"seeds", "max_rounds", "budget", "delta", "concepts", "metric"}
 METRICS = {"fid": "minimize", "kid_mean": "minimize", "perceptual": "minimize", "psnr": "maximize",
            "ssim": "maximize"}
@@ -64,6 +68,8 @@ class StudySpec:
     paper: dict = field(default_factory=dict)  # the paper's numbers for the same rows, shown beside ours
     greedy: dict = field(default_factory=dict)  # run the greedy rank search too (studies.rank_search), with these settings
     latency: list[str] = field(default_factory=list)  # backends to time one run per arm on (torch, litert)
+    claims: list[dict] = field(default_factory=list)  # paired comparisons deciding the paper's claims (a)-(d)
+    dropped: list[dict] = field(default_factory=list)  # results tried and dropped, kept in the report as such
     description: str = ""
     user_config: str = ""                      # a --config file layered under the spec (preset < file < spec)
 
@@ -175,6 +181,7 @@ def load_spec(path_or_name: str | Path) -> StudySpec:
         for key in ("max_rounds", "budget"):
             v = spec.greedy.get(key)
             _expect(v is None or (isinstance(v, int) and v > 0), f"'greedy.{key}' = {v!r}", where, "a positive integer")
+    _check_claims(spec, where)
     # Resolve everything once so a bad key, value, concept or group fails now, not mid-study.
     base = spec.base_config()
     groups = layer_group_names(base.model)
@@ -199,6 +206,43 @@ def load_spec(path_or_name: str | Path) -> StudySpec:
             for v in values:
                 spec.cell_config({key: v})
     return spec
+
+
+def row_labels(spec: StudySpec) -> list[str]:
+    """The report's row labels of a grid spec: arm, then each axis value, joined with ' / '."""
+    from e2gan.reporting.study_tables import label_value
+
+    parts = ([list(spec.arms)] if spec.arms else []) + [[label_value(v) for v in vals] for vals in spec.axes.values()]
+    return [" / ".join(map(str, p)) for p in itertools.product(*parts)] if parts else []
+
+
+def _check_claims(spec: StudySpec, where: str) -> None:
+    """Each [[claims]] entry: a claim a-d, two arms this spec runs, a bootstrap metric, δ for non-inferiority."""
+    _expect(isinstance(spec.claims, list) and all(isinstance(c, dict) for c in spec.claims), "'claims'", where,
+            "an array of tables [[claims]]")
+    labels = row_labels(spec) if spec.sampler == "grid" else []
+    arms = labels + ([f"greedy:{s}" for s in GREEDY_SCHEMES] if spec.greedy else [])
+    for i, c in enumerate(spec.claims):
+        at = f"{where} [[claims]] #{i + 1}"
+        bad = sorted(set(c) - CLAIM_KEYS)
+        _expect(not bad, f"unknown key(s) {bad}", at, f"keys among {sorted(CLAIM_KEYS)}")
+        _expect(c.get("claim") in ("a", "b", "c", "d"), f"'claim' = {c.get('claim')!r}", at, "one of a, b, c, d")
+        _expect(c.get("kind") in ("superiority", "non-inferiority"), f"'kind' = {c.get('kind')!r}", at,
+                "superiority or non-inferiority")
+        _expect(c.get("metric") in CLAIM_METRICS, f"'metric' = {c.get('metric')!r}", at,
+                f"one of {list(CLAIM_METRICS)} (recomputed per bootstrap draw from stored per-image scores)")
+        for k in ("better", "other"):
+            _expect(c.get(k) in arms, f"'{k}' = {c.get(k)!r}", at, f"one of {arms}")
+        _expect(c["better"] != c["other"], "'better' = 'other'", at, "two different arms")
+        if c["kind"] == "non-inferiority":
+            d = c.get("delta")
+            _expect(isinstance(d, (int, float)) and not isinstance(d, bool) and d >= 0, f"'delta' = {d!r}", at,
+                    "a margin >= 0 in the metric's units (fixed before the run)")
+        _expect(isinstance(c.get("reason"), str) and bool(c["reason"].strip()), "no 'reason'", at,
+                "why this metric (and margin) decides the claim")
+    _expect(isinstance(spec.dropped, list) and all(isinstance(d, dict) and {"what", "result", "why"} <= set(d)
+                                                   for d in spec.dropped),
+            "'dropped'", where, "an array of tables [[dropped]] with what, result and why")
 
 
 def builtin_specs() -> list[Path]:

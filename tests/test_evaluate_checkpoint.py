@@ -152,3 +152,31 @@ def test_clip_conditioned_generator_checkpoint(micro_data, tmp_path):
     (run / "generator.safetensors").unlink()
     assert _psnrs(evaluate_run(run / "checkpoints" / "step-000002.ckpt", data_root=micro_data,
                                progress=False)) == pytest.approx(_psnrs(final), abs=1e-6)
+
+
+def test_per_image_scores_pair_and_reproduce_the_set_metrics(evaluated):
+    """scores.npz rows are the test images in order; set PSNR and the perceptual mean follow from them."""
+    import math
+
+    import numpy as np
+
+    from e2gan.metrics.per_image import load_predictions, load_scores
+
+    run, last = evaluated
+    z = load_scores(run / "scores.npz")
+    assert last["protocol"]["per_image_file"] == "scores.npz"
+    n_per = last["protocol"]["n_per_concept"]
+    assert len(z["mse"]) == sum(n_per.values()) == len(z["source_id"]) == len(z["feat_out"])
+    assert z["feat_out"].shape == z["feat_tgt"].shape and z["backbone"] == "effnet-lite0"
+    for concept, m in last["metrics"]["per_concept"].items():
+        rows = z["concept"] == concept
+        assert rows.sum() == n_per[concept]
+        assert 10 * math.log10(1 / z["mse"][rows].mean()) == pytest.approx(m["psnr"], rel=1e-7)
+        assert z["perceptual"][rows].mean() == pytest.approx(m["perceptual"], rel=1e-6)
+        assert m["floor_halves_fid"] >= 0 and m["floor_identity_fid"] >= 0
+    col = last["collapsed"]
+    assert isinstance(col["collapsed"], bool) and set(col["per_concept"]) == set(n_per)
+    assert all(v["pixel_std_ratio"] >= 0 for v in col["per_concept"].values())
+    pred = load_predictions(run / "predictions.npz")
+    assert pred["outputs"].dtype == np.uint8 and pred["outputs"].shape == pred["targets"].shape
+    assert set(pred["concept"]) == set(n_per)

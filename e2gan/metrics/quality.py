@@ -153,10 +153,16 @@ def _lpips_model(net: str, trunk_file: str, device: str):
     return model.eval().requires_grad_(False).to(device)
 
 
-@torch.no_grad()
 def lpips_distance(outputs: torch.Tensor, targets: torch.Tensor, net: str = "alex",
                    device: str = "cpu") -> float:
     """Mean LPIPS v0.1 (lpips package) over image pairs; weights found on disk, never downloaded."""
+    return float(lpips_per_image(outputs, targets, net, device).double().mean())
+
+
+@torch.no_grad()
+def lpips_per_image(outputs: torch.Tensor, targets: torch.Tensor, net: str = "alex",
+                    device: str = "cpu") -> torch.Tensor:
+    """LPIPS per image pair [N] (what the paired bootstrap resamples)."""
     if net not in ("alex", "vgg"):
         raise InputError(f"LPIPS net {net!r}", "lpips_distance", "'alex' or 'vgg'")
     _check_pair(outputs, targets, "lpips_distance")
@@ -164,12 +170,17 @@ def lpips_distance(outputs: torch.Tensor, targets: torch.Tensor, net: str = "ale
     model = _lpips_model(net, str(find_weights(f"lpips-{net}")), device)
     values = [model(_unit(o).to(device), _unit(t).to(device), normalize=True).flatten().cpu()
               for o, t in zip(outputs.split(_CHUNK), targets.split(_CHUNK))]
-    return float(torch.cat(values).double().mean())
+    return torch.cat(values)
+
+
+def proxy_perceptual_distance(outputs: torch.Tensor, targets: torch.Tensor, device: str = "cpu") -> float:
+    """Mean of :func:`proxy_per_image` over image pairs."""
+    return float(proxy_per_image(outputs, targets, device).double().mean())
 
 
 @torch.no_grad()
-def proxy_perceptual_distance(outputs: torch.Tensor, targets: torch.Tensor, device: str = "cpu") -> float:
-    """'effnet-lite0-perceptual': an LPIPS-like PROXY, not LPIPS.
+def proxy_per_image(outputs: torch.Tensor, targets: torch.Tensor, device: str = "cpu") -> torch.Tensor:
+    """'effnet-lite0-perceptual' per image pair [N]: an LPIPS-like PROXY, not LPIPS.
 
     EfficientNet-Lite0 (ImageNet) block outputs at five depths, at the images' own resolution;
     each feature vector is unit-normalised over channels, the squared distance is averaged over
@@ -182,7 +193,7 @@ def proxy_perceptual_distance(outputs: torch.Tensor, targets: torch.Tensor, devi
         fo, ft = (net.taps(lite_normalise(_unit(x).to(device) * 255.0)) for x in (o, t))
         per_layer = [((_unit_norm(a) - _unit_norm(b)) ** 2).sum(1).mean((1, 2)) for a, b in zip(fo, ft)]
         values.append(torch.stack(per_layer).mean(0).cpu())
-    return float(torch.cat(values).double().mean())
+    return torch.cat(values)
 
 
 def _unit_norm(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -199,11 +210,14 @@ def lpips_available(net: str = "alex") -> bool:
 
 def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: str = "effnet-lite0",
                     perceptual: str = "auto", reference: str = "teacher-targets/test",
-                    device: str = "cpu", kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+                    device: str = "cpu", kid_subsets: int = 100, kid_subset_size: int = 1000,
+                    keep: dict | None = None) -> dict:
     """All quality metrics for paired uint8 images [N,3,H,W], with the protocol that produced them.
 
     perceptual: 'auto' (LPIPS-alex when its weights are on disk, else the proxy), 'lpips-alex',
-    'lpips-vgg', 'proxy' or 'none'.
+    'lpips-vgg', 'proxy' or 'none'. keep: a dict that receives what was computed on the way
+    (backbone features of outputs and targets, per-image perceptual distances) so per-image
+    scores cost no second pass.
     """
     check_images(outputs, "evaluate_images outputs")
     check_images(targets, "evaluate_images targets")
@@ -219,16 +233,20 @@ def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: s
     kid_mean, kid_std = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
     metrics = {"fid": fid_from_features(fa, fb), "kid_mean": kid_mean, "kid_std": kid_std,
                "psnr": set_psnr(outputs, targets), "ssim": mean_ssim(outputs, targets)}
-    perceptual_weights = None
+    perceptual_weights, per_image = None, None
     if perceptual.startswith("lpips-"):
-        metrics["perceptual"] = lpips_distance(outputs, targets, perceptual.split("-")[1], device)
+        per_image = lpips_per_image(outputs, targets, perceptual.split("-")[1], device)
         perceptual_name = perceptual
         perceptual_weights = lpips_weights_record(perceptual.split("-")[1])
     elif perceptual == "proxy":
-        metrics["perceptual"] = proxy_perceptual_distance(outputs, targets, device)
+        per_image = proxy_per_image(outputs, targets, device)
         perceptual_name = f"{PROXY_NAME} (proxy)"
     else:
         perceptual_name = None
+    if per_image is not None:
+        metrics["perceptual"] = float(per_image.double().mean())
+    if keep is not None:
+        keep.update(features_outputs=fa, features_targets=fb, perceptual=per_image)
     n, _, h, w = outputs.shape
     # FID at small N is strongly biased upwards: compare only numbers with the same n and backbone.
     return {"metrics": metrics, "protocol": {

@@ -175,25 +175,28 @@ def _methods(ctx: StudyContext, concept: str, seed: Any) -> list[tuple[str, str 
     return out
 
 
-def _predict(run_dir: str, concept: str, n: int, source_ids: list[str] | None, device: str) -> dict:
-    from e2gan.data import PairedDataset
-    from e2gan.errors import InputError
-    from e2gan.evaluate import predict
-    from e2gan.models import load_generator
+class NoSavedPredictions(Exception):
+    """A run evaluated before predictions.npz was saved: the report draws nothing it did not store."""
 
-    generator, meta = load_generator(run_dir)
-    trained = list(meta.get("concepts", []))
-    if concept not in trained:
-        raise InputError(f"concept {concept!r} not trained in this run", str(run_dir), f"one of {trained}")
-    root = meta.get("data")
-    if not root:
-        raise InputError("run names no data folder", str(Path(run_dir) / "model.json"), "a 'data' entry")
-    index = {c: i for i, c in enumerate(trained)}
-    full = PairedDataset(root, [concept], "test", index, check_hashes=False)
-    ids = [p.source_id for p in full.pairs]
-    pick = list(range(min(n, len(ids)))) if source_ids is None else [ids.index(s) for s in source_ids if s in ids]
-    ds = PairedDataset(root, [concept], "test", index, indices=pick, check_hashes=False)
-    return predict(generator, ds, device=device)
+
+def _predict(run_dir: str, concept: str, n: int, source_ids: list[str] | None, device: str) -> dict:
+    """The run's test predictions saved at evaluation time (predictions.npz); a report never runs a model."""
+    import torch
+
+    from e2gan.metrics.per_image import PREDICTIONS_FILE, load_predictions
+
+    z = load_predictions(Path(run_dir) / PREDICTIONS_FILE)
+    if z is None:
+        raise NoSavedPredictions(f"no {PREDICTIONS_FILE} in the run (evaluated before predictions were saved): "
+                                 "rerun its evaluation")
+    rows = [i for i, c in enumerate(z["concept"].tolist()) if c == concept]
+    ids = [str(z["source_id"][i]) for i in rows]
+    pick = rows[:n] if source_ids is None else [rows[ids.index(s)] for s in source_ids if s in ids]
+    if not pick:
+        raise NoSavedPredictions(f"no saved predictions for concept {concept!r}")
+    t = lambda k: torch.from_numpy(z[k][pick])  # noqa: E731
+    return {"sources": t("sources"), "targets": t("targets"), "outputs": t("outputs"),
+            "source_ids": [str(z["source_id"][i]) for i in pick], "concepts": [concept] * len(pick)}
 
 
 def _upscale(tiles: np.ndarray) -> np.ndarray:
@@ -218,7 +221,8 @@ def concept_grid(ctx: StudyContext, concept: str, path: Path, n_images: int = 3,
         try:
             pred = _predict(run, concept, n_images, ref["source_ids"] if ref else None, device)
         except Exception as exc:  # a run moved, a data folder missing: the grid says so and goes on
-            notes.append(f"{label}: not rendered ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
+            why = str(exc) if isinstance(exc, NoSavedPredictions) else f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            notes.append(f"{label}: not rendered ({why})")
             continue
         if ref is None:
             ref = pred
@@ -296,9 +300,16 @@ def write_study_report(spec: Any, trials_df: pd.DataFrame | None, out_dir: str |
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    from e2gan.reporting.claims import comparisons_table, study_comparisons, write_claims
+    from e2gan.reporting.noise import noise_table
+
     ctx = study_context(spec, trials_df, results=results, concepts=list(concepts) if concepts else None,
                         preset=preset)
+    comparisons = study_comparisons(ctx, spec)
+    write_claims(out_dir, ctx.name, comparisons)  # the index's claims table reads it
     tables = build_tables(ctx) + list(extra_tables)  # extra: tables of work run beside the study (greedy search)
+    tables = [t for t in [comparisons_table(ctx, comparisons), *tables, noise_table(ctx)] if t is not None]
+    dropped = list(spec_get(spec, "dropped", []) or [])
     table_files = {t.key: t.write(out_dir / "tables") for t in tables}
     figures = build_figures(ctx, out_dir / "figures")
     grid_list = ([concept_grid(ctx, c, out_dir / "grids" / f"{slug(c)}.png", grid_images, grid_seed, device)
@@ -309,7 +320,7 @@ def write_study_report(spec: Any, trials_df: pd.DataFrame | None, out_dir: str |
     missing = _missing_frame(ctx)
     title = f"{ctx.title or ctx.name} — preset {ctx.preset}"
     spec_info = {k: spec_get(spec, k) for k in ("name", "title", "table", "metric", "concepts", "seeds", "sampler",
-                                                  "n_trials", "arms", "axes", "search", "paper")}
+                                                  "n_trials", "arms", "axes", "search", "paper", "claims")}
     if spec_get(spec, "path"):
         spec_info["file"] = Path(str(spec_get(spec, "path"))).name  # the file name only: no local folders
 
@@ -330,6 +341,11 @@ def write_study_report(spec: Any, trials_df: pd.DataFrame | None, out_dir: str |
             if g.path:
                 md.append(f"![grid]({_rel(g.path, out_dir)})\n")
             md += [f"- {md_escape(n)}\n" for n in g.notes]
+    if dropped:
+        md.append("## Tried and dropped\n\nResults of earlier versions of this study, kept so that what failed "
+                  "stays visible; not produced by the runs above.\n")
+        md += [f"- **{md_escape(d.get('what', '?'))}**: {md_escape(d.get('result', ''))} "
+               f"(dropped because: {md_escape(d.get('why', '?'))})\n" for d in dropped]
     if not missing.empty or ctx.problems:
         md.append("## Missing runs\n")
         if not missing.empty:
@@ -362,6 +378,12 @@ def write_study_report(spec: Any, trials_df: pd.DataFrame | None, out_dir: str |
                          f"<a href='{html.escape(_rel(g.path, out_dir), quote=True)}'>PNG</a>")
             body += "".join(paragraph(n, "protocol") for n in g.notes)
         sections.append((f"Image grids (test split, seed {grid_seed})", body))
+    if dropped:
+        sections.append(("Tried and dropped", paragraph(
+            "Results of earlier versions of this study, kept so that what failed stays visible; not produced by "
+            "the runs above.") + "<ul>" + "".join(
+            f"<li><b>{html.escape(str(d.get('what', '?')))}</b>: {html.escape(str(d.get('result', '')))} "
+            f"(dropped because: {html.escape(str(d.get('why', '?')))})</li>" for d in dropped) + "</ul>"))
     if not missing.empty or ctx.problems:
         body = ""
         if not missing.empty:
@@ -379,42 +401,5 @@ def summary_line(spec: Any, trials_df: pd.DataFrame | None, *, preset: str | Non
                                    preset=preset))
 
 
-_SAFE_LINK = re.compile(r"^(?![a-zA-Z][a-zA-Z0-9+.-]*:)|^(https?|file):", re.I)
-
-
-def _href(link: str) -> str | None:
-    return html.escape(link, quote=True) if link and _SAFE_LINK.match(link) else None
-
-
-def write_index(preset: str, studies: Sequence[tuple[str, str, str, str]], out_dir: str | Path,
-                base_report_link: str | None = None) -> Path:
-    """The top-level ``reports/<preset>/index.html`` (+ index.md): one row per study.
-
-    studies: (name, title, relative link to the study's index.html, one-line summary).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    title = f"e2gan reports — preset {preset}"
-    rows = []
-    md = [f"# {md_escape(title)}\n", "Every table of the paper this suite reproduces, one report per study.\n"]
-    if base_report_link:
-        href = _href(base_report_link)
-        md.append(f"Base model: [{base_report_link}]({base_report_link})\n")
-        base_html = (f"<p>Base model report: <a href='{href}'>{html.escape(base_report_link)}</a></p>" if href
-                     else paragraph(f"Base model report: {base_report_link}"))
-    else:
-        base_html = ""
-    md.append("| study | title | summary |\n|---|---|---|")
-    for name, stitle, link, summary in studies:
-        href = _href(link)
-        cell = f"<a href='{href}'>{html.escape(name)}</a>" if href else html.escape(name)
-        rows.append(f"<tr><td>{cell}</td><td>{html.escape(stitle)}</td><td>{html.escape(summary)}</td></tr>")
-        esc = [md_escape(x).replace("|", "\\|") for x in (name, stitle, summary)]
-        md.append(f"| [{esc[0]}]({link}) | {esc[1]} | {esc[2]} |")
-    table = ("<table><thead><tr><th>study</th><th>title</th><th>summary</th></tr></thead><tbody>"
-             + "".join(rows) + "</tbody></table>")
-    intro = paragraph("Every table of the paper this suite reproduces, one report per study. Each cell is "
-                      "mean ± 95% CI over seeds with N; each table states its protocol; the paper's numbers "
-                      "are shown beside ours where it has them, marked as the paper's.")
-    atomic_write_text(out_dir / "index.md", "\n".join(md) + "\n")
-    return atomic_write_text(out_dir / "index.html", page(title, [("Studies", intro + base_html + table)]))
+# The preset's index page lives in index_page; imported here for the CLI's existing import path.
+from e2gan.reporting.index_page import write_index  # noqa: E402,F401

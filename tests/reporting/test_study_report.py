@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,10 +122,16 @@ def grid_study(tmp_path, micro_data):
     concepts = ["hue-120", "pixelate", "hue-60"]
     cells = grid_cells(["scratch", "e2gan"], ["hue-60"], [0, 1])
     df = make_trials(tmp_path / "runs", cells, lambda c: {"fid": 5.0 + c["seed"]})
+    from e2gan.data import PairedDataset
+    from e2gan.evaluate import predict
+    from e2gan.metrics.per_image import PREDICTIONS_FILE, save_predictions
+
+    ds = PairedDataset(micro_data, ["hue-60"], "test", {c: i for i, c in enumerate(concepts)}, check_hashes=False)
     for i, rd in enumerate(df["run_dir"]):
         torch.manual_seed(i)
-        save_generator(rd, make_generator(model, n_concepts=len(concepts)), model, concepts,
-                       extra={"data": str(micro_data), "kind": "adapt"})
+        gen = make_generator(model, n_concepts=len(concepts))
+        save_generator(rd, gen, model, concepts, extra={"data": str(micro_data), "kind": "adapt"})
+        save_predictions(f"{rd}/{PREDICTIONS_FILE}", predict(gen, ds))  # as evaluation does
     spec = {"name": "g", "title": "grid", "table": "main", "metric": "fid", "seeds": [0, 1],
             "arms": {"scratch": {}, "e2gan": {}, "full": {}}}
     return spec, df, micro_data
@@ -158,3 +165,12 @@ def test_concept_grid_shows_source_teacher_and_each_method(grid_study, tmp_path)
     assert (tile_at(0, 4) == 200).all()                                    # 'full' never ran: a grey tile
     assert "full: no finished run for this concept" in page
     assert "Columns: source | teacher | scratch | e2gan | full." in page
+
+
+def test_grid_of_runs_without_saved_predictions_says_so(grid_study, tmp_path):
+    """Old runs (no predictions.npz) are not re-run by the report: the grid names what is missing."""
+    spec, df, _ = grid_study
+    for rd in df["run_dir"]:
+        (Path(rd) / "predictions.npz").unlink()
+    page = write_study_report(spec, df, tmp_path / "rep2", grid_images=2).read_text()
+    assert "no predictions.npz in the run (evaluated before predictions were saved): rerun its evaluation" in page

@@ -1,0 +1,91 @@
+"""Claims from stored per-image scores: the comparisons table, claims.json, the index's claims table,
+collapse columns, and old runs without per-image scores (no verdict invented)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from e2gan.metrics.per_image import save_scores
+from e2gan.reporting.study_report import write_index, write_study_report
+
+from .conftest import grid_cells, make_trials
+
+N = 40
+SPEC = {"name": "main", "title": "Main", "table": "main", "metric": "psnr", "seeds": [0, 1, 2],
+        "concepts": ["c1", "c2"], "sampler": "grid", "arms": {"full": {}, "e2gan": {}, "pix2pix": {}},
+        "claims": [
+            {"claim": "a", "kind": "non-inferiority", "better": "e2gan", "other": "full", "metric": "psnr",
+             "delta": 0.5, "reason": "PSNR pairs per image", "paper": "0.092 M params"},
+            {"claim": "a", "kind": "superiority", "better": "e2gan", "other": "pix2pix", "metric": "kid_mean",
+             "reason": "KID is unbiased"}],
+        "dropped": [{"what": "search on FID", "result": "rank 1 everywhere", "why": "too noisy"}]}
+MSE = {"full": 0.010, "e2gan": 0.0101, "pix2pix": 0.03}   # e2gan within 0.05 dB of full; pix2pix far worse
+
+
+def _study(tmp_path, with_scores=True, collapse_pix2pix_seed=None):
+    cells = grid_cells(list(SPEC["arms"]), SPEC["concepts"], SPEC["seeds"])
+
+    def metrics(c):
+        return {"psnr": 10 * np.log10(1 / MSE[c["arm"]]), "fid": 50.0, "fid_inf": 40.0,
+                "floor_identity_fid": 90.0, "floor_halves_fid": 5.0}
+    df = make_trials(tmp_path / "runs", cells, metrics)
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0.5, 1.5, N)
+    tgt = {c: rng.standard_normal((N, 8)) for c in SPEC["concepts"]}
+    for (_, row), cell in zip(df.iterrows(), cells):
+        res_path = f"{row['run_dir']}/result.json"
+        res = json.loads(open(res_path).read())
+        collapsed = cell["arm"] == "pix2pix" and cell["seed"] == collapse_pix2pix_seed
+        res["collapsed"] = {"collapsed": collapsed, "by": ["near-constant outputs"] if collapsed else []}
+        open(res_path, "w").write(json.dumps(res))
+        if not with_scores:
+            continue
+        mse = MSE[cell["arm"]] * difficulty * rng.uniform(0.97, 1.03, N)
+        noise = 0.05 if cell["arm"] != "pix2pix" else 1.5
+        feats = tgt[cell["concept"]] + rng.normal(0, noise, (N, 8))
+        save_scores(f"{row['run_dir']}/scores.npz", [cell["concept"]] * N, [f"img{i}" for i in range(N)],
+                    {"mse": mse, "psnr": 10 * np.log10(1 / mse), "perceptual": np.full(N, 0.1),
+                     "feat_out": feats.astype(np.float16), "feat_tgt": tgt[cell["concept"]].astype(np.float16)},
+                    "effnet-lite0")
+    return df
+
+
+def test_claims_decided_from_stored_scores(tmp_path):
+    df = _study(tmp_path, collapse_pix2pix_seed=1)
+    out = tmp_path / "reports" / "tiny"
+    write_study_report(SPEC, df, out / "main", grids=False)
+    claims = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
+    assert [c["verdict"] for c in claims] == ["holds", "holds"]
+    ni = claims[0]
+    assert -0.5 < ni["lo"] < ni["delta_hat"] < ni["hi"] and abs(ni["delta_hat"] + 0.0432) < 0.01
+    assert ni["seeds"] == [3, 3] and ni["images"] == N and ni["m"] == 2 and ni["draws"] == 2000
+    assert claims[1]["collapsed"] == {"e2gan": [0, 6], "pix2pix": [2, 6]}  # seed 1 on both concepts
+    md = (out / "main" / "index.md").read_text()
+    assert "## Paired comparisons behind the paper's claims" in md and "## Tried and dropped" in md
+    noise = (out / "main" / "tables" / "noise.md").read_text()
+    assert "| pix2pix | 2/6 |" in noise and "near-constant outputs" in noise
+    idx = write_index("tiny", [("main", "Main", "main/index.html", "s"), ("ranks", "Ranks", "ranks/index.html", "s")],
+                      out)
+    index_md = (out / "index.md").read_text()
+    head = index_md.split("## Studies")[0]
+    assert "## The paper's claims" in head
+    rows = {line.split("|")[1].strip()[:3]: line for line in head.splitlines() if line.startswith("| (")}
+    assert rows["(a)"].rstrip().split("|")[-3].strip() == "holds"
+    for cid in ("(b)", "(c)", "(d)"):
+        assert "| not run |" in rows[cid]
+    assert "holds" in idx.read_text() and "The paper&#x27;s claims" in idx.read_text()
+
+
+def test_old_runs_without_scores_get_no_verdict(tmp_path):
+    df = _study(tmp_path, with_scores=False)
+    out = tmp_path / "reports" / "tiny"
+    write_study_report(SPEC, df, out / "main", grids=False)
+    claims = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
+    assert {c["verdict"] for c in claims} == {"no per-image scores stored: rerun"}
+    assert all("lo" not in c for c in claims)
+    write_index("tiny", [("main", "Main", "main/index.html", "s")], out)
+    head = (out / "index.md").read_text().split("## Studies")[0]
+    row_a = next(line for line in head.splitlines() if line.startswith("| (a)"))
+    assert row_a.rstrip().split("|")[-3].strip() == "no per-image scores stored: rerun"
+    assert "have no per-image scores stored" in (out / "main" / "tables" / "noise.md").read_text()
