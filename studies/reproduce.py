@@ -190,9 +190,11 @@ def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDispl
 
 def closing_lines(report_dir: Path, specs, reference_root: Path | None, preset: str) -> list[str]:
     """The report's claims (or main table) in a few lines, then this run beside the reference."""
-    from e2gan.reporting.reference import compare, comparison_lines, key_numbers, summary_lines
+    from e2gan.reporting.reference import (claim_verdicts, claims_comparison_lines, compare, comparison_lines,
+                                           key_numbers, summary_lines)
 
-    lines = summary_lines(report_dir, [s.name for s in specs])
+    names = [s.name for s in specs]
+    lines = summary_lines(report_dir, names)
     reference = reference_root / preset if reference_root is not None else None
     if reference is None or not reference.is_dir():
         lines.append(f"no reference report for preset {preset} to compare with")
@@ -200,5 +202,6 @@ def closing_lines(report_dir: Path, specs, reference_root: Path | None, preset: 
         lines.append(f"this run wrote the reference report itself ({reference}): nothing to compare with")
     else:
         lines += comparison_lines(compare(key_numbers(report_dir), key_numbers(reference)), reference)
+        lines += claims_comparison_lines(claim_verdicts(report_dir, names), claim_verdicts(reference, names))
     lines.append(f"report: {Path(report_dir) / 'index.html'}")
     return lines

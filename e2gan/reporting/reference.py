@@ -1,7 +1,7 @@
 """A run's report beside the committed reference: key numbers read back from the written tables.
 
 Both sides come from files a report already wrote (``base/base_quality.csv``, the main study's
-``tables/quality.csv``, a study's ``tables/claims.csv`` when it has one); nothing is recomputed
+``tables/quality.csv``, each study's ``claims.json`` when it has one); nothing is recomputed
 and nothing is typed in. Two numbers *agree* when their difference lies within the 95% interval
 of a difference of two independent means, ±sqrt(ci_a² + ci_b²), each ci being that side's
 reported 95% half-width; a number reported without a CI (one base run) is shown, not judged.
@@ -113,19 +113,35 @@ def comparison_lines(rows: list[Comparison], reference_dir: str | Path) -> list[
     return lines
 
 
-def summary_lines(report_dir: str | Path, studies: list[str], max_rows: int = 8) -> list[str]:
-    """The closing summary: the studies' claims tables when written, else the main table, briefly."""
+def claim_verdicts(report_dir: str | Path, studies: list[str]) -> dict[str, str] | None:
+    """claim -> verdict as the studies' written claims.json give them; None when there are none."""
+    try:
+        from e2gan.reporting.claims import CLAIMS_FILE, claims_rows
+    except ImportError:  # an e2gan from before the claims table
+        return None
+    if not any((Path(report_dir) / name / CLAIMS_FILE).is_file() for name in studies):
+        return None
+    return {r["claim"]: r["verdict"] for r in claims_rows(Path(report_dir), studies)}
+
+
+def claims_comparison_lines(ours: dict[str, str] | None, reference: dict[str, str] | None) -> list[str]:
+    """Which claims got the reference's verdict and which did not (nothing when a side has none)."""
+    if not ours or not reference:
+        return []
+    both = [c for c in reference if c in ours]
+    differ = [f"{c.split(')')[0]}) {ours[c]} here, {reference[c]} in the reference" for c in both if ours[c] != reference[c]]
+    line = f"  claims: {len(both) - len(differ)} of {len(both)} have the reference's verdict"
+    return [line + (f"; differ: {'; '.join(differ)}" if differ else "")]
+
+
+def summary_lines(report_dir: str | Path, studies: list[str]) -> list[str]:
+    """The closing summary: the report's claims when written, else the main table, in a few lines."""
     report_dir = Path(report_dir)
+    verdicts = claim_verdicts(report_dir, studies)
+    if verdicts:
+        width = max(len(v) for v in verdicts.values())
+        return ["the paper's claims, as this report decides them:"] + [f"  {v:<{width}}  {c}" for c, v in verdicts.items()]
     lines: list[str] = []
-    for name in studies:
-        rows = _rows(report_dir / name / "tables" / "claims.csv")
-        if rows:
-            lines.append(f"{name}: claims")
-            lines += ["  " + " | ".join(v for v in row.values() if v not in (None, "")) for row in rows[:max_rows]]
-            if len(rows) > max_rows:
-                lines.append(f"  … {len(rows) - max_rows} more in {report_dir / name / 'index.html'}")
-    if lines:
-        return lines
     numbers = key_numbers(report_dir)
     methods = [label.rsplit(" ", 1)[0] for label in numbers if label.endswith(" FID")]
     if methods:
