@@ -98,21 +98,31 @@ def noise_floor(cells: list[dict], split: str) -> dict:
 
 
 def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
-    """predict + score of one run on its test split, as evaluate_run does (nothing written)."""
+    """predict + score of one run on its test split, as evaluate_run does (nothing written), with
+    the functions that took the most of score's time (cProfile, cumulative)."""
+    import cProfile
+    import pstats
+
     from e2gan.data import PairedDataset
     from e2gan.evaluate import predict, score
     from e2gan.models import load_generator
 
     generator, meta = load_generator(run_dir)
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     dataset = PairedDataset(data_root, [concept], "test", {c: i for i, c in enumerate(meta["concepts"])})
     t1 = time.perf_counter()
     pred = predict(generator, dataset)
     t2 = time.perf_counter()
+    prof = cProfile.Profile()
+    prof.enable()
     scores = score(pred, reference="teacher targets, test split")
-    t3 = time.perf_counter()
+    prof.disable()
+    t3, cpu3 = time.perf_counter(), time.process_time()
+    stats = pstats.Stats(prof).stats
+    top = sorted(((v[3], f"{Path(k[0]).name}:{k[2]}") for k, v in stats.items()), reverse=True)
     return {"n": len(dataset), "load_s": t1 - t0, "predict_s": t2 - t1, "score_s": t3 - t2, "total_s": t3 - t0,
-            "fid": scores["mean_over_concepts"].get("fid")}
+            "cpu_s": cpu3 - cpu0, "fid": scores["mean_over_concepts"].get("fid"),
+            "score_top_cumulative_s": [[name, round(sec, 2)] for sec, name in top[:25]]}
 
 
 def features(run_dir: Path, concept: str, data_root: Path):
@@ -140,8 +150,9 @@ def markdown(rec: dict) -> str:
     for r in rec["sample_size"]:
         kid = tuple(v * 1e3 for v in r["kid"])
         lines.append(f"| {r['n']} | {_fmt(r['fid'], 1)} | {_fmt(kid, 2)} | {_fmt(r['fid_inf'], 1)} |")
-    lines += ["", f"Seed-to-seed sd of one run's metric ({len(rec['seeds'])} seeds, pooled over "
-              f"{', '.join(rec['concepts'])}):", "", "| metric | val (N = %d) | test (N = %d) |" % (rec["n_val"], rec["n_test"]),
+    done = sorted({(c["concept"], c["seed"]) for c in rec["cells"]})
+    lines += ["", f"Seed-to-seed sd of one run's metric (sd over seeds per concept, pooled; runs "
+              f"{', '.join(f'{c} s{s}' for c, s in done)}):", "", "| metric | val (N = %d) | test (N = %d) |" % (rec["n_val"], rec["n_test"]),
               "|---|---|---|"]
     for m in METRICS:
         lines.append(f"| {m} | {rec['noise']['val'][m]['pooled']:.4g} | {rec['noise']['test'][m]['pooled']:.4g} |")
@@ -149,7 +160,8 @@ def markdown(rec: dict) -> str:
     lines += ["", f"Evaluation of one run ({e['n']} test images): {e['total_s']:.1f} s (predict {e['predict_s']:.1f} s, "
               f"score {e['score_s']:.1f} s) against {rec['train_seconds']:.1f} s of training: "
               f"{100 * e['total_s'] / (e['total_s'] + rec['train_seconds']):.0f}% of the cell (machine load "
-              f"{rec['load_average']:.1f})."]
+              f"{rec['load_average']:.1f}; process CPU {e['cpu_s']:.1f} s).",
+              "", "Where score's time went (cumulative s): " + "; ".join(f"{n} {t}" for n, t in e["score_top_cumulative_s"][:12])]
     return "\n".join(lines) + "\n"
 
 
@@ -167,33 +179,47 @@ def main(argv=None) -> int:
     cfg = _config(a.base_steps, concepts)
     data, _ = ensure_data(cfg, a.runs, progress=False)
     base, _ = ensure_base(cfg, data, a.runs, progress=False)
+    out = Path(a.out)
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
     cells = []
-    for concept in concepts:
-        for seed in seeds:
-            run_dir, result = ensure_adapt(cell_config(cfg, method="lora", seed=seed), concept, data, base, a.runs,
-                                           progress=False)
-            val = val_result(run_dir, [concept], data)["metrics"]["mean_over_concepts"]
-            test = result["metrics"]["mean_over_concepts"]
-            cells.append({"concept": concept, "seed": seed, "run": str(run_dir),
-                          "train_seconds": result["cost"]["train_seconds"], "n_test": result["protocol"]["n"],
-                          "val": {m: val.get(m) for m in METRICS}, "test": {m: test.get(m) for m in METRICS}})
-            print(f"{concept} s{seed}: test fid {test.get('fid'):.1f} psnr {test.get('psnr'):.2f}; "
-                  f"val fid {val.get('fid'):.1f} psnr {val.get('psnr'):.2f}", file=sys.stderr)
+
+    def cell(concept: str, seed: int) -> dict:
+        run_dir, result = ensure_adapt(cell_config(cfg, method="lora", seed=seed), concept, data, base, a.runs,
+                                       progress=False)
+        val = val_result(run_dir, [concept], data)["metrics"]["mean_over_concepts"]
+        test = result["metrics"]["mean_over_concepts"]
+        print(f"{concept} s{seed}: test fid {test.get('fid'):.1f} psnr {test.get('psnr'):.2f}; "
+              f"val fid {val.get('fid'):.1f} psnr {val.get('psnr'):.2f}", file=sys.stderr, flush=True)
+        return {"concept": concept, "seed": seed, "run": str(run_dir),
+                "train_seconds": result["cost"]["train_seconds"], "n_test": result["protocol"]["n"],
+                "val": {m: val.get(m) for m in METRICS}, "test": {m: test.get(m) for m in METRICS}}
+
+    def write(rec: dict) -> str:
+        rec["noise"] = {"val": noise_floor(cells, "val"), "test": noise_floor(cells, "test")}
+        rec["cells"] = cells
+        atomic_write_json(out / f"fid-sample-size-{stamp}.json", rec)
+        md = markdown(rec)
+        atomic_write_text(out / f"fid-sample-size-{stamp}.md", md)
+        return md
+
+    # The sample-size table and the evaluation timing come from the first run, before the other
+    # cells: each later cell only adds to the noise floor (and the file is rewritten after each).
+    cells.append(cell(concepts[0], seeds[0]))
     first = cells[0]
     fa, fb = features(Path(first["run"]), first["concept"], data)
     rec = {"schema": "e2gan-fid-sample-size/1", "base_steps": a.base_steps, "concepts": concepts, "seeds": seeds,
            "draws": a.draws, "n_test": cfg.eval.n_test, "n_val": cfg.eval.n_val, "data": str(data), "base": str(base),
            "table_run": {"concept": first["concept"], "seed": first["seed"], "run": first["run"]},
            "sample_size": sample_size_table(fa, fb, draws=a.draws),
-           "noise": {"val": noise_floor(cells, "val"), "test": noise_floor(cells, "test")},
            "evaluation": time_evaluation(Path(first["run"]), first["concept"], data),
-           "train_seconds": first["train_seconds"], "load_average": os.getloadavg()[0], "cells": cells}
-    out = Path(a.out)
-    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime())
-    atomic_write_json(out / f"fid-sample-size-{stamp}.json", rec)
-    md = markdown(rec)
-    atomic_write_text(out / f"fid-sample-size-{stamp}.md", md)
-    print(md)
+           "train_seconds": first["train_seconds"], "load_average": os.getloadavg()[0]}
+    write(rec)
+    for concept in concepts:
+        for seed in seeds:
+            if (concept, seed) != (concepts[0], seeds[0]):
+                cells.append(cell(concept, seed))
+                write(rec)
+    print(write(rec))
     return 0
 
 
