@@ -47,10 +47,31 @@ class PostgresServer:
             os.chmod(self.root, 0o755)
         subprocess.run([*self._as_user, initdb, "-D", str(self.data), "-U", "e2gan", "--auth=trust", "-E", "UTF8"],
                        check=True, capture_output=True)
-        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=60"
-        subprocess.run([*self._as_user, pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
+        subprocess.run([*self._as_user, pg_ctl, "-D", str(self.data), "-o", self._opts, "-l", str(self.root / "log"),
                         "-w", "start"], check=True, capture_output=True)
         return self
+
+    @property
+    def _opts(self) -> str:
+        return f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=60"
+
+    def restart(self) -> None:
+        """Stop (fast: sessions cut, as an admin's restart does) and start again; returns once it accepts."""
+        subprocess.run([*self._as_user, find_bin("pg_ctl"), "-D", str(self.data), "-o", self._opts, "-l",
+                        str(self.root / "log"), "-m", "fast", "-w", "restart"], check=True, capture_output=True)
+
+    def connections(self, database: str = "postgres") -> int:
+        """Client connections to ``database`` now (pg_stat_activity), this query's own excluded."""
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as con:
+                return con.execute(sqlalchemy.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+                    {"db": database}).scalar()
+        finally:
+            engine.dispose()
 
     def stop(self) -> None:
         subprocess.run([*self._as_user, find_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
