@@ -1,0 +1,48 @@
+"""[[claims]] and [[dropped]] in a study spec: checked on load, one-line errors naming the entry."""
+import pytest
+
+from e2gan.errors import InputError
+from studies.spec import load_spec, row_labels
+
+HEAD = ('name = "t"\ntable = "data-count"\nmetric = "fid"\nconcepts = ["hue-60"]\nseeds = [0, 1, 2]\n'
+        '[arms.e2gan]\nadapt = { method = "lora" }\n[axes]\n"adapt.train_pairs" = [8, 0]\n')
+CLAIM = ('[[claims]]\nclaim = "d"\nkind = "non-inferiority"\nbetter = "e2gan / 8"\nother = "e2gan / 0"\n'
+         'metric = "psnr"\ndelta = 0.5\nreason = "per-image pairing"\n')
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "t.toml"
+    p.write_text(text)
+    return load_spec(p)
+
+
+def test_a_valid_claim_loads_with_the_report_row_labels(tmp_path):
+    spec = _load(tmp_path, HEAD + CLAIM + '[[dropped]]\nwhat = "x"\nresult = "y"\nwhy = "z"\n')
+    assert row_labels(spec) == ["e2gan / 8", "e2gan / 0"]
+    assert spec.claims[0]["delta"] == 0.5 and spec.dropped[0]["why"] == "z"
+
+
+@pytest.mark.parametrize("change, what", [
+    (('better = "e2gan / 8"', 'better = "e2gan / 16"'), "'better' = 'e2gan / 16'"),
+    (("delta = 0.5\n", ""), "'delta' = None"),
+    (('metric = "psnr"', 'metric = "fid"'), "'metric' = 'fid'"),
+    (('claim = "d"', 'claim = "e"'), "'claim' = 'e'"),
+    (('reason = "per-image pairing"\n', ""), "no 'reason'"),
+    (('kind = "non-inferiority"', 'kind = "equivalence"'), "'kind' = 'equivalence'"),
+    (('other = "e2gan / 0"', 'other = "greedy:searched"'), "'other' = 'greedy:searched'"),  # no [greedy] here
+])
+def test_bad_claims_are_one_line_errors(tmp_path, change, what):
+    with pytest.raises(InputError) as exc:
+        _load(tmp_path, HEAD + CLAIM.replace(*change))
+    assert exc.value.what == what and "[[claims]] #1" in exc.value.where
+
+
+def test_builtin_specs_decide_every_claim_with_three_or_more_seeds():
+    claims = {}
+    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto"):
+        spec = load_spec(name)
+        assert len(spec.seeds) >= 3, name
+        for c in spec.claims:
+            claims.setdefault(c["claim"], []).append(name)
+    assert len(load_spec("main").seeds) == 5 and len(load_spec("ranks").greedy["seeds"]) >= 3
+    assert claims == {"a": ["main", "main"], "b": ["base-model"] * 2, "c": ["ranks"] * 2, "d": ["data-count"] * 2}
