@@ -348,10 +348,16 @@ def distill(
     read_files = _manifest_files(out, shard)
     records, origin = _read_records(read_files)
     own_keys = {k for k, f in origin.items() if f == own}  # pairs whose latest line is in our file
+    start_keys = set(records)
     lines_before = sum(1 for raw in own.read_bytes().split(b"\n") if raw.strip()) if own.exists() else 0
     source_sha = _write_sources(out, sources)
     affects = getattr(teacher, "affects", None)
-    grey = {s.id: is_greyscale(s.image) for s in sources}
+    grey: dict[str, bool] = {}   # per source, computed only where a pair's edit could leave it unchanged
+
+    def is_grey(src: SourceImage) -> bool:
+        if src.id not in grey:
+            grey[src.id] = is_greyscale(src.image)
+        return grey[src.id]
 
     summary = {"written": 0, "skipped_existing": 0, "skipped_greyscale": 0, "pairs": 0,
                "seconds": 0.0, "teacher_seconds": 0.0, "shard": f"{shard[0]}/{shard[1]}" if shard else None,
@@ -364,7 +370,8 @@ def distill(
             if shard and shard_of(concept.name, src.id, shard[1]) != shard[0]:
                 continue
             summary["pairs"] += 1
-            if grey[src.id] and not (affects(src.image, concept.instruction) if affects else concept.kind != "colour"):
+            # skipped when grey and the edit cannot change it; the cheap test first (the same answer)
+            if not (affects(src.image, concept.instruction) if affects else concept.kind != "colour") and is_grey(src):
                 summary["skipped_greyscale"] += 1
                 continue
             key = (concept.name, src.id)
@@ -426,7 +433,11 @@ def distill(
                                            for k, r in records.items() if k in own_keys))
     else:
         merged = [f for f in read_files if f != own]
-        if refreshed or summary["written"] or lines_before != len(records) or merged:
+        # Lines appended for new pairs only, to a file that held one line per pair: it already reads as
+        # the rewrite would write it (same lines, same order), so it is not written a second time.
+        appended_only = (lines_before == len(start_keys) and not refreshed and not merged
+                         and not any((c.name, src.id) in start_keys for c, src in pending))
+        if not appended_only and (refreshed or summary["written"] or lines_before != len(records) or merged):
             atomic_write_text(own, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records.values()))
     summary["teacher_seconds"] = round(summary["teacher_seconds"], 3)
     for c in summary["per_concept"].values():
