@@ -102,12 +102,13 @@ class RunDisplay:
         else:
             print(text, file=self.stream, flush=True)
 
-    def stage(self, index: int, title: str, announce: bool = True) -> None:
-        """Start a stage; ``announce=False`` when its outcome line says enough (a quick check)."""
-        self.stage_text = f"[{index}/{self.n_stages}] {title}"
+    def stage(self, index: int, title: str, announce: bool = True, short: str | None = None) -> None:
+        """Start a stage; ``announce=False`` when its outcome line says enough (a quick check).
+        ``short``: the title on the live line and cell lines, when the announced one is long."""
+        self.stage_text = f"[{index}/{self.n_stages}] {short or title}"
         self.detail, self.counts, self._steps, self._step_eta = "", None, None, None
         if announce:
-            self.line(self.stage_text)
+            self.line(f"[{index}/{self.n_stages}] {title}")
 
     def found_complete(self, index: int, title: str, what: str = "") -> None:
         """The one line a stage that has nothing left to do prints."""

@@ -118,7 +118,7 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
         if remaining_cells(st, grid) == 0 and not after_grid_pending(spec, study, preset, runs):
             display.found_complete(index, title, f"{st['done']}/{st['expected']} cells")
             continue
-        display.stage(index, f"{title}: {spec.title}")
+        display.stage(index, f"{title}: {spec.title}", short=title)
         display.task("data and base models")
         runner.prepare(spec, preset, runs, progress=_reporter(display) if display.enabled else False)
         failed = 0

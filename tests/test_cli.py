@@ -149,6 +149,7 @@ def test_reproduce_log_is_quiet_and_leaves_the_reference_report_alone(tmp_path):
     cell_lines = [line for line in proc.stderr.splitlines() if " complete in " in line]
     assert len(cell_lines) == 2 and all("ETA" in line and "elapsed" in line for line in cell_lines)
     assert "2/2 done" in cell_lines[-1]
+    assert "[2/4] base model: 4/4 steps |" in proc.stderr  # training steps reach the display, not a bar
 
     assert _tree(tmp_path / "reports") == before  # the reference: not a byte or a timestamp changed
     assert (tmp_path / "runs" / "reports" / "tiny" / "index.html").is_file()

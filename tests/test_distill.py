@@ -343,3 +343,13 @@ def test_progress_bar_goes_to_stderr(tmp_path, capsys):
     run(tmp_path / "loud", progress=True)
     err = capsys.readouterr().err
     assert "distill" in err and "11/11" in err
+
+
+def test_no_bar_for_data_on_disk_and_a_callable_gets_the_counts(tmp_path, capsys):
+    run(tmp_path / "d", progress=False)
+    run(tmp_path / "d", progress=True)  # everything on disk: no "0pair" bar
+    assert capsys.readouterr().err == ""
+    seen = []
+    run(tmp_path / "fresh", progress=lambda done, total, unit: seen.append((done, total, unit)))
+    assert capsys.readouterr().err == ""  # the caller's display, not a bar
+    assert seen[-1] == (11, 11, "pairs") and [d for d, *_ in seen] == sorted(d for d, *_ in seen)

@@ -32,7 +32,7 @@ def test_cell_label_names_arm_axes_concept_and_seed():
 
 
 def _run_cells(display, clock, durations, total=4):
-    display.stage(3, "study main: main comparison")
+    display.stage(3, "study main: main comparison", short="study main")
     for i, seconds in enumerate(durations):
         display.cells(total, i, 1, 0, total - i)
         display.cell_started(f"cell{i}")
@@ -48,7 +48,7 @@ def test_log_gets_one_plain_line_per_finished_cell_with_counts_and_eta():
     lines = out.getvalue().splitlines()
     assert lines[0] == "[3/4] study main: main comparison"
     assert len(lines) == 3  # the header, then one line per finished cell: no redraws
-    assert lines[1].startswith("[3/4] study main: main comparison: cell0 complete in 0:10 | 1/4 done")
+    assert lines[1].startswith("[3/4] study main: cell0 complete in 0:10 | 1/4 done")
     assert lines[1].endswith("elapsed 0:10, ETA 0:30")  # 3 left x 10 s
     assert lines[2].endswith("elapsed 0:40, ETA 0:40")  # 2 left x mean(10, 30)
     assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue()  # no terminal codes in a log
@@ -61,7 +61,7 @@ def test_terminal_gets_one_live_line_redrawn_in_place():
         display.cell_started("cell2")
         live = display.render()
     text = out.getvalue()
-    assert live == "[3/4] study main: main comparison | 2/4 done, 0 running, 0 failed | elapsed 0:40, ETA 0:40 | cell2"
+    assert live == "[3/4] study main | 2/4 done, 0 running, 0 failed | elapsed 0:40, ETA 0:40 | cell2"
     assert "complete in" not in text  # finished cells do not leave lines on a terminal
     assert "[3/4] study main: main comparison\n" in text  # the stage header scrolls above the live line
     assert "\x1b[" in text  # drawn with cursor control, not appended
