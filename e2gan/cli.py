@@ -287,7 +287,7 @@ def cmd_latency(args) -> str:
                       adb_key=args.adb_key, concept=args.concept, resolution=args.resolution, model=args.model,
                       timeout_s=args.timeout, gemm_peak=not args.no_peak)
     median = row.get("median_ms") or row.get("latency_ms") or row.get("inference_avg_ms")
-    extra = f", {row['peak_fraction']:.0%} of the measured GEMM peak" if row.get("peak_fraction") else ""
+    extra = f", {row['peak_fraction']:.0%} of the CPU's fp32 peak" if row.get("peak_fraction") else ""
     return f"{args.backend} latency {median:.2f} ms ({row.get('threads')} threads){extra}"
 
 
@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--core-mask", default=None, help="phone: taskset mask, e.g. f0")
     p.add_argument("--adb-key", default=None, help="phone: adb private key (default ~/.android/adbkey)")
     p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("--no-peak", action="store_true", help="skip measuring the GEMM peak")
+    p.add_argument("--no-peak", action="store_true", help="skip measuring the CPU's fp32 peak")
     p.set_defaults(func=cmd_latency)
 
     p = sub.add_parser("evaluate", help="test-split metrics of a run (-> result.json) or a checkpoint (-> result-step-N.json)")
