@@ -92,3 +92,18 @@ def test_machine_peak_sets_the_sweep_beside_the_theoretical_peak():
     assert m["measured_gemm_gflops"] == max(r["gflops"] for r in sweep)
     assert m["gflops"] >= m["measured_gemm_gflops"] and m["gflops"] >= m["theoretical"]["gflops"] - 1e-9
     assert m["theoretical"]["cores"] == 1
+
+
+def test_host_latency_fraction_is_of_the_honest_peak(monkeypatch):
+    import torch
+
+    import e2gan.deploy.gemm_peak as gp
+    from e2gan.deploy.latency import host_latency
+
+    monkeypatch.setattr(gp, "_SWEEPS", {1: [{"library": "torch.mm (MKL/oneDNN)", "size": 64, "threads": 1,
+                                             "gflops": 1e-6, "reps": 3}]})   # a sweep slower than anything
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    row = host_latency(conv, torch.rand(1, 3, 32, 32), warmup=1, runs=3, threads=1)
+    assert row["peak_fraction"] == row["achieved_gflops"] / row["gemm_peak_gflops"] <= 1.0
+    assert row["gemm_peak"]["measured_gemm_gflops"] == 1e-6
+    assert row["gemm_peak_gflops"] >= row["gemm_peak"]["theoretical_gflops"] or row["gemm_peak"]["raised"]
