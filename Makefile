@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 # Sleeping (not spinning) OpenMP threads: on a small, shared CPU spinning made a training step 2.3x slower.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup reproduce test test-fast bench clean
+.PHONY: setup reproduce test test-fast bench smoke-paper clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --preset $(PRESET)
+
+# The paper preset (256², width 64, 70x70 PatchGAN) through every stage at reduced length on the CPU,
+# on random-weight stand-ins for the teacher and the metric backbones (README: "The paper preset on real data").
+smoke-paper: $(STAMP)
+	$(BIN)/python -m tests.smoke_paper --out runs/smoke-paper
 
 clean:
 	rm -rf runs .pytest_cache
