@@ -155,7 +155,7 @@ def test_reproduce_log_is_quiet_and_leaves_the_reference_report_alone(tmp_path):
     assert (tmp_path / "runs" / "reports" / "tiny" / "index.html").is_file()
     out = proc.stdout.splitlines()
     assert any(line.startswith("your run beside the reference report (reports/tiny)") for line in out)
-    assert any(line.strip().startswith("no CI") and "base PSNR dB" in line for line in out)
+    assert any(line.split()[:3] == ["base", "PSNR", "dB"] and line.endswith("no CI)") for line in out)
     assert f"report: {Path('runs') / 'reports' / 'tiny' / 'index.html'}" in out
 
 

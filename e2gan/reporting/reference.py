@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAIN_STUDY = "main"
+BASE = "base PSNR dB"
 MAIN_METRICS = (("fid", "FID"), ("psnr", "PSNR dB"))  # the table's key columns: (csv prefix, label)
 
 
@@ -68,7 +69,7 @@ def key_numbers(report_dir: str | Path) -> dict[str, KeyNumber]:
     out: dict[str, KeyNumber] = {}
     for row in _rows(report_dir / "base" / "base_quality.csv"):
         if row.get("concept") == "mean" and _float(row.get("PSNR dB")) is not None:
-            out["base PSNR dB"] = KeyNumber("base PSNR dB", _float(row["PSNR dB"]), _float(row.get("PSNR dB ci95")))
+            out[BASE] = KeyNumber(BASE, _float(row["PSNR dB"]), _float(row.get("PSNR dB ci95")))
     for row in _rows(report_dir / MAIN_STUDY / "tables" / "quality.csv"):
         method = row.get("method")
         for prefix, title in MAIN_METRICS:
@@ -84,25 +85,42 @@ def compare(ours: dict[str, KeyNumber], reference: dict[str, KeyNumber]) -> list
     return [Comparison(label, ours[label], ref) for label, ref in reference.items() if label in ours]
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.1f}" if abs(x) >= 100 else f"{x:.2f}" if abs(x) >= 1 else f"{x:.4f}"
+def _decimals(x: float) -> int:
+    return 1 if abs(x) >= 100 else 2 if abs(x) >= 1 else 4
 
 
 def _fmt_number(k: KeyNumber) -> str:
-    return _fmt(k.mean) + (f" ± {_fmt(k.ci)}" if k.ci is not None else "")
+    """A mean and its CI with the mean's decimals: 249.1 ± 2.2, 20.41 ± 0.18."""
+    d = _decimals(k.mean)
+    return f"{k.mean:.{d}f}" + (f" ± {k.ci:.{d}f}" if k.ci is not None else "")
+
+
+def _group(label: str) -> tuple[str, str]:
+    """'full PSNR dB' -> ('full', 'PSNR dB')."""
+    for _, title in MAIN_METRICS:
+        if label.endswith(" " + title):
+            return label[: -len(title) - 1], title
+    return label, ""
 
 
 def comparison_lines(rows: list[Comparison], reference_dir: str | Path) -> list[str]:
-    """A few terminal lines: each key number beside the reference's, and the verdict."""
+    """A few terminal lines: one per method (and the base), each number beside the reference's, judged."""
     if not rows:
         return [f"no key numbers in common with the reference report ({reference_dir})"]
-    width = max(len(r.label) for r in rows)
-    lines = [f"your run beside the reference report ({reference_dir}); 95% CIs:"]
+    groups: dict[str, list[str]] = {}
     for r in rows:
-        verdict = {True: "agrees ", False: "DIFFERS", None: "no CI  "}[r.agrees]
-        tol = "" if r.agrees is None else f" ({'within' if r.agrees else 'beyond'} ±{_fmt(r.tolerance)})"
-        lines.append(f"  {verdict} {r.label:<{width}}  {_fmt_number(r.ours):>16}  vs {_fmt_number(r.reference):>16}"
-                     f"  Δ {r.delta:+.2f}{tol}")
+        name, title = _group(r.label)
+        d = _decimals(r.reference.mean)
+        if r.agrees is None:
+            verdict = f"(Δ {r.delta:+.{d}f}, no CI)"
+        elif r.agrees:
+            verdict = "agrees"
+        else:
+            verdict = f"DIFFERS (Δ {r.delta:+.{d}f}, beyond ±{r.tolerance:.{d}f})"
+        groups.setdefault(name, []).append(f"{title} {_fmt_number(r.ours)} vs {_fmt_number(r.reference)} {verdict}")
+    width = max(len(n) for n in groups)
+    lines = [f"your run beside the reference report ({reference_dir}), mean ± 95% CI, yours vs the reference's:"]
+    lines += [f"  {name:<{width}}  " + ";  ".join(parts) for name, parts in groups.items()]
     judged = [r for r in rows if r.agrees is not None]
     differ = [r.label for r in judged if not r.agrees]
     parts = [f"{len(judged) - len(differ)} of {len(judged)} with CIs agree"] if judged else []
@@ -148,9 +166,9 @@ def summary_lines(report_dir: str | Path, studies: list[str]) -> list[str]:
         lines.append(f"{MAIN_STUDY}: mean over held-out concepts ± 95% CI over seeds")
         width = max(len(m) for m in methods)
         for m in methods:
-            cells = [f"{title} {_fmt_number(numbers[f'{m} {title}'])}" for _, title in MAIN_METRICS
+            cells = [f"{title} {_fmt_number(numbers[f'{m} {title}']):<14}" for _, title in MAIN_METRICS
                      if f"{m} {title}" in numbers]
-            lines.append(f"  {m:<{width}}  " + "   ".join(cells))
-    if "base PSNR dB" in numbers:
+            lines.append(f"  {m:<{width}}  " + "  ".join(cells).rstrip())
+    if BASE in numbers:
         lines.append(f"base model: mean PSNR {_fmt_number(numbers['base PSNR dB'])} dB")
     return lines
