@@ -158,7 +158,11 @@ class RunDisplay:
     # -- rendering --------------------------------------------------------------------------------
     def eta(self) -> float | None:
         if self.counts is not None:
-            return eta_seconds(self.finished, self.counts.remaining)
+            left = eta_seconds(self.finished, self.counts.remaining)
+            if left and self._cell_t0 is not None:  # the running cell counts down, up to a mean cell's time
+                mean = sum(self.finished) / len(self.finished)
+                left -= min(self.clock() - self._cell_t0, mean)
+            return left
         return self._step_eta
 
     def _count_text(self) -> str:

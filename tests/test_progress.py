@@ -62,6 +62,10 @@ def test_terminal_gets_one_live_line_redrawn_in_place():
         live = display.render()
     text = out.getvalue()
     assert live == "[3/4] study main | 2/4 done, 0 running, 0 failed | elapsed 0:40, ETA 0:40 | cell2"
+    clock.t += 5  # the running cell counts down, up to a mean cell's time (20 s)
+    assert display.eta() == pytest.approx(35.0)
+    clock.t += 60
+    assert display.eta() == pytest.approx(20.0)
     assert "complete in" not in text  # finished cells do not leave lines on a terminal
     assert "[3/4] study main: main comparison\n" in text  # the stage header scrolls above the live line
     assert "\x1b[" in text  # drawn with cursor control, not appended

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAIN_STUDY = "main"
+NOT_RUN = "not run"  # the verdict of a claim no study of the run decides (as the claims table writes it)
 BASE = "base PSNR dB"
 MAIN_METRICS = (("fid", "FID"), ("psnr", "PSNR dB"))  # the table's key columns: (csv prefix, label)
 
@@ -143,10 +144,12 @@ def claim_verdicts(report_dir: str | Path, studies: list[str]) -> dict[str, str]
 
 
 def claims_comparison_lines(ours: dict[str, str] | None, reference: dict[str, str] | None) -> list[str]:
-    """Which claims got the reference's verdict and which did not (nothing when a side has none)."""
+    """Which claims decided on both sides got the reference's verdict and which did not."""
     if not ours or not reference:
         return []
-    both = [c for c in reference if c in ours]
+    both = [c for c in reference if c in ours and NOT_RUN not in (ours[c], reference[c])]  # decided on both sides
+    if not both:
+        return []
     differ = [f"{c.split(')')[0]}) {ours[c]} here, {reference[c]} in the reference" for c in both if ours[c] != reference[c]]
     line = f"  claims: {len(both) - len(differ)} of {len(both)} have the reference's verdict"
     return [line + (f"; differ: {'; '.join(differ)}" if differ else "")]
@@ -155,10 +158,13 @@ def claims_comparison_lines(ours: dict[str, str] | None, reference: dict[str, st
 def summary_lines(report_dir: str | Path, studies: list[str]) -> list[str]:
     """The closing summary: the report's claims when written, else the main table, in a few lines."""
     report_dir = Path(report_dir)
-    verdicts = claim_verdicts(report_dir, studies)
-    if verdicts:
-        width = max(len(v) for v in verdicts.values())
-        return ["the paper's claims, as this report decides them:"] + [f"  {v:<{width}}  {c}" for c, v in verdicts.items()]
+    verdicts = claim_verdicts(report_dir, studies) or {}
+    run = {c: v for c, v in verdicts.items() if v != NOT_RUN}
+    if run:  # claims whose studies did not run say nothing here beyond their names
+        width = max(len(v) for v in run.values())
+        lines = ["the paper's claims, as this report decides them:"] + [f"  {v:<{width}}  {c}" for c, v in run.items()]
+        idle = [c.split(")")[0] + ")" for c, v in verdicts.items() if v == NOT_RUN]
+        return lines + ([f"  {NOT_RUN}: {', '.join(idle)} (their studies were not in this run)"] if idle else [])
     lines: list[str] = []
     numbers = key_numbers(report_dir)
     methods = [label.rsplit(" ", 1)[0] for label in numbers if label.endswith(" FID")]

@@ -101,10 +101,13 @@ def test_claims_are_read_from_the_written_claims_json_and_compared(tmp_path):
     _claims_json(ref / "main", "inconclusive")
     lines = summary_lines(ours, ["main"])
     assert lines[0] == "the paper's claims, as this report decides them:"
-    claim_a = next(l for l in lines if "(a)" in l)
-    assert claim_a.split()[0] == "holds"
-    assert sum("not run" in l for l in lines) == len(lines) - 2  # the claims no study here decides
+    assert lines[1].split()[0] == "holds" and "(a)" in lines[1]
+    assert lines[2].strip().startswith("not run: (b), (c), (d)")  # the claims no study here decides
+    assert len(lines) == 3
     mine, theirs = claim_verdicts(ours, ["main"]), claim_verdicts(ref, ["main"])
-    [line] = claims_comparison_lines(mine, theirs)
-    assert line.strip().startswith(f"claims: {len(mine) - 1} of {len(mine)} have the reference's verdict; differ: (a) holds here, inconclusive")
+    [line] = claims_comparison_lines(mine, theirs)  # only (a) is decided on both sides
+    assert line.strip() == "claims: 0 of 1 have the reference's verdict; differ: (a) holds here, inconclusive in the reference"
     assert claim_verdicts(tmp_path / "none", ["main"]) is None and claims_comparison_lines(None, theirs) == []
+    (ours / "main" / "claims.json").write_text('{"study": "main", "comparisons": []}')
+    assert summary_lines(ours, ["main"]) == []  # no claim decided and no main table: nothing to show
+    assert claims_comparison_lines(claim_verdicts(ours, ["main"]), theirs) == []
