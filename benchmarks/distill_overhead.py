@@ -176,7 +176,7 @@ def distill_overhead(ctx: Context, teacher_spec: str, concepts: list, n_sources:
     distill_once(ctx, recorder, sources, concepts, label, mode_now)
     runs: dict[str, list[dict]] = {m: [] for m in modes}
     floors: list[dict] = []
-    order = [*modes, "floor"]
+    order = [mode_now, "floor", *modes[1:]]   # the floor beside the checked mode in every round
     for r in range(ctx.scale.distill_rounds):
         for mode in (order if r % 2 == 0 else order[::-1]):
             if mode == "floor":

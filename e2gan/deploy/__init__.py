@@ -15,7 +15,8 @@ changes the number: "adb-gpu", "adb-cpu-4t", "adb-cpu-4t-f0" (core mask), "torch
 ``result["latency"][backend]`` is the latest row of that backend, for readers that want one.
 
 Modules: export (litert-torch + parity), latency (host: torch | litert), adb (phone),
-benchmark_output (benchmark_model parser), gemm_peak (measured fp32 GEMM rate).
+benchmark_output (benchmark_model parser), gemm_peak (GEMM sweep and the honest fp32 peak),
+cpu_peak (theoretical FMA peak from cpuinfo), litert_gemm (a pure-GEMM LiteRT model).
 """
 from __future__ import annotations
 
