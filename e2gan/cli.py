@@ -241,8 +241,9 @@ def cmd_study(args) -> str:
         runner.export_trials(study, out)
         return f"{len(study.trials)} trials -> {out}"
     keep = {"max_retries": args.max_retries, "patience": args.storage_patience}
+    # The work loop and the workers' monitor reuse this command's storage: two connections, not four.
     if args.action == "worker":
-        counts = runner.work(spec, url, preset, args.runs, progress=progress, **keep)
+        counts = runner.work(spec, url, preset, args.runs, progress=progress, study=study, **keep)
         lost = f", {counts['lost']} taken over by others" if counts.get("lost") else ""
         return f"worker: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed{lost}"
     # run / resume: fail stale trials, enqueue missing cells, build prerequisites, then work.
@@ -250,12 +251,13 @@ def cmd_study(args) -> str:
     print(f"study {study.study_name} on {runner.redact(url)}: {added} cells queued", file=sys.stderr)
     runner.prepare(spec, preset, args.runs, progress=progress)
     if args.workers > 1:
-        codes = runner.spawn_workers(spec, url, preset, args.runs, args.workers, progress=progress, **keep)
+        codes = runner.spawn_workers(spec, url, preset, args.runs, args.workers, progress=progress, study=study,
+                                     **keep)
         if any(codes):
             print(f"warning: worker exit codes {codes}", file=sys.stderr)
     else:
         while True:
-            counts = runner.work(spec, url, preset, args.runs, progress=progress, max_trials=1, **keep)
+            counts = runner.work(spec, url, preset, args.runs, progress=progress, max_trials=1, study=study, **keep)
             if progress:
                 print(runner.status_line(runner.status(study, spec, preset)), file=sys.stderr, flush=True)
             if not any(counts.values()):

@@ -16,15 +16,19 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from e2gan.errors import InputError
 from studies import heartbeat as hb
 from studies.heartbeat import GRACE_S, HEARTBEAT_S, CellLost, Heartbeat, reap_stale, worker_id
 from studies.spec import StudySpec
-from studies.storage import PATIENCE_S, Outage, StorageGone, redact, retrying
+from studies.storage import PATIENCE_S, Outage, StorageGone, rdb_of, redact, retrying
 
 MAX_RETRIES = 3
+# A worker's threads (training loop, heartbeat) share one pool: two connections stay open per worker
+# (measured with pg_stat_activity, README "On a cluster"); a burst may open two more, closed after use.
+ENGINE_KWARGS = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
 __all__ = ["GRACE_S", "HEARTBEAT_S", "MAX_RETRIES", "PATIENCE_S", "StorageGone", "redact"]
 
 
@@ -48,8 +52,10 @@ def open_storage(url: str, attempts: int = 5, patience: float | None = None):
 
     for attempt in range(attempts):
         try:
-            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                             engine_kwargs=None if url.startswith("sqlite") else {"pool_pre_ping": True})
+            with warnings.catch_warnings():  # Optuna calls heartbeats experimental: not two lines in every log
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                                 engine_kwargs=None if url.startswith("sqlite") else ENGINE_KWARGS)
             return retrying(optuna.storages._CachedStorage(rdb),
                             Outage(redact(url), PATIENCE_S if patience is None else patience))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
@@ -317,15 +323,24 @@ def _next_trial(study, spec: StudySpec):
 
 def work(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, progress: bool = False,
          max_trials: int | None = None, *, max_retries: int = MAX_RETRIES, patience: float | None = None,
-         poll_s: float | None = None) -> dict:
+         poll_s: float | None = None, study=None) -> dict:
     """A worker: run trials until every cell is done (grid) or the trial budget is used (search).
 
     With nothing to claim but cells RUNNING elsewhere it waits (every ``poll_s``, default the
     heartbeat interval), failing and queueing again the cells whose worker stopped beating.
     """
+    own = study is None  # a study passed in shares its caller's connections; our own is closed after
+    study = load_study(spec, storage_url, preset, patience=patience) if own else _reseed(study, spec)
+    try:
+        return _work(study, spec, preset, runs, progress, max_trials, max_retries, poll_s)
+    finally:
+        if own and rdb_of(study._storage) is not None:
+            rdb_of(study._storage).engine.dispose()
+
+
+def _work(study, spec: StudySpec, preset: str, runs, progress: bool, max_trials, max_retries: int, poll_s) -> dict:
     from optuna.trial import TrialState
 
-    study = load_study(spec, storage_url, preset, patience=patience)
     poll = float(poll_s if poll_s is not None else max(1, HEARTBEAT_S))
     counts = {"complete": 0, "pruned": 0, "failed": 0}
     lost, waiting_on = 0, None
@@ -379,7 +394,7 @@ def status_line(st: dict) -> str:
 
 def spawn_workers(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, n: int,
                   poll_s: float = 2.0, progress: bool = True, max_retries: int = MAX_RETRIES,
-                  patience: float | None = None) -> list[int]:
+                  patience: float | None = None, study=None) -> list[int]:
     """Start ``n`` worker processes on the study and show progress until they all exit."""
     threads = max(1, (os.cpu_count() or 1) // n)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -388,7 +403,7 @@ def spawn_workers(spec: StudySpec, storage_url: str, preset: str, runs: str | Pa
            "--storage-patience", str(PATIENCE_S if patience is None else patience),
            *(["--config", spec.user_config] if spec.user_config else [])]
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
-    study = load_study(spec, storage_url, preset)
+    study = study or load_study(spec, storage_url, preset, patience=patience)
     last = ""
     while any(p.poll() is None for p in procs):
         line = status_line(status(study, spec, preset))
