@@ -61,3 +61,20 @@ def test_tampered_target_is_rejected(micro_data, tmp_path):
     (copy / record["target"]).write_bytes((copy / record["source"]).read_bytes())
     with pytest.raises(InputError, match=record["target"].split("/")[-1]):
         PairedDataset(copy, [record["concept"]], record["split"])
+
+
+def test_distilled_splits_are_disjoint_by_photograph_and_sized_by_the_config(micro_data):
+    from e2gan.distill import verify_manifest
+    from e2gan.sources import photos_by_split
+    from tests.conftest import micro_config
+
+    cfg = micro_config()
+    records = verify_manifest(micro_data, check_hashes=False)
+    photo_split = {}
+    for r in records:
+        photo_split.setdefault(r["source_id"].rsplit("-", 1)[0], set()).add(r["split"])
+    assert all(len(s) == 1 for s in photo_split.values()), photo_split
+    assert {p for p, s in photo_split.items() if s == {"test"}} == set(photos_by_split()["test"])
+    for concept in ("hue-60", "hue-120", "pixelate"):  # colour edits get the same N: eval photos are colour
+        assert len(PairedDataset(micro_data, [concept], "test", check_hashes=False)) == cfg.eval.n_test
+        assert len(PairedDataset(micro_data, [concept], "val", check_hashes=False)) == cfg.eval.n_val
