@@ -6,11 +6,11 @@ its trial RUNNING with a stale heartbeat: any surviving worker (or the next `run
 it with the reason (which worker, when it last beat) and queues the cell again, and the retry
 resumes the run directory from its last checkpoint. Workers wait while cells run elsewhere and
 exit only when every cell is COMPLETE, PRUNED, or has failed ``max_retries`` times. Every storage
-call survives outages up to a patience (studies.storage); leases are in studies.heartbeat.
+call survives outages up to a patience (studies.storage); leases are in studies.heartbeat, the
+grid queue (claims, retries, duplicate entries) in studies.queue.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,15 +21,17 @@ from pathlib import Path
 
 from e2gan.errors import InputError
 from studies import heartbeat as hb
-from studies.heartbeat import GRACE_S, HEARTBEAT_S, CellLost, Heartbeat, reap_stale, worker_id
+from studies.heartbeat import GRACE_S, HEARTBEAT_S, CellLost, Heartbeat
+from studies.queue import DUPLICATE_ATTR, MAX_RETRIES, _claim_waiting, attempts_by_cell, cell_key, reconcile
 from studies.spec import StudySpec
 from studies.storage import PATIENCE_S, Outage, StorageGone, rdb_of, redact, retrying
 
-MAX_RETRIES = 3
 # A worker's threads (training loop, heartbeat) share one pool: two connections stay open per worker
 # (measured with pg_stat_activity, README "On a cluster"); a burst may open two more, closed after use.
 ENGINE_KWARGS = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
-__all__ = ["GRACE_S", "HEARTBEAT_S", "MAX_RETRIES", "PATIENCE_S", "StorageGone", "redact"]
+# Re-exported: the queue and storage helpers were split out of this module.
+__all__ = ["DUPLICATE_ATTR", "GRACE_S", "HEARTBEAT_S", "MAX_RETRIES", "PATIENCE_S", "StorageGone", "_claim_waiting",
+           "attempts_by_cell", "cell_key", "reconcile", "redact"]
 
 
 def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
@@ -121,58 +123,6 @@ def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = Fa
         raise InputError(f"no study '{name}'", redact(storage_url), "a study started with `e2gan study run`") from None
 
 
-def cell_key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
-def attempts_by_cell(study) -> dict[str, dict]:
-    """Per grid cell: its active trial (complete, pruned, waiting or running) and its failed attempts."""
-    from optuna.trial import TrialState
-
-    out: dict[str, dict] = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.system_attrs.get(DUPLICATE_ATTR):
-            continue  # a second queue entry for an attempt, never run: no attempt of its own
-        entry = out.setdefault(cell_key(t.user_attrs.get("cell", t.params)), {"active": None, "failed": []})
-        if t.state == TrialState.FAIL:
-            entry["failed"].append(t)
-        elif entry["active"] is None or t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            entry["active"] = t
-    return out
-
-
-def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIES, stale_only: bool = False) -> int:
-    """Fail stale trials, then queue every grid cell with no complete, pruned, waiting or running trial
-    that has failed fewer than ``max_retries`` times.
-
-    ``stale_only`` (workers): queue again only cells whose last attempt died with its worker; a cell
-    that raised an error is queued again by the next `run`/`resume`, not at once by every worker.
-    """
-    reap_stale(study)
-    if spec.sampler != "grid":
-        return 0
-    cells = attempts_by_cell(study)
-    added = 0
-    for cell in spec.grid(preset):
-        key = cell_key(cell)
-        entry = cells.get(key, {"active": None, "failed": []})
-        failed = entry["failed"]
-        if entry["active"] is not None or len(failed) >= max_retries:
-            continue
-        if stale_only and failed and not failed[-1].user_attrs.get("stale"):
-            continue
-        attempt = len(failed) + 1
-        # The queue id names the attempt: two workers queueing the same attempt at once make two
-        # entries with one id, and the claim keeps only the first (see _claim_waiting).
-        study.enqueue_trial({}, user_attrs={"cell": cell, "attempt": attempt, "queue_id": f"{key}#{attempt}"},
-                            skip_if_exists=False)
-        added += 1
-    return added
-
-
-DUPLICATE_ATTR = "e2gan:duplicate"
-
-
 def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = True) -> None:
     """Build shared prerequisites once, before any worker starts: the data and every base model."""
     from studies.prerequisites import ensure_base, ensure_data
@@ -189,29 +139,6 @@ def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = Tru
         data, _ = ensure_data(cfg, runs, progress=progress)
         if not key.startswith("data-"):
             ensure_base(cfg, data, runs, progress=progress)
-
-
-def _claim_waiting(study):
-    """Atomically move one WAITING trial to RUNNING; None when the queue is empty."""
-    import optuna
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-            # Beat at once: a trial with no heartbeat yet is never found stale, so a worker killed
-            # right after claiming would otherwise leave its cell RUNNING for ever.
-            storage.record_heartbeat(t._trial_id)
-            storage.set_trial_system_attr(t._trial_id, hb.WORKER_ATTR, worker_id())
-            queue_id = t.user_attrs.get("queue_id")
-            if queue_id and any(o.user_attrs.get("queue_id") == queue_id and o._trial_id < t._trial_id
-                                for o in storage.get_all_trials(study._study_id, deepcopy=False)):
-                storage.set_trial_system_attr(t._trial_id, DUPLICATE_ATTR, True)
-                storage.set_trial_user_attr(t._trial_id, "fail_reason", f"second queue entry for attempt {queue_id}")
-                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-                continue
-            return optuna.Trial(study, t._trial_id)
-    return None
 
 
 def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, trial=None,

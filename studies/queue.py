@@ -1,0 +1,88 @@
+"""The grid's queue in the study storage: one attempt of a cell at a time, claimed atomically.
+
+A cell's attempts are trials carrying the cell and a queue id (``<cell>#<attempt>``). The queue is
+refilled by the coordinator (every missing cell) and by idle workers (cells whose last attempt died
+with its worker); a cell that has failed ``max_retries`` times is given up.
+"""
+from __future__ import annotations
+
+import json
+
+from studies.heartbeat import WORKER_ATTR, reap_stale, worker_id
+from studies.spec import StudySpec
+
+MAX_RETRIES = 3
+DUPLICATE_ATTR = "e2gan:duplicate"
+
+
+def cell_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def attempts_by_cell(study) -> dict[str, dict]:
+    """Per grid cell: its active trial (complete, pruned, waiting or running) and its failed attempts."""
+    from optuna.trial import TrialState
+
+    out: dict[str, dict] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.system_attrs.get(DUPLICATE_ATTR):
+            continue  # a second queue entry for an attempt, never run: no attempt of its own
+        entry = out.setdefault(cell_key(t.user_attrs.get("cell", t.params)), {"active": None, "failed": []})
+        if t.state == TrialState.FAIL:
+            entry["failed"].append(t)
+        elif entry["active"] is None or t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            entry["active"] = t
+    return out
+
+
+def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIES, stale_only: bool = False) -> int:
+    """Fail stale trials, then queue every grid cell with no complete, pruned, waiting or running trial
+    that has failed fewer than ``max_retries`` times.
+
+    ``stale_only`` (workers): queue again only cells whose last attempt died with its worker; a cell
+    that raised an error is queued again by the next `run`/`resume`, not at once by every worker.
+    """
+    reap_stale(study)
+    if spec.sampler != "grid":
+        return 0
+    cells = attempts_by_cell(study)
+    added = 0
+    for cell in spec.grid(preset):
+        key = cell_key(cell)
+        entry = cells.get(key, {"active": None, "failed": []})
+        failed = entry["failed"]
+        if entry["active"] is not None or len(failed) >= max_retries:
+            continue
+        if stale_only and failed and not failed[-1].user_attrs.get("stale"):
+            continue
+        attempt = len(failed) + 1
+        # The queue id names the attempt: two workers queueing the same attempt at once make two
+        # entries with one id, and the claim keeps only the first (see _claim_waiting).
+        study.enqueue_trial({}, user_attrs={"cell": cell, "attempt": attempt, "queue_id": f"{key}#{attempt}"},
+                            skip_if_exists=False)
+        added += 1
+    return added
+
+
+
+def _claim_waiting(study):
+    """Atomically move one WAITING trial to RUNNING; None when the queue is empty."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+            # Beat at once: a trial with no heartbeat yet is never found stale, so a worker killed
+            # right after claiming would otherwise leave its cell RUNNING for ever.
+            storage.record_heartbeat(t._trial_id)
+            storage.set_trial_system_attr(t._trial_id, WORKER_ATTR, worker_id())
+            queue_id = t.user_attrs.get("queue_id")
+            if queue_id and any(o.user_attrs.get("queue_id") == queue_id and o._trial_id < t._trial_id
+                                for o in storage.get_all_trials(study._study_id, deepcopy=False)):
+                storage.set_trial_system_attr(t._trial_id, DUPLICATE_ATTR, True)
+                storage.set_trial_user_attr(t._trial_id, "fail_reason", f"second queue entry for attempt {queue_id}")
+                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                continue
+            return optuna.Trial(study, t._trial_id)
+    return None
