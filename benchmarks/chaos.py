@@ -168,8 +168,9 @@ def chaos_bench(seconds: float, work: Path, workers: int = 8, kill_every: float 
 
     if not (find_bin("initdb") and find_bin("pg_ctl")):
         raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's postgresql")
-    # About one cell per 10 s of asked duration keeps kills landing on training cells throughout.
-    n_seeds = max(4, round(seconds / 20))
+    # About one cell per 10 s of asked duration (two per worker at least) keeps kills landing on
+    # training cells throughout.
+    n_seeds = max(workers, round(seconds / 20))
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", E2GAN_HEARTBEAT_S="2", E2GAN_GRACE_S="10")
     out = {"seconds_asked": seconds, "workers": workers, "cells": 2 * n_seeds, "kill_every_s": kill_every,
            "heartbeat_s": 2, "grace_s": 10}
@@ -207,7 +208,7 @@ def chaos_bench(seconds: float, work: Path, workers: int = 8, kill_every: float 
 def run(ctx) -> dict:
     from benchmarks.common import check
 
-    seconds = float(os.environ.get("E2GAN_BENCH_CHAOS_S", "600"))
+    seconds = float(os.environ.get("E2GAN_BENCH_CHAOS_S", "600"))  # --chaos-seconds of benchmarks.run
     d = chaos_bench(seconds, ctx.work, log=ctx.log)
     c = d["chaos"]
     ratio = c["cells_per_min"] / d["clean"]["cells_per_min"] if d["clean"]["cells_per_min"] else None

@@ -335,8 +335,23 @@ def _lora_step(d: dict) -> list[str]:
     return out
 
 
+def _chaos(d: dict) -> list[str]:
+    out = [f"{d['workers']} workers (one coordinator), {d['cells']} cells, kills every ~{d['kill_every_s']:.0f} s for "
+           f"{d['seconds_asked']:.0f} s plus one PostgreSQL restart; heartbeat {d['heartbeat_s']} s, grace {d['grace_s']} s.", "",
+           "| fleet | wall s | cells/min | kills | failed attempts | lost | COMPLETE twice | RUNNING twice at once | tracebacks |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for arm in ("clean", "chaos"):
+        a = d[arm]
+        out.append(f"| {arm} | {a['wall_s']:.0f} | {a['cells_per_min']:.2f} | {a['kills']} | {a['failed_attempts']} | "
+                   f"{a['lost']} | {a['duplicated']} | {a['twice_at_once']} | {a['tracebacks']} |")
+    r = d["chaos"].get("restart")
+    if r:
+        out += ["", f"Restart at {r['at_s']:.0f} s with {r['running']} cells training; the server was down {r['down_s']:.1f} s."]
+    return out
+
+
 DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
-           "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost}
+           "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost, "chaos": _chaos}
 
 
 def render_run(report: dict) -> str:
