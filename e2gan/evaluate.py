@@ -62,7 +62,7 @@ def _set_psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto",
           reference: str = "teacher targets, test split", device: str = "cpu", clip="auto",
-          per_image: bool = True) -> dict:
+          per_image: bool = False, feature_cache=None) -> dict:
     """Metrics per concept and overall (images pooled over concepts), plus the identity baseline.
 
     ``identity_psnr`` is the PSNR of the unedited source against the target: a model that has
@@ -73,10 +73,11 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
     one; None skips them. ``protocol["clip"]`` says which model and texts, or why not.
 
     per_image: also FID∞, the floors and the collapse check per concept, and the per-image
-    arrays (``e2gan.metrics.per_image``) under ``"per_image"`` and ``"collapse"``.
+    arrays (``e2gan.metrics.per_image``) under ``"per_image"`` and ``"collapse"``. feature_cache: a
+    folder for the targets' and sources' backbone features, shared by every run of a concept.
     """
     from e2gan.metrics.features import get_backbone
-    from e2gan.metrics.per_image import concept_extras
+    from e2gan.metrics.per_image import FeatureCache, concept_extras
     from e2gan.metrics.clip import SOURCE_CAPTION, get_scorer
     from e2gan.metrics.quality import evaluate_images
 
@@ -92,15 +93,19 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
     per_concept, protocol = {}, None
     arrays: dict[str, list] = defaultdict(list)
     collapse, order = {}, []
-    extractor = get_backbone(backbone, device) if per_image else None
+    extractor = get_backbone(backbone, device) if per_image or feature_cache else None
+    cache = FeatureCache(feature_cache)
     for concept, idx in sorted(by_concept.items()):
         ix = torch.tensor(idx)
         keep: dict = {}
+        tf = cache(pred["targets"][ix], extractor) if feature_cache else None
         res = evaluate_images(pred["outputs"][ix], pred["targets"][ix], backbone=backbone,
-                              perceptual=perceptual, reference=reference, device=device, keep=keep)
+                              perceptual=perceptual, reference=reference, device=device, keep=keep,
+                              target_features=tf)
         m = dict(res["metrics"])
         if per_image:
-            extra, arr = concept_extras(pred["outputs"][ix], pred["targets"][ix], pred["sources"][ix], keep, extractor)
+            extra, arr = concept_extras(pred["outputs"][ix], pred["targets"][ix], pred["sources"][ix], keep, extractor,
+                                        cache=cache)
             collapse[concept] = extra.pop("collapse")
             m.update(extra)
             for k, v in arr.items():
@@ -331,7 +336,8 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     dataset = PairedDataset(root, concepts, split, {c: i for i, c in enumerate(trained)})
     pred = predict(generator, dataset, batch_size=cfg.eval.batch_size, device=device)
     scores = score(pred, backbone=cfg.eval.backbone, perceptual=cfg.eval.perceptual,
-                   reference=f"teacher targets, {split} split", device=device, clip=clip)
+                   reference=f"teacher targets, {split} split", device=device, clip=clip,
+                   per_image=True, feature_cache=run_dir.parent / FEATURE_CACHE)
     from e2gan.stand_in import teacher_protocol
 
     protocol = dict(scores["protocol"], split=split, resolution=cfg.data.resolution,
@@ -350,6 +356,9 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     save_triplet_grid(_sample_rows(pred), samples, header=("source", "teacher", "model"),
                       row_labels=tuple(_sample_labels(pred)), label_px=90)
     return result
+
+
+FEATURE_CACHE = "feature-cache"  # beside the runs: targets' and sources' features, shared by all runs
 
 
 def _save_per_image(run_dir: Path, label: str, pred: dict, scores: dict, backbone: str, result: dict) -> None:

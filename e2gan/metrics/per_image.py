@@ -47,8 +47,45 @@ def _psnr(mse: np.ndarray) -> np.ndarray:
         return np.minimum(10.0 * np.log10(1.0 / np.maximum(mse, 0.0)), PSNR_CAP_DB)
 
 
+class FeatureCache:
+    """Backbone features of image sets that every run of a concept shares (its targets and sources).
+
+    Keyed by the images' bytes and the backbone's description (name, weights hash, resize), so a
+    changed image or backbone never hits a stale entry; stored as float64 .npy, so a cached value
+    is the computed one. Evaluation then runs the backbone once per run (its outputs), not three times.
+    """
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = Path(folder) if folder else None
+
+    def __call__(self, images: torch.Tensor, extractor) -> np.ndarray:
+        import hashlib
+        import io
+        import json
+
+        if self.folder is None:
+            return np.asarray(extractor(images), np.float64)
+        h = hashlib.sha256(json.dumps(extractor.describe(), sort_keys=True, default=str).encode())
+        h.update(str(tuple(images.shape)).encode())
+        h.update(images.contiguous().cpu().numpy().tobytes())
+        path = self.folder / f"{h.hexdigest()[:32]}.npy"
+        if path.is_file():
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError):  # a damaged entry is recomputed
+                pass
+        feats = np.asarray(extractor(images), np.float64)
+        from e2gan.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.save(buf, feats)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+        return feats
+
+
 def concept_extras(outputs: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor, keep: dict,
-                   extractor=None, seed: int = 0) -> tuple[dict, dict]:
+                   extractor=None, seed: int = 0, cache: FeatureCache | None = None) -> tuple[dict, dict]:
     """(metrics for result.json, per-image arrays) for one concept's paired uint8 images.
 
     metrics: fid_inf and its slope (FID∞, Chong & Forsyth); floors: the unedited sources against
@@ -73,7 +110,7 @@ def concept_extras(outputs: torch.Tensor, targets: torch.Tensor, sources: torch.
         out["floor_halves_fid"] = frechet_distance(fb[a], fb[b])
         out["floor_halves_kid"] = kid_from_features(fb[a], fb[b], num_subsets=1, subset_size=n)[0]
     if extractor is not None:
-        fs = np.asarray(extractor(sources), np.float64)
+        fs = (cache or FeatureCache(None))(sources, extractor)
         out["floor_identity_fid"] = frechet_distance(fs, fb)
         out["floor_identity_kid"] = kid_from_features(fs, fb, num_subsets=1, subset_size=n)[0]
     mse = per_image_mse(outputs, targets)

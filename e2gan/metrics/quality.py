@@ -211,13 +211,14 @@ def lpips_available(net: str = "alex") -> bool:
 def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: str = "effnet-lite0",
                     perceptual: str = "auto", reference: str = "teacher-targets/test",
                     device: str = "cpu", kid_subsets: int = 100, kid_subset_size: int = 1000,
-                    keep: dict | None = None) -> dict:
+                    keep: dict | None = None, target_features=None) -> dict:
     """All quality metrics for paired uint8 images [N,3,H,W], with the protocol that produced them.
 
     perceptual: 'auto' (LPIPS-alex when its weights are on disk, else the proxy), 'lpips-alex',
     'lpips-vgg', 'proxy' or 'none'. keep: a dict that receives what was computed on the way
     (backbone features of outputs and targets, per-image perceptual distances) so per-image
-    scores cost no second pass.
+    scores cost no second pass. target_features: the targets' features when already known (the
+    targets are the same for every run of a concept: see ``per_image.FeatureCache``).
     """
     check_images(outputs, "evaluate_images outputs")
     check_images(targets, "evaluate_images targets")
@@ -229,7 +230,8 @@ def evaluate_images(outputs: torch.Tensor, targets: torch.Tensor, *, backbone: s
         perceptual = "lpips-alex" if lpips_available("alex") else "proxy"
 
     extractor = get_backbone(backbone, device)
-    fa, fb = extractor(outputs), extractor(targets)
+    fa = extractor(outputs)
+    fb = extractor(targets) if target_features is None else torch.as_tensor(target_features, dtype=torch.float64)
     kid_mean, kid_std = kid_from_features(fa, fb, kid_subsets, kid_subset_size)
     metrics = {"fid": fid_from_features(fa, fb), "kid_mean": kid_mean, "kid_std": kid_std,
                "psnr": set_psnr(outputs, targets), "ssim": mean_ssim(outputs, targets)}

@@ -1,0 +1,42 @@
+"""Per-image scores and the shared feature cache: cached features give exactly the uncached numbers."""
+import numpy as np
+import pytest
+import torch
+
+from e2gan.evaluate import score
+from e2gan.metrics.per_image import load_scores, save_scores
+
+
+def _pred(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tg = (torch.rand(n, 3, 32, 32, generator=g) * 255).to(torch.uint8)
+    out = (tg.float() * 0.7 + 30).clamp(0, 255).to(torch.uint8)
+    return {"sources": tg.flip(0), "targets": tg, "outputs": out, "concepts": ["a"] * (n - 8) + ["b"] * 8,  # FID∞ needs 40+ images: only "a" has it
+            "source_ids": [f"s{i}" for i in range(n)], "instructions": {}}
+
+
+def test_cached_features_give_the_same_scores(tmp_path):
+    pred = _pred()
+    plain = score(pred, clip=None, perceptual="proxy", per_image=True)
+    first = score(pred, clip=None, perceptual="proxy", per_image=True, feature_cache=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 4  # targets and sources of two concepts
+    again = score(pred, clip=None, perceptual="proxy", per_image=True, feature_cache=tmp_path / "cache")
+    for res in (first, again):
+        for c in ("a", "b"):
+            for k, v in plain["per_concept"][c].items():
+                assert res["per_concept"][c][k] == pytest.approx(v, rel=1e-12, abs=1e-12), (c, k)
+    m = plain["per_concept"]["a"]
+    assert {"fid_inf", "fid_inf_slope", "floor_identity_fid", "floor_halves_fid", "floor_identity_kid"} <= set(m)
+    assert "fid_inf" not in plain["per_concept"]["b"] and "floor_halves_fid" in plain["per_concept"]["b"]
+    assert not plain["collapse"]["collapsed"]
+    assert plain["per_image"]["source_id"][:2] == ["s0", "s1"] and len(plain["per_image"]["mse"]) == 48
+
+
+def test_scores_file_round_trip(tmp_path):
+    arr = {"mse": np.array([0.1, 0.2]), "psnr": np.array([10.0, 7.0]), "perceptual": np.array([np.nan, 0.1]),
+           "feat_out": np.ones((2, 3), np.float16), "feat_tgt": np.zeros((2, 3), np.float16)}
+    save_scores(tmp_path / "scores.npz", ["a", "a"], ["x", "y"], arr, "effnet-lite0")
+    z = load_scores(tmp_path / "scores.npz")
+    assert z["source_id"].tolist() == ["x", "y"] and z["backbone"] == "effnet-lite0"
+    assert z["feat_out"].dtype == np.float64 and np.isnan(z["perceptual"][0])
+    assert load_scores(tmp_path / "missing.npz") is None
