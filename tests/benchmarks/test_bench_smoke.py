@@ -222,8 +222,9 @@ def test_micro_run_writes_the_schema(micro_report):
     # The exporter's sliced reflection padding against MIRROR_PAD, in the speed and kernel benchmarks.
     assert any(k.startswith("speed.") and k.endswith(".reflect_pad") for k in rows)
     assert any(k.startswith("kernel.") and k.endswith(".reflect_pad") for k in rows)
+    assert "lora_step.merged_weight" in rows   # LoRA through peft's forward (before) vs the merged weight
     for r in rows.values():
-        assert r["benchmark"] in ("overheads", "speed", "kernel") and r["before"] is not None and r["after"] is not None
+        assert r["benchmark"] in ("overheads", "speed", "kernel", "lora_step") and r["before"] is not None and r["after"] is not None
     assert "## Before / after" in md and "## Before / after" in latest
 
 
