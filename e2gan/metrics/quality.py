@@ -54,8 +54,19 @@ def fid_from_features(a, b, method: str = "eigvals") -> float:
         raise InputError(f"FID method {method!r}", "fid_from_features", "'eigvals' or 'cleanfid'")
     a, b = _np64(a), _np64(b)
     with _one_blas_thread():
-        mu1, s1 = np.mean(a, axis=0), np.cov(a, rowvar=False)
-        mu2, s2 = np.mean(b, axis=0), np.cov(b, rowvar=False)
+        mu1, mu2 = np.mean(a, axis=0), np.mean(b, axis=0)
+        if method == "eigvals" and min(len(a), len(b)) < a.shape[1]:
+            # Fewer images than feature dimensions (Inception: 2048): the covariances have rank < N, and
+            # tr sqrtm(S1 S2) is the nuclear norm of A Bᵀ / sqrt((n1-1)(n2-1)) for the centred features
+            # A, B (the nonzero eigenvalues of S1 S2 are those of (A Bᵀ)(A Bᵀ)ᵀ / ((n1-1)(n2-1))): an
+            # n1×n2 SVD instead of a dim×dim eigendecomposition, the same number (tested).
+            ca, cb = a - mu1, b - mu2
+            c = (len(a) - 1) * (len(b) - 1)
+            diff = mu1 - mu2
+            tr_covmean = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / math.sqrt(c)
+            value = float(diff @ diff + (ca * ca).sum() / (len(a) - 1) + (cb * cb).sum() / (len(b) - 1) - 2 * tr_covmean)
+            return max(value, 0.0)
+        s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
         if method == "cleanfid":
             from cleanfid.fid import frechet_distance
             from scipy.linalg import LinAlgWarning

@@ -65,6 +65,18 @@ def test_fast_fid_equals_clean_fids_frechet_distance():
         q.fid_from_features(a, b, method="pytorch-fid")
 
 
+def test_fid_with_fewer_images_than_dimensions_equals_the_full_eigendecomposition():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((12, 300)) ** 2, rng.standard_normal((9, 300)) * 1.5 + 0.3
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    d = a.mean(0) - b.mean(0)
+    eig = np.linalg.eigvals(s1 @ s2).real
+    eig = eig[eig > 1e-9 * eig.max()]  # rank <= 8: the other 292 are round-off whose square roots add up
+    full = d @ d + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig).sum()
+    assert len(eig) == len(b) - 1
+    assert q.fid_from_features(a, b) == pytest.approx(full, rel=1e-9)
+
+
 def test_kid_subset_size_is_clamped_and_seeded(feats):
     a, b = feats["ref"], feats[BLURS[1]]
     assert q.effective_kid_subset_size(N, N, 1000) == N
