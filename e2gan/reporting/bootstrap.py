@@ -8,11 +8,21 @@ runs, so one draw per concept keeps image difficulty cancelling in the differenc
 metric is recomputed on the draw: set PSNR from the mean MSE, the mean perceptual distance, or
 KID from kernel matrices of cached features (never running a network). The arm's value is the
 mean over its drawn runs, then over concepts; Δ = value(claimed-better) − value(other), oriented
-so that a positive Δ favours the claim. The CI is the percentile interval of Δ over the draws.
+so that a positive Δ favours the claim.
+
+The interval. A percentile interval over 3–5 seeds under-covers badly when seed luck dominates
+(measured on simulated arms: 76% at 3 seeds, 85% at 5, 96% at 10 for a nominal 95%), because
+resampling n seeds shrinks their variance by (n−1)/n and a normal quantile ignores that the
+seed-level spread is itself estimated from n values. So the CI is Δ̂ ± t·SE, where the bootstrap
+splits Var(Δ) into an image part (images resampled, every run kept) and a seed part (the rest),
+the seed part is scaled by n/(n−1), and t has Satterthwaite's degrees of freedom (n−1 when seeds
+dominate, ∞ when images do). ``percentile_ci`` keeps the plain percentile interval.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import math
 
 import numpy as np
 
@@ -72,26 +82,59 @@ def values_on_draws(runs: list[Run], metric: str, weights: np.ndarray) -> np.nda
 @dataclass
 class Comparison:
     delta: float                     # point estimate, oriented (positive favours the claim)
-    draws: np.ndarray                # Δ on each bootstrap draw
+    draws: np.ndarray                # Δ on each two-level bootstrap draw (seeds, then images)
     n_seeds: tuple[int, int]         # runs per concept behind each arm (smallest over concepts)
     n_images: int                    # paired images per concept (smallest over concepts)
     concepts: list[str]
+    image_draws: np.ndarray | None = None   # Δ with every run kept and only images resampled
+
+    def _parts(self) -> tuple[float, float]:
+        """(seed-level variance scaled by n/(n−1), image-level variance)."""
+        total = float(np.var(self.draws, ddof=1))
+        img = float(np.var(self.image_draws, ddof=1)) if self.image_draws is not None else 0.0
+        img = min(img, total)
+        n = min(self.n_seeds)
+        seed = (total - img) * (n / (n - 1) if n > 1 else 1.0)
+        return seed, img
 
     @property
     def se(self) -> float:
-        return float(np.std(self.draws, ddof=1))
+        seed, img = self._parts()
+        return math.sqrt(seed + img)
+
+    @property
+    def df(self) -> float:
+        """Satterthwaite's degrees of freedom: the seed part is estimated from n − 1, the image part ~∞."""
+        seed, img = self._parts()
+        n = min(self.n_seeds)
+        if seed <= 0 or n < 2:
+            return math.inf
+        return (seed + img) ** 2 / (seed ** 2 / (n - 1))
 
     def ci(self, level: float = 0.95) -> tuple[float, float]:
+        half = _t_quantile(0.5 + level / 2.0, self.df) * self.se
+        return self.delta - half, self.delta + half
+
+    def percentile_ci(self, level: float = 0.95) -> tuple[float, float]:
         a = (1.0 - level) / 2.0
         lo, hi = np.quantile(self.draws, [a, 1.0 - a])
         return float(lo), float(hi)
 
     def p_value(self, null: float = 0.0) -> float:
-        """Two-sided bootstrap p of Δ = null: twice the smaller tail share (with the +1 correction)."""
-        b = len(self.draws)
-        below = (np.sum(self.draws <= null) + 1) / (b + 1)
-        above = (np.sum(self.draws >= null) + 1) / (b + 1)
-        return float(min(1.0, 2.0 * min(below, above)))
+        """Two-sided p of Δ = null from the same t: the CI at level 1 − p just touches ``null``."""
+        if self.se == 0:
+            return 0.0 if self.delta != null else 1.0
+        from scipy.special import stdtr
+
+        t = abs(self.delta - null) / self.se
+        df = self.df if math.isfinite(self.df) else 1e9
+        return float(min(1.0, 2.0 * stdtr(df, -t)))
+
+
+def _t_quantile(q: float, df: float) -> float:
+    from scipy.special import ndtri, stdtrit
+
+    return float(ndtri(q)) if not math.isfinite(df) else float(stdtrit(df, q))
 
 
 def paired_bootstrap(arm_a: dict[str, list[Run]], arm_b: dict[str, list[Run]], metric: str,
@@ -108,7 +151,7 @@ def paired_bootstrap(arm_a: dict[str, list[Run]], arm_b: dict[str, list[Run]], m
         raise InputError("no concept with runs in both arms", "paired bootstrap", "runs of both arms on a concept")
     sign = METRICS[metric]
     rng = np.random.default_rng(seed)
-    total = np.zeros(draws)
+    total, image_only = np.zeros(draws), np.zeros(draws)
     point = 0.0
     n_seeds, n_images = [], []
     for c in concepts:
@@ -126,10 +169,11 @@ def paired_bootstrap(arm_a: dict[str, list[Run]], arm_b: dict[str, list[Run]], m
         mean_a = va[rows, pick_a].mean(1)
         mean_b = vb[rows, pick_b].mean(1)
         total += sign * (mean_a - mean_b)
+        image_only += sign * (va.mean(1) - vb.mean(1))
         ones = np.ones((1, n))
         point += sign * (values_on_draws(ra, metric, ones).mean() - values_on_draws(rb, metric, ones).mean())
         n_seeds.append((len(ra), len(rb)))
         n_images.append(n)
     k = len(concepts)
     return Comparison(point / k, total / k, (min(a for a, _ in n_seeds), min(b for _, b in n_seeds)),
-                      min(n_images), concepts)
+                      min(n_images), concepts, image_only / k)

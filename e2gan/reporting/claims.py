@@ -118,8 +118,11 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
              "at its Holm level. Superiority holds if the CI's lower end > 0, non-inferiority if it is > −δ; "
              "contradicted if the upper end is below that bound; otherwise inconclusive. MDD = 2.8 × the "
              "bootstrap SE of Δ: the smallest true difference this comparison detects (α 0.05, 80% power).",
-             "With 3 seeds the seed level of the bootstrap is coarse (a percentile bootstrap over 3 values "
-             "under-covers); more seeds, not a cleverer interval, is the fix."]
+             "The CI is Δ ± t·SE: the bootstrap's variance of Δ split into an image part and a seed part, the "
+             "seed part scaled by n/(n−1) and t taken with Satterthwaite's degrees of freedom (n−1 when seed luck "
+             "dominates). A plain percentile interval covered 76% at 3 seeds and 85% at 5 on simulated arms; this "
+             "one 95% and 93% (and over-covers, i.e. is cautious, when per-image noise dominates). With 3 seeds "
+             "the seed level is still coarse: more seeds, not a cleverer interval, is what narrows it."]
     return Table("comparisons", "Paired comparisons behind the paper's claims", pd.DataFrame.from_dict(
         disp, orient="index").rename_axis("comparison"), pd.DataFrame.from_dict(
         {k: {kk: json.dumps(vv) if isinstance(vv, (list, dict)) else vv for kk, vv in v.items()} for k, v in data.items()},

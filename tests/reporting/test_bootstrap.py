@@ -20,17 +20,23 @@ def _arms(rng, mu_a=0.0, mu_b=TRUE_DELTA, seeds=N_SEEDS):
     return {"c": runs(mu_a)}, {"c": runs(mu_b)}
 
 
-def test_ci_covers_the_true_difference_about_95_percent_of_the_time():
+@pytest.mark.parametrize("seeds", [3, 10])
+def test_ci_covers_the_true_difference_about_95_percent_of_the_time(seeds):
     rng = np.random.default_rng(0)
-    sims, hits = 300, 0
+    sims, hits, hits_percentile = 300, 0, 0
     for i in range(sims):
-        a, b = _arms(rng)
+        a, b = _arms(rng, seeds=seeds)
         cmp = paired_bootstrap(a, b, "perceptual", draws=1000, seed=i)
         lo, hi = cmp.ci(0.95)
         hits += lo <= TRUE_DELTA <= hi
-    # 300 simulations: binomial sd 1.3%; a percentile bootstrap over 10 seeds under-covers by ~1%.
-    # Dropping the seed level gives ~80%, unpaired images ~99%: both fail here.
-    assert 0.90 <= hits / sims <= 0.985, hits / sims
+        lo, hi = cmp.percentile_ci(0.95)
+        hits_percentile += lo <= TRUE_DELTA <= hi
+    # 300 simulations: binomial sd 1.3%. Measured: 95.5% at 3 seeds, 98.5% at 10 (400 simulations).
+    # Dropping the seed level or the n/(n-1) and t corrections gives 76% at 3 seeds; unpaired images
+    # ~100%: both fail here.
+    assert 0.91 <= hits / sims <= 0.99, hits / sims
+    if seeds == 3:  # why the interval is not the plain percentile one
+        assert hits_percentile / sims < 0.85
 
 
 def test_pairing_cancels_image_difficulty():

@@ -43,16 +43,17 @@ def test_holm_hand_worked():
 
 def test_decide_applies_holm_then_the_rule():
     rng = np.random.default_rng(0)
-    strong = Comparison(1.0, rng.normal(1.0, 0.1, 4000), (3, 3), 500, ["c"])
-    weak = Comparison(0.21, rng.normal(0.21, 0.1, 4000), (3, 3), 500, ["c"])   # p ≈ 0.035 on its own
-    noninf = Comparison(-0.1, rng.normal(-0.1, 0.1, 4000), (3, 3), 500, ["c"])
+    def cmp(delta):  # all of Δ's spread from images (image_draws = draws): a normal interval, SE 0.1
+        d = rng.normal(delta, 0.1, 4000)
+        return Comparison(delta, d, (3, 3), 500, ["c"], image_draws=d)
+    strong, weak, noninf = cmp(1.0), cmp(0.21), cmp(-0.1)   # weak: p ≈ 0.036 on its own
     out = decide([{"cmp": strong, "kind": "superiority"}, {"cmp": noninf, "kind": "non-inferiority", "delta": 0.5}])
     assert [o["verdict"] for o in out] == ["holds", "holds"] and out[0]["m"] == 2
     assert out[0]["mdd"] == pytest.approx(2.8 * 0.1, rel=0.05)
-    assert out[0]["lo"] < strong.ci(0.95)[0]  # the CI at the Holm level 0.05/2 is wider than the 95% one
+    assert out[0]["lo"] == pytest.approx(1.0 - 2.2414 * strong.se, abs=1e-3)  # normal CI at the Holm level 0.05/2
     assert decide([{"cmp": weak, "kind": "superiority"}])[0]["verdict"] == "holds"
     # Two such comparisons: the smaller p must beat 0.05/2, so Holm stops at once and both stay inconclusive.
-    weak2 = Comparison(0.21, rng.normal(0.21, 0.1, 4000), (3, 3), 500, ["c"])
+    weak2 = cmp(0.21)
     two = decide([{"cmp": weak, "kind": "superiority"}, {"cmp": weak2, "kind": "superiority"}])
     assert [o["verdict"] for o in two] == ["inconclusive", "inconclusive"]
     assert sorted(o["level"] for o in two) == pytest.approx([0.025, 0.05])
@@ -62,3 +63,14 @@ def test_mdd():
     assert mdd(0.5) == pytest.approx(1.4)
     assert table_mdd(1.0, 8) == pytest.approx(2.8 * 0.5)
     assert math.isnan(table_mdd(1.0, 1))
+
+
+def test_seed_dominated_interval_uses_t_with_n_minus_1_df():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.5, 0.2, 4000)
+    c = Comparison(0.5, d, (3, 4), 500, ["c"])            # no image-level spread: all from 3 seeds
+    se = np.std(d, ddof=1) * math.sqrt(3 / 2)              # the seed part scaled by n/(n-1)
+    assert c.se == pytest.approx(se) and c.df == pytest.approx(2.0)
+    lo, hi = c.ci(0.95)
+    assert hi - 0.5 == pytest.approx(4.3027 * se, rel=1e-4) and lo == pytest.approx(1.0 - hi)
+    assert c.p_value(lo) == pytest.approx(0.05, rel=1e-3)  # the CI's end is where p = α
