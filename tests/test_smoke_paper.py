@@ -26,7 +26,7 @@ def test_readme_guide_is_the_rendered_smoke_run():
 def test_each_smoke_command_is_the_guide_command_plus_only_runs_and_length_flags(tmp_path):
     (tmp_path / "runs" / "base-paper-abc").mkdir(parents=True)
     values = dict(sp.GUIDE_VALUES, RUNS=str(tmp_path / "runs"), REPORTS="out/reports")
-    allowed = {"--runs", "--no-progress", "--warmup", "--runs", "--reports"}
+    allowed = {"--runs", "--no-progress", "--warmup", "--reports"}  # latency's --runs is a count
     for step in sp.STEPS:
         guide = shlex.split(step.args.format(**values))
         smoke = sp.smoke_argv(step, values)
