@@ -178,6 +178,7 @@ def chaos_bench(seconds: float, work: Path, workers: int = 8, kill_every: float 
     try:
         for arm in ("clean", "chaos"):
             folder = work / f"chaos-{arm}"
+            folder.mkdir(parents=True, exist_ok=True)
             spec = write_spec(folder, f"chaos{arm}", n_seeds, steps=40)
             if arm == "chaos":
                 _copy_prerequisites(work / "chaos-clean" / "runs", folder / "runs")

@@ -224,7 +224,7 @@ def _study_context(args, create: bool):
 def cmd_study(args) -> str:
     from e2gan.errors import InputError
 
-    if args.max_retries < 1:
+    if args.max_retries is not None and args.max_retries < 1:
         raise InputError(f"--max-retries {args.max_retries}", "command line", "an integer >= 1")
     if not args.storage_patience >= 0:
         raise InputError(f"--storage-patience {args.storage_patience}", "command line", "seconds >= 0")
@@ -240,14 +240,15 @@ def cmd_study(args) -> str:
         out = Path(args.out or Path(args.runs) / "studies" / f"{spec.name}-{preset}.csv")
         runner.export_trials(study, out)
         return f"{len(study.trials)} trials -> {out}"
-    keep = {"max_retries": args.max_retries, "patience": args.storage_patience}
+    max_retries = args.max_retries if args.max_retries is not None else spec.max_retries
+    keep = {"max_retries": max_retries, "patience": args.storage_patience}
     # The work loop and the workers' monitor reuse this command's storage: two connections, not four.
     if args.action == "worker":
         counts = runner.work(spec, url, preset, args.runs, progress=progress, study=study, **keep)
         lost = f", {counts['lost']} taken over by others" if counts.get("lost") else ""
         return f"worker: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} failed{lost}"
     # run / resume: fail stale trials, enqueue missing cells, build prerequisites, then work.
-    added = runner.reconcile(study, spec, preset, max_retries=args.max_retries)
+    added = runner.reconcile(study, spec, preset, max_retries=max_retries)
     print(f"study {study.study_name} on {runner.redact(url)}: {added} cells queued", file=sys.stderr)
     runner.prepare(spec, preset, args.runs, progress=progress)
     if args.workers > 1:
@@ -494,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="SQLAlchemy URL (default: SQLite under runs/studies/)")
     p.add_argument("--config", default=None, help="TOML layered between the preset and the spec")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    p.add_argument("--max-retries", type=int, default=3,
-                   help="a cell that has failed this many times is given up (default 3); each attempt's reason is kept")
+    p.add_argument("--max-retries", type=int, default=None,
+                   help="a cell that has failed this many times is given up (default: the spec's max_retries, 3); "
+                        "each attempt's reason is kept")
     p.add_argument("--storage-patience", type=float, default=600.0,
                    help="seconds to keep retrying a storage that stopped answering before exiting (default 600)")
     p.add_argument("--runs", default="runs")

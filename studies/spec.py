@@ -9,6 +9,7 @@
     sampler = "grid"              # grid (every cell exactly once) | nsga2 | tpe
     n_trials = 0                  # nsga2 / tpe only
     pruner = "none"               # none | median (tpe only: prunes on validation PSNR)
+    max_retries = 3               # a cell failed this many times is given up (--max-retries overrides)
 
     [config]                      # overrides for every cell, by config section
     adapt = { steps = 300 }
@@ -36,6 +37,7 @@ from e2gan.errors import InputError
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 TOP_KEYS = {"name", "title", "table", "metric", "concepts", "seeds", "sampler", "n_trials", "pruner",
             "preset", "config", "arms", "axes", "search", "description", "paper", "greedy", "latency", "claims",
+            "max_retries",
             "dropped"}
 CLAIM_KEYS = {"claim", "kind", "better", "other", "metric", "delta", "reason", "paper"}
 CLAIM_METRICS = ("kid_mean", "perceptual", "psnr")  # what the paired bootstrap recomputes per draw
@@ -60,6 +62,7 @@ class StudySpec:
     sampler: str = "grid"
     n_trials: int = 0
     pruner: str = "none"
+    max_retries: int = 3
     preset: str = "tiny"
     config: dict = field(default_factory=dict)
     arms: dict[str, dict] = field(default_factory=dict)
@@ -159,6 +162,8 @@ def load_spec(path_or_name: str | Path) -> StudySpec:
     _expect(spec.sampler in SAMPLERS, f"'sampler' = {spec.sampler!r}", where, f"one of {list(SAMPLERS)}")
     _expect(spec.table in TABLES, f"'table' = {spec.table!r}", where, f"one of {list(TABLES)}")
     _expect(spec.pruner in ("none", "median"), f"'pruner' = {spec.pruner!r}", where, "none or median")
+    _expect(isinstance(spec.max_retries, int) and not isinstance(spec.max_retries, bool) and spec.max_retries >= 1,
+            f"'max_retries' = {spec.max_retries!r}", where, "an integer >= 1")
     _expect(isinstance(spec.seeds, list) and spec.seeds and all(isinstance(s, int) and s >= 0 for s in spec.seeds),
             f"'seeds' = {spec.seeds!r}", where, "a non-empty list of integers >= 0")
     _expect(isinstance(spec.concepts, list) and bool(spec.concepts), f"'concepts' = {spec.concepts!r}", where,

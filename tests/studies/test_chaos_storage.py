@@ -235,3 +235,26 @@ def test_a_cell_that_keeps_failing_is_given_up_after_max_retries(tmp_path, monke
     states = [(t.user_attrs["cell"]["arm"], t.user_attrs["cell"]["seed"], t.state.name) for t in study.get_trials()]
     assert states.count(("lora", 0, "FAIL")) == 2 and len(states) == 5
     assert sorted(t.user_attrs["attempt"] for t in study.get_trials() if t.state.name == "FAIL") == [1, 2]
+
+
+def test_max_retries_is_a_spec_key_the_command_line_overrides(tmp_path, monkeypatch, capsys):
+    from studies import runner
+
+    path = write_spec(tmp_path)
+    path.write_text(path.read_text().replace('metric = "psnr"', 'metric = "psnr"\nmax_retries = 1'))
+    storage = f"sqlite:///{tmp_path / 'spec-retries.db'}"
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "evaluate_cell", lambda spec, cell, *a, **k: (_ for _ in ()).throw(
+        FloatingPointError("diverged")) if cell["arm"] == "lora" and cell["seed"] == 0 else {
+        "run_dir": str(tmp_path), "value": 1.0, "psnr": 1.0})
+    args = ["study", "run", str(path), "--storage", storage, "--runs", str(tmp_path / "runs"), "--no-progress"]
+    assert main(args) == 0 and main(args) == 0  # the spec's max_retries = 1: the second run queues nothing
+    assert [t.state.name for t in trials(storage, "micro-tiny")].count("FAIL") == 1
+    assert main([*args, "--max-retries", "2"]) == 0  # the command line raises it: one more attempt
+    assert [t.state.name for t in trials(storage, "micro-tiny")].count("FAIL") == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text(path.read_text().replace("max_retries = 1", "max_retries = 0"))
+    capsys.readouterr()
+    assert main(["study", "run", str(bad), "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'max_retries' = 0" in err[0] and "an integer >= 1" in err[0]
