@@ -96,6 +96,12 @@ def _next_label(study, spec) -> str:
     return f"{spec.sampler} trial {len(study.get_trials(deepcopy=False)) + 1}"
 
 
+def _retries(spec) -> dict:
+    """The spec's retry budget where specs carry one (else the runner's default)."""
+    n = getattr(spec, "max_retries", None)
+    return {"max_retries": n} if n is not None else {}
+
+
 def _reporter(display: RunDisplay):
     """The callable the data and training stages report (done, total, unit) to."""
     return lambda done, total, unit: display.steps(done, total, unit)
@@ -108,7 +114,7 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
     for spec in specs:  # queue every study first: the ETA counts the cells of the later ones too
         url = runner.default_storage(spec, runs, preset)
         study = runner.load_study(spec, url, preset, create=True)
-        runner.reconcile(study, spec, preset)
+        runner.reconcile(study, spec, preset, **_retries(spec))
         opened.append((spec, url, study, remaining_cells(runner.status(study, spec, preset), spec.sampler == "grid")))
     for i, (spec, url, study, _) in enumerate(opened):
         later = sum(r for *_, r in opened[i + 1:])
@@ -130,7 +136,8 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
                 break
             label = _next_label(study, spec)
             display.cell_started(label)
-            counts = runner.work(spec, url, preset, runs, max_trials=1)
+            # The study loaded above is reused (work reseeds its sampler): one storage for the run.
+            counts = runner.work(spec, url, preset, runs, max_trials=1, study=study, **_retries(spec))
             if not any(counts.values()):
                 break
             failed += counts["failed"]

@@ -145,9 +145,9 @@ def test_reproduce_log_is_quiet_and_leaves_the_reference_report_alone(tmp_path):
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = proc.stdout + proc.stderr
-    assert [b for b in BANNERS if b in printed] == []
+    assert [b for b in BANNERS if b in printed] == [], printed[-4000:]
     cell_lines = [line for line in proc.stderr.splitlines() if " complete in " in line]
-    assert len(cell_lines) == 2 and all("ETA" in line and "elapsed" in line for line in cell_lines)
+    assert len(cell_lines) == 2 and all("ETA" in line and "elapsed" in line for line in cell_lines), proc.stderr[-4000:]
     assert "2/2 done" in cell_lines[-1]
     assert "[2/4] base model: 4/4 steps |" in proc.stderr  # training steps reach the display, not a bar
 
