@@ -56,7 +56,9 @@ def compare(ctx: StudyContext, entry: dict, draws: int = DEFAULT_DRAWS) -> dict:
     if not arms_a or min(len(v[0].mse) for v in arms_a.values()) < 2:
         return {**row, "status": NOT_RUN, "why": "the arms share no concept with scored images"}
     cmp = paired_bootstrap(arms_a, arms_b, entry["metric"], draws=draws, seed=0)
-    collapsed = {x: (sum(bool(r.collapsed) for r in rs), len(rs)) for x, rs in ((entry["better"], a), (entry["other"], b))}
+    from e2gan.reporting.noise import collapsed_runs  # its own check, or the same outputs as another seed
+
+    collapsed = {x: (len(collapsed_runs(rs)), len(rs)) for x, rs in ((entry["better"], a), (entry["other"], b))}
     return {**row, "status": "ok", "cmp": cmp, "collapsed": collapsed,
             "params_ratio": _cost(a) / _cost(b) if _cost(b) else float("nan")}
 

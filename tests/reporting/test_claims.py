@@ -23,7 +23,7 @@ SPEC = {"name": "main", "title": "Main", "table": "main", "metric": "psnr", "see
 MSE = {"full": 0.010, "e2gan": 0.0101, "pix2pix": 0.03}   # e2gan within 0.05 dB of full; pix2pix far worse
 
 
-def _study(tmp_path, with_scores=True, collapse_pix2pix_seed=None):
+def _study(tmp_path, with_scores=True, collapse_pix2pix_seed=None, full_seed1_copies_seed0=False):
     cells = grid_cells(list(SPEC["arms"]), SPEC["concepts"], SPEC["seeds"])
 
     def metrics(c):
@@ -33,6 +33,7 @@ def _study(tmp_path, with_scores=True, collapse_pix2pix_seed=None):
     rng = np.random.default_rng(0)
     difficulty = rng.uniform(0.5, 1.5, N)
     tgt = {c: rng.standard_normal((N, 8)) for c in SPEC["concepts"]}
+    kept = {}
     for (_, row), cell in zip(df.iterrows(), cells):
         res_path = f"{row['run_dir']}/result.json"
         res = json.loads(open(res_path).read())
@@ -44,6 +45,9 @@ def _study(tmp_path, with_scores=True, collapse_pix2pix_seed=None):
         mse = MSE[cell["arm"]] * difficulty * rng.uniform(0.97, 1.03, N)
         noise = 0.05 if cell["arm"] != "pix2pix" else 1.5
         feats = tgt[cell["concept"]] + rng.normal(0, noise, (N, 8))
+        if full_seed1_copies_seed0 and cell["arm"] == "full" and cell["seed"] == 1:
+            feats = kept[cell["concept"]]  # the same outputs as seed 0: collapsed across seeds
+        kept.setdefault(cell["concept"], feats)
         save_scores(f"{row['run_dir']}/scores.npz", [cell["concept"]] * N, [f"img{i}" for i in range(N)],
                     {"mse": mse, "psnr": 10 * np.log10(1 / mse), "perceptual": np.full(N, 0.1),
                      "feat_out": feats.astype(np.float16), "feat_tgt": tgt[cell["concept"]].astype(np.float16)},
@@ -89,3 +93,14 @@ def test_old_runs_without_scores_get_no_verdict(tmp_path):
     row_a = next(line for line in head.splitlines() if line.startswith("| (a)"))
     assert row_a.rstrip().split("|")[-3].strip() == "no per-image scores stored: rerun"
     assert "have no per-image scores stored" in (out / "main" / "tables" / "noise.md").read_text()
+
+
+def test_same_outputs_across_seeds_are_flagged_by_the_report(tmp_path):
+    df = _study(tmp_path, full_seed1_copies_seed0=True)
+    out = tmp_path / "reports" / "tiny"
+    write_study_report(SPEC, df, out / "main", grids=False)
+    noise = (out / "main" / "tables" / "noise.md").read_text()
+    row = next(line for line in noise.splitlines() if line.startswith("| full |"))
+    assert "| 4/6 |" in row and "c1: same outputs as seed(s) 1" in row and "c1: same outputs as seed(s) 0" in row
+    claims = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
+    assert claims[0]["collapsed"]["full"] == [4, 6]
