@@ -122,7 +122,8 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
         st = runner.status(study, spec, preset)
         grid = spec.sampler == "grid"
         if remaining_cells(st, grid) == 0 and not after_grid_pending(spec, study, preset, runs):
-            display.found_complete(index, title, f"{st['done']}/{st['expected']} cells")
+            rest = "" if st["done"] >= st["expected"] else f"; the rest pruned or given up: e2gan study status {spec.name}"
+            display.found_complete(index, title, f"{st['done']}/{st['expected']} cells{rest}")
             continue
         display.stage(index, f"{title}: {spec.title}", short=title)
         display.task("data and base models")
