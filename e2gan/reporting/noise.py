@@ -51,6 +51,19 @@ def collapsed_runs(runs) -> dict[str, list[str]]:
     return out
 
 
+def collapse_suffixes(ctx: StudyContext) -> dict[tuple, str]:
+    """Row -> ' (k/n collapsed)' for the rows of a grid study with collapsed runs (figure labels)."""
+    if ctx.sampler != "grid" or ctx.frame.empty:
+        return {}
+    out = {}
+    for g in ctx.groups:
+        runs = arm_runs(ctx, ctx.group_label(g)) or []
+        bad = collapsed_runs(runs)
+        if bad:
+            out[g] = f" ({len(bad)}/{len(runs)} collapsed)"
+    return out
+
+
 def noise_table(ctx: StudyContext) -> Table | None:
     """None for search studies (their runs are trials, not arms) or an empty study."""
     if ctx.sampler != "grid" or ctx.frame.empty:

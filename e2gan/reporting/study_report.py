@@ -63,15 +63,22 @@ def slug(text: str) -> str:
 # Figures.
 # --------------------------------------------------------------------------------------------
 
-def _points(ctx: StudyContext, x_key: str, y_key: str) -> list[Point]:
+def _points(ctx: StudyContext, x_key: str, y_key: str, label=None) -> list[Point]:
     ex, ey = _estimates(ctx, x_key), _estimates(ctx, y_key)
-    return [Point(ctx.group_label(g), ex[g].mean, ey[g].mean, ex[g].ci95, ey[g].ci95, "") for g in ctx.groups
+    label = label or ctx.group_label
+    return [Point(label(g), ex[g].mean, ey[g].mean, ex[g].ci95, ey[g].ci95, "") for g in ctx.groups
             if ex[g].n and ey[g].n]
 
 
 def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
+    from e2gan.reporting.noise import collapse_suffixes
+
     folder = Path(folder)
     out: list[Figure] = []
+    suffix = collapse_suffixes(ctx)  # a row with collapsed runs says so on the plot too
+
+    def label(g: tuple) -> str:
+        return ctx.group_label(g) + suffix.get(g, "")
     ylab = f"{TITLES.get(ctx.metric, ctx.metric)} ({'higher' if ctx.maximize else 'lower'} is better)"
     ci = "Points: mean over seeds; bars: 95% CI."
 
@@ -79,26 +86,26 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
         out.append(Figure(key, title, path, caption))
 
     if ctx.kind == "main":
-        p = plot_cost_quality(_points(ctx, "train_seconds", ctx.metric), folder / "cost-quality.png",
+        p = plot_cost_quality(_points(ctx, "train_seconds", ctx.metric, label), folder / "cost-quality.png",
                               xlabel="training wall time per concept (s)", ylabel=ylab,
                               title="Cost vs quality per method", maximize_y=ctx.maximize)
         add("cost-quality", "Cost vs quality", p, f"{ci} The black step line is the Pareto front.")
-        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric), folder / "params-quality.png",
+        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric, label), folder / "params-quality.png",
                               xlabel="trainable parameters per concept", ylabel=ylab,
                               title="Trainable parameters vs quality", maximize_y=ctx.maximize, log_x=True)
         add("params-quality", "Trainable parameters vs quality", p, ci)
     elif ctx.kind == "ranks":
-        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric), folder / "rank-budget.png",
+        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric, label), folder / "rank-budget.png",
                               xlabel="trainable parameters (rank budget)", ylabel=ylab,
                               title="Quality vs rank budget per scheme", maximize_y=ctx.maximize)
         add("rank-budget", "Quality vs rank budget", p, f"{ci} The step line is the Pareto front.")
     elif ctx.kind == "layers":
         est = _estimates(ctx, ctx.metric)
-        p = plot_grouped_bars([ctx.group_label(g) for g in ctx.groups],
+        p = plot_grouped_bars([label(g) for g in ctx.groups],
                               {TITLES.get(ctx.metric, ctx.metric): [(est[g].mean, est[g].ci95) for g in ctx.groups]},
                               folder / "layers.png", ylabel=ylab, title="Quality per LoRA group")
         add("layers", "Quality per LoRA group", p, ci)
-        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric), folder / "layers-params.png",
+        p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric, label), folder / "layers-params.png",
                               xlabel="trainable parameters", ylabel=ylab, title="Quality vs parameters per group",
                               maximize_y=ctx.maximize)
         add("layers-params", "Quality vs parameters per group", p, ci)
@@ -107,7 +114,7 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
         groups = [(*g, c) for g in ctx.groups for c in ctx.concepts]
         per = _estimates(ctx, ctx.metric, keys=keys, groups=groups, concepts=False)
         mean = _estimates(ctx, ctx.metric)
-        series = {ctx.group_label(g): [(per[(*g, c)].mean, per[(*g, c)].ci95) for c in ctx.concepts]
+        series = {label(g): [(per[(*g, c)].mean, per[(*g, c)].ci95) for c in ctx.concepts]
                   + [(mean[g].mean, mean[g].ci95)] for g in ctx.groups}
         p = plot_grouped_bars([*ctx.concepts, "mean"], series, folder / "base-model.png", ylabel=ylab,
                               title="Quality per concept and base model")

@@ -69,6 +69,10 @@ def test_claims_decided_from_stored_scores(tmp_path):
     assert "## Paired comparisons behind the paper's claims" in md and "## Tried and dropped" in md
     noise = (out / "main" / "tables" / "noise.md").read_text()
     assert "| pix2pix | 2/6 |" in noise and "near-constant outputs" in noise
+    from e2gan.reporting.noise import collapse_suffixes
+    from e2gan.reporting.study_tables import study_context
+
+    assert collapse_suffixes(study_context(SPEC, df)) == {("pix2pix",): " (2/6 collapsed)"}  # figure labels
     idx = write_index("tiny", [("main", "Main", "main/index.html", "s"), ("ranks", "Ranks", "ranks/index.html", "s")],
                       out)
     index_md = (out / "index.md").read_text()
