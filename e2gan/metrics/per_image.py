@@ -17,7 +17,7 @@ Each concept also gets, in ``result.json``: FID∞ (``fid_inf``), the floors and
 """
 from __future__ import annotations
 
-import math
+import io
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,6 @@ class FeatureCache:
 
     def __call__(self, images: torch.Tensor, extractor) -> np.ndarray:
         import hashlib
-        import io
         import json
 
         if self.folder is None:
@@ -125,8 +124,6 @@ def save_scores(path: str | Path, concepts: list[str], source_ids: list[str], ar
     """Write the per-image arrays (rows in ``concepts``/``source_ids`` order) atomically."""
     from e2gan.io import atomic_write_bytes
 
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, concept=np.asarray(concepts, dtype=str), source_id=np.asarray(source_ids, dtype=str),
              backbone=np.asarray(backbone), **arrays)
@@ -161,8 +158,6 @@ def save_predictions(path: str | Path, pred: dict, per_concept: int = SAMPLES_PE
     """The first ``per_concept`` test images of each concept: sources, targets, outputs (uint8)."""
     from e2gan.io import atomic_write_bytes
 
-    import io
-
     ix = sample_indices(pred["concepts"], per_concept)
     t = torch.tensor(ix, dtype=torch.long)
     buf = io.BytesIO()
@@ -180,10 +175,3 @@ def load_predictions(path: str | Path) -> dict | None:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
-
-def finite(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None

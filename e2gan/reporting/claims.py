@@ -197,10 +197,3 @@ def _params_text(r: dict) -> str:
     ratio = r.get("params_ratio")
     return f"; trainable params {100 * ratio:.3g}% of {r.get('other')}'s" if isinstance(ratio, (int, float)) else ""
 
-
-def verdict_counts(rows: list[dict]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in rows:
-        out[r["verdict"]] = out.get(r["verdict"], 0) + 1
-    return out
-
