@@ -35,14 +35,19 @@ def attempts_by_cell(study) -> dict[str, dict]:
     return out
 
 
-def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIES, stale_only: bool = False) -> int:
+def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIES, stale_only: bool = False,
+              grace: float | None = None) -> int:
     """Fail stale trials, then queue every grid cell with no complete, pruned, waiting or running trial
     that has failed fewer than ``max_retries`` times.
 
     ``stale_only`` (workers): queue again only cells whose last attempt died with its worker; a cell
     that raised an error is queued again by the next `run`/`resume`, not at once by every worker.
     """
-    reap_stale(study)
+    import datetime
+
+    from studies import heartbeat
+
+    reaped = set(reap_stale(study, grace))
     if spec.sampler != "grid":
         return 0
     cells = attempts_by_cell(study)
@@ -53,8 +58,16 @@ def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIE
         failed = entry["failed"]
         if entry["active"] is not None or len(failed) >= max_retries:
             continue
-        if stale_only and failed and not failed[-1].user_attrs.get("stale"):
-            continue
+        if stale_only and failed:
+            last = failed[-1]
+            if not last.user_attrs.get("stale"):
+                continue
+            # The worker that failed it queues it now; another one only if that worker died before
+            # queueing it (a grace period later), so idle workers do not all queue the same attempt.
+            done = last.datetime_complete
+            if last.number not in reaped and done is not None and \
+                    (datetime.datetime.now() - done).total_seconds() < heartbeat.GRACE_S:
+                continue
         attempt = len(failed) + 1
         # The queue id names the attempt: two workers queueing the same attempt at once make two
         # entries with one id, and the claim keeps only the first (see _claim_waiting).
@@ -62,7 +75,6 @@ def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIE
                             skip_if_exists=False)
         added += 1
     return added
-
 
 
 def _claim_waiting(study):

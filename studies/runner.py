@@ -272,10 +272,10 @@ def _work(study, spec: StudySpec, preset: str, runs, progress: bool, max_trials,
     counts = {"complete": 0, "pruned": 0, "failed": 0}
     lost, waiting_on = 0, None
     while max_trials is None or sum(counts.values()) < max_trials:
+        # Take over dead workers' cells before each claim, not only when idle: busy survivors would
+        # otherwise leave a killed cell until the rest of the grid is done.
+        reconcile(study, spec, preset, max_retries=max_retries, stale_only=True)
         trial = _next_trial(study, spec)
-        if trial is None:
-            reconcile(study, spec, preset, max_retries=max_retries, stale_only=True)
-            trial = _next_trial(study, spec)
         if trial is None:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if not running:
@@ -298,7 +298,7 @@ def _work(study, spec: StudySpec, preset: str, runs, progress: bool, max_trials,
 def status(study, spec: StudySpec, preset: str) -> dict:
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.system_attrs.get(DUPLICATE_ATTR)]
     by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     expected = len(spec.grid(preset)) if spec.sampler == "grid" else spec.n_trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

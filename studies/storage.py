@@ -37,8 +37,8 @@ def is_outage(exc: BaseException) -> bool:
 
     seen, depth = exc, 0
     while seen is not None and depth < 8:
-        if isinstance(seen, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError, ConnectionError,
-                             TimeoutError)) or getattr(seen, "connection_invalidated", False):
+        if isinstance(seen, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError, sa.PendingRollbackError,
+                             ConnectionError, TimeoutError)) or getattr(seen, "connection_invalidated", False):
             return True
         code = getattr(seen, "code", None)  # grpc.RpcError: the proxy (or its database) is down
         if callable(code) and type(seen).__module__.startswith("grpc"):
@@ -173,11 +173,20 @@ def _retrying_class():
 _CLASS = None
 
 
+def _quiet_fallback(record) -> bool:
+    # Optuna logs a dropped connection in a bulk read as a multi-line warning, then retries it
+    # slowly; the retry layer says the same in one line.
+    return not str(record.msg).startswith("Caught an error from sqlalchemy")
+
+
 def retrying(inner, outage: Outage):
     """Wrap an Optuna storage so that every call survives outages up to ``outage.patience``."""
+    import logging
+
     global _CLASS
     if _CLASS is None:
         _CLASS = _retrying_class()
+        logging.getLogger("optuna.storages._rdb.storage").addFilter(_quiet_fallback)
     return _CLASS(inner, outage)
 
 

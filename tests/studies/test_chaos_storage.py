@@ -152,7 +152,8 @@ def test_a_worker_whose_trial_was_failed_by_another_stops_that_cell_and_goes_on(
     def cell(spec, params, preset, runs_dir, trial=None, progress=False):
         runs.append(json.dumps(params, sort_keys=True))
         if len(runs) == 1:
-            assert heartbeat.reap_stale(other, grace=-5) == [trial.number]  # the other worker takes over
+            assert runner.reconcile(other, spec, "tiny", stale_only=True, grace=-5) == 1  # the other one takes over
+            assert other.trials[trial.number].state.name == "FAIL"
             if when == "mid-training":
                 end = time.monotonic() + 10
                 while time.monotonic() < end:  # training steps, each checking the lease
@@ -210,7 +211,8 @@ def test_status_lists_workers_stale_and_retried_cells(tmp_path, monkeypatch, cap
     runner.reconcile(study, spec, "tiny")
     first = runner._claim_waiting(study)
     assert reap_stale(study, grace=-5) == [first.number]  # a dead worker's attempt, failed with its reason
-    runner.reconcile(study, spec, "tiny", stale_only=True)
+    assert runner.reconcile(study, spec, "tiny", stale_only=True) == 0  # fresh, failed by another: not ours
+    assert runner.reconcile(study, spec, "tiny") == 1  # the coordinator queues it again
     runner._claim_waiting(study)  # a live worker holds the next cell
     assert main(["study", "status", str(path), "--storage", storage]) == 0
     out = capsys.readouterr().out
