@@ -56,9 +56,10 @@ def val_quality(run_dir: str | Path, concepts: list[str], metric: str, data_root
 
 
 # Seed-to-seed sd of one adaptation run's val metric (one concept, one seed) at the tiny preset,
-# N = 250 val images: measured by benchmarks/fid_sample_size.py (LoRA r4, 100 steps, 3 held-out
-# concepts x 3 seeds; the sd pooled over concepts). The README's noise-floor table has the numbers.
-NOISE_SD = {"psnr": 0.0, "ssim": 0.0, "fid": 0.0, "kid_mean": 0.0, "perceptual": 0.0}
+# N = 250 val images: measured by benchmarks/fid_sample_size.py (LoRA r4, 100 steps, base 400 steps;
+# hue-60 and sketch x seeds 0-2; sd over seeds per concept, pooled as the root mean variance;
+# benchmarks/results/fid-sample-size-2026-12-04-1918.json). The README's noise-floor table has them.
+NOISE_SD = {"psnr": 0.316, "ssim": 0.0050, "fid": 1.94, "kid_mean": 0.0071, "perceptual": 0.0079}
 ONE_SIDED_Z = 1.645  # a doubling that gains nothing passes delta 5% of the time
 
 
