@@ -104,7 +104,7 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
     import pstats
 
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import predict, score
+    from e2gan.evaluate import FEATURE_CACHE, predict, score
     from e2gan.models import load_generator
 
     generator, meta = load_generator(run_dir)
@@ -115,7 +115,9 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
     t2 = time.perf_counter()
     prof = cProfile.Profile()
     prof.enable()
-    scores = score(pred, reference="teacher targets, test split")
+    # as evaluate_run scores a run: per-image extras, the targets' and sources' features cached
+    scores = score(pred, reference="teacher targets, test split", per_image=True,
+                   feature_cache=Path(run_dir).parent / FEATURE_CACHE)
     prof.disable()
     t3, cpu3 = time.perf_counter(), time.process_time()
     stats = pstats.Stats(prof).stats

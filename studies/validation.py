@@ -22,7 +22,7 @@ def val_result(run_dir: str | Path, concepts: list[str], data_root: str | Path |
     val split of ``concepts`` (cached)."""
     from e2gan.config import Config, apply_overrides
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import predict, score
+    from e2gan.evaluate import FEATURE_CACHE, predict, score
     from e2gan.models import load_generator
 
     run_dir = Path(run_dir)
@@ -40,8 +40,10 @@ def val_result(run_dir: str | Path, concepts: list[str], data_root: str | Path |
                             check_hashes=False)
     pred = predict(generator, dataset, batch_size=cfg.eval.batch_size)
     # No CLIP and no per-image extras: a choice needs the metric, not the report's extras.
+    # (the targets' features come from the same cache beside the runs that evaluate_run uses)
     scores = score(pred, backbone=cfg.eval.backbone, perceptual=cfg.eval.perceptual,
-                   reference="teacher targets, val split", clip=None, per_image=False)
+                   reference="teacher targets, val split", clip=None, per_image=False,
+                   feature_cache=run_dir.parent / FEATURE_CACHE)
     result = {"concepts": list(concepts), "generator_sha256": weights, "split": "val",
               "metrics": {k: scores[k] for k in ("mean_over_concepts", "per_concept")},
               "protocol": dict(scores["protocol"], split="val")}
