@@ -75,7 +75,7 @@ SCALES: dict[str, Scale] = {
             "disc": {"ndf": 8, "n_layers": 2},
             "train": {"steps": 4, "batch_size": 4, "ckpt_every": 2},
             "adapt": {"pix2pix_ngf": 8, "steps": 2},
-            "eval": {"batch_size": 16},
+            "eval": {"batch_size": 16, "n_test": 8, "n_val": 4},  # the preset's 500/250 are not seconds-long
         },
         p2p_steps=6, lora_steps=4, eval_every=2, final_window=2, step_rounds=2, speed_resolutions=(32,),
         paper_width=8, paper_pair=False, latency_seconds=0.2, latency_rounds=(2, 3), throughput_fit_steps=2,
