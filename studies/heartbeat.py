@@ -124,7 +124,8 @@ def beat_ages(study) -> dict[int, float | None]:
 
 
 def _fail_if_stale(rdb, trial_id: int, grace: float, reason: str) -> bool:
-    """Fail the trial only if it is still RUNNING with a beat older than ``grace``; reason in the same commit."""
+    """Fail the trial only if it is still RUNNING with a beat older than ``grace`` (or no beat at all,
+    claimed more than ``grace`` ago); the reason is written in the same commit."""
     import datetime
 
     import sqlalchemy
@@ -134,12 +135,18 @@ def _fail_if_stale(rdb, trial_id: int, grace: float, reason: str) -> bool:
     session = rdb.scoped_session()
     try:
         cutoff = _db_now(session) - datetime.timedelta(seconds=grace)
-        stale = sqlalchemy.select(models.TrialHeartbeatModel.trial_id).where(
-            models.TrialHeartbeatModel.trial_id == trial_id, models.TrialHeartbeatModel.heartbeat < cutoff)
+        beats = sqlalchemy.select(models.TrialHeartbeatModel.trial_id).where(
+            models.TrialHeartbeatModel.trial_id == trial_id)
+        old_beat = beats.where(models.TrialHeartbeatModel.heartbeat < cutoff)
+        # A claim whose reply was lost leaves a RUNNING trial that nobody beats for: its start
+        # (the claimer's UTC clock) is all there is to go by.
+        started_before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=grace)
+        stale = sqlalchemy.or_(models.TrialModel.trial_id.in_(old_beat),
+                               sqlalchemy.and_(~models.TrialModel.trial_id.in_(beats),
+                                               models.TrialModel._datetime_start_utc < started_before))
         done = session.execute(
             sqlalchemy.update(models.TrialModel)
-            .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING,
-                   models.TrialModel.trial_id.in_(stale))
+            .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING, stale)
             .values(state=TrialState.FAIL, _datetime_complete_utc=datetime.datetime.now(datetime.timezone.utc)
                     .replace(tzinfo=None))
             .execution_options(synchronize_session=False))
@@ -168,12 +175,20 @@ def reap_stale(study, grace: float | None = None) -> list[int]:
         return []
     me = worker_id()
     failed = []
+    import datetime
+
     for trial_id, age in beat_ages(study).items():
-        if age is None or age <= grace:
+        trial = None
+        if age is None:  # never beaten for: judged by when it was claimed
+            trial = study._storage.get_trial(trial_id)
+            if trial.datetime_start is None or (datetime.datetime.now() - trial.datetime_start).total_seconds() <= grace:
+                continue
+        elif age <= grace:
             continue
-        trial = study._storage.get_trial(trial_id)
+        trial = trial or study._storage.get_trial(trial_id)
         w = trial.system_attrs.get(WORKER_ATTR) or {}
-        reason = (f"worker {w.get('host', '?')} pid {w.get('pid', '?')} stopped beating: last beat {age:.0f} s ago "
+        last = f"last beat {age:.0f} s ago" if age is not None else "no beat since it was claimed"
+        reason = (f"worker {w.get('host', '?')} pid {w.get('pid', '?')} stopped beating: {last} "
                   f"(grace {grace:.0f} s); failed by {me['host']} pid {me['pid']}")
         if retry(study._storage.outage, _fail_if_stale, rdb, trial_id, grace, reason) if hasattr(
                 study._storage, "outage") else _fail_if_stale(rdb, trial_id, grace, reason):

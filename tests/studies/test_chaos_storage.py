@@ -1,5 +1,6 @@
 """Storage outages, heartbeats and takeovers, fast: flaky storages and forced races on SQLite."""
 import json
+import re
 
 import pytest
 import sqlalchemy.exc
@@ -216,7 +217,8 @@ def test_status_lists_workers_stale_and_retried_cells(tmp_path, monkeypatch, cap
     runner._claim_waiting(study)  # a live worker holds the next cell
     assert main(["study", "status", str(path), "--storage", storage]) == 0
     out = capsys.readouterr().out
-    assert "workers holding cells:" in out and "pid " in out and "last beat 0 s ago" in out
+    assert "workers holding cells:" in out and re.search(r"pid \d+: trial \d+ \(arm=\w+ concept=hue-60 seed=\d\), "
+                                                         r"last beat \d+ s ago", out)
     assert "cells retried:" in out and "2 attempts, now" in out and "attempt 1: worker " in out
     assert "stopped beating" in out
 
@@ -260,3 +262,27 @@ def test_max_retries_is_a_spec_key_the_command_line_overrides(tmp_path, monkeypa
     assert main(["study", "run", str(bad), "--runs", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'max_retries' = 0" in err[0] and "an integer >= 1" in err[0]
+
+
+def test_a_claim_whose_reply_was_lost_is_taken_over_after_the_grace_period(tmp_path):
+    """RUNNING with no heartbeat (the claim committed, its reply lost, the claimer moved on): stale too."""
+    import sqlite3
+
+    import optuna
+
+    from studies import heartbeat, runner
+    from studies.spec import load_spec
+
+    spec = load_spec(write_spec(tmp_path))
+    db = tmp_path / "nobeat.db"
+    study = runner.load_study(spec, f"sqlite:///{db}", "tiny", create=True)
+    runner.reconcile(study, spec, "tiny")
+    waiting = study.get_trials(deepcopy=False)[0]
+    assert study._storage.set_trial_state_values(waiting._trial_id, optuna.trial.TrialState.RUNNING)
+    assert heartbeat.reap_stale(study, grace=60) == []  # just claimed: not stale yet
+    with sqlite3.connect(db) as con:  # two minutes pass
+        con.execute("UPDATE trials SET datetime_start = datetime(datetime_start, '-120 seconds') WHERE trial_id = ?",
+                    (waiting._trial_id,))
+    assert heartbeat.reap_stale(study, grace=60) == [waiting.number]
+    reason = study._storage.get_trial(waiting._trial_id).user_attrs["fail_reason"]
+    assert "no beat since it was claimed" in reason
