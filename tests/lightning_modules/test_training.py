@@ -39,18 +39,19 @@ class StopAfterFirstEpoch(L.Callback):
 
 
 def test_short_fit_learns_and_checkpoints(micro_data, tmp_path):
-    cfg = micro_config(train={"steps": 30, "ckpt_every": 15, "lr_g": 2e-3})
+    # 60 steps: on the photo-disjoint micro split 30 steps cut the L1 error by 16%, 60 by 41%.
+    cfg = micro_config(train={"steps": 60, "ckpt_every": 30, "lr_g": 2e-3})
     before = _train_l1(_fresh_generator(cfg), micro_data)
     g, summary = _fit(cfg, tmp_path / "run", micro_data)
-    assert summary["gan_step"] == 30 and summary["stopped_by"] == "steps"
-    assert summary["train_seconds"] > 0 and summary["images_seen"] == 30 * 4
+    assert summary["gan_step"] == 60 and summary["stopped_by"] == "steps"
+    assert summary["train_seconds"] > 0 and summary["images_seen"] == 60 * 4
     ckpts = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt"))
-    assert ckpts == ["last.ckpt", "step-000015.ckpt", "step-000030.ckpt"]
-    assert _train_l1(g, micro_data) < 0.8 * before, "30 steps should cut the training L1 error"
+    assert ckpts == ["last.ckpt", "step-000030.ckpt", "step-000060.ckpt"]
+    assert _train_l1(g, micro_data) < 0.8 * before, "60 steps should cut the training L1 error"
     header = (tmp_path / "run" / "logs" / "attempt-0" / "metrics.csv").read_text().splitlines()[0]
     assert {"loss_d", "loss_g", "loss_l1", "val_psnr"} <= set(header.split(","))
-    assert (tmp_path / "run" / "val" / "step-000030.png").exists()
-    assert json.loads((tmp_path / "run" / "train.json").read_text())["gan_step"] == 30
+    assert (tmp_path / "run" / "val" / "step-000060.png").exists()
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["gan_step"] == 60
 
 
 def test_resume_from_last_equals_uninterrupted(micro_data, tmp_path):
