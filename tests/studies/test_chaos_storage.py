@@ -286,3 +286,34 @@ def test_a_claim_whose_reply_was_lost_is_taken_over_after_the_grace_period(tmp_p
     assert heartbeat.reap_stale(study, grace=60) == [waiting.number]
     reason = study._storage.get_trial(waiting._trial_id).user_attrs["fail_reason"]
     assert "no beat since it was claimed" in reason
+
+
+def test_a_cell_finished_while_the_storage_is_away_is_recorded_when_it_returns(tmp_path, monkeypatch, capsys):
+    """Training done, the storage gone at the moment of recording: the worker waits and records it, once."""
+    import optuna
+
+    from studies import runner, storage
+    from studies.spec import load_spec
+
+    monkeypatch.setattr(storage, "BACKOFF_START_S", 0.01)
+    spec = load_spec(write_spec(tmp_path))
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    runner.reconcile(runner.load_study(spec, url, "tiny", create=True), spec, "tiny")
+    real, refused = optuna.storages.RDBStorage.set_trial_state_values, []
+
+    def away_when_recording(self, trial_id, state, values=None):
+        if state == optuna.trial.TrialState.COMPLETE and len(refused) < 5:
+            refused.append(trial_id)
+            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, Exception("the database system is shutting down"))
+        return real(self, trial_id, state, values)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_state_values", away_when_recording)
+    ran = []
+    monkeypatch.setattr(runner, "evaluate_cell", lambda spec, cell, *a, **k: ran.append(1) or {
+        "run_dir": str(tmp_path), "value": 20.0})
+    assert runner.work(spec, url, "tiny", tmp_path / "runs") == {"complete": 4, "pruned": 0, "failed": 0}
+    assert len(ran) == 4 and len(refused) == 5 and len(set(refused)) == 1
+    assert [t.state.name for t in trials(url, "micro-tiny")] == ["COMPLETE"] * 4
+    err = capsys.readouterr().err
+    # (only this one call fails here, so the heartbeat's calls may say "back" in between)
+    assert "storage lost:" in err and err.strip().splitlines()[-1].startswith("storage back:")
