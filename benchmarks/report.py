@@ -350,8 +350,20 @@ def _chaos(d: dict) -> list[str]:
     return out
 
 
+def _eval_share(d: dict) -> list[str]:
+    e = d["evaluation_seconds"]
+    return [f"One LoRA cell on {d['concept']} ({d['steps']} steps, training clock {d['train_seconds']:.1f} s), "
+            f"`evaluate_run` on {d['n_test']} test images with a warm feature cache; {d['device']}, {d['threads']} threads, "
+            f"{d['rounds']} rounds interleaved. The concept's first evaluation (fills the cache): "
+            f"{d['first_evaluation_seconds']:.1f} s.", "", "| backbone path | evaluation s | share of the cell |", "|---|---|---|",
+            f"| before (NCHW, batches of 32) | {e['before']:.1f} | {d['share_before']:.1%} |",
+            f"| after (channels_last, batches of 8) | {e['after']:.1f} | {d['share']:.1%} |", "",
+            f"Metrics of the two paths agree to {d['max_relative_metric_difference']:.1e} relative."]
+
+
 DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
-           "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost, "chaos": _chaos}
+           "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost, "chaos": _chaos,
+           "eval_share": _eval_share}
 
 
 def render_run(report: dict) -> str:

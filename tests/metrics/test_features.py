@@ -27,7 +27,7 @@ def test_effnet_lite0_recognises_a_cat_and_an_espresso():
 
 def test_effnet_backbone_shapes_batching_and_describe():
     bb = features.get_backbone("effnet-lite0")
-    assert features.load_effnet_lite0() is features.load_effnet_lite0()  # cached per process
+    assert features.load_effnet_lite0() is features.load_effnet_lite0("cpu", channels_last=True)  # cached per process
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (5, 3, 40, 48), dtype=torch.uint8, generator=gen)
     f = bb(images)

@@ -1,0 +1,109 @@
+"""Evaluation's share of one adaptation cell: evaluate_run seconds ÷ (training + evaluation).
+
+One cell as a study runs it: the preset's LoRA adaptation of the scale's concept from the base
+(`adapt.steps` steps), then `evaluate_run` on its test split (N = `eval.n_test` per concept) with
+per-image scores, FID/KID/FID∞, floors and the feature cache beside the run. The concept's first
+evaluation fills the cache (targets' and sources' features, once per concept: reported, not part
+of the share); every later cell of the concept finds them there, so the share is measured on warm
+evaluations. Before/after, interleaved ABBA in the same process: the backbone path as it was
+(NCHW, batches of 32) against the current one (channels_last, batches of 8); their numbers must
+agree to float32 round-off (checked here, and tested in tests/metrics/test_features.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import shutil
+import time
+
+from benchmarks.common import Context, check, interleave, median, paired_ratio, wait_for_base
+
+NAME = "eval_share"
+TITLE = "Evaluation's share of an adaptation cell (N test images per concept)"
+TARGET = 0.15  # issue bound: evaluation at most 15% of a cell's time
+ROUNDS = 2     # rounds of the two evaluations: after, before, before, after
+
+
+@contextlib.contextmanager
+def nchw_batches_of_32():
+    """The effnet-lite0 backbone and proxy perceptual as they ran before (NCHW, batches of 32)."""
+    from e2gan.metrics import features, quality
+
+    saved = features.get_backbone, quality.get_backbone, quality.load_effnet_lite0
+    old = functools.partial(features.get_backbone, batch_size=32, channels_last=False)
+    features.get_backbone = quality.get_backbone = old
+    quality.load_effnet_lite0 = functools.partial(features.load_effnet_lite0, channels_last=False)
+    try:
+        yield
+    finally:
+        features.get_backbone, quality.get_backbone, quality.load_effnet_lite0 = saved
+
+
+def _max_rel_diff(a: dict, b: dict) -> float:
+    """Largest relative difference between two results' per-concept metrics (finite ones)."""
+    worst = 0.0
+    for c, ma in a["metrics"]["per_concept"].items():
+        for k, va in ma.items():
+            vb = b["metrics"]["per_concept"][c].get(k)
+            if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and math.isfinite(va) and math.isfinite(vb):
+                worst = max(worst, abs(va - vb) / max(abs(va), abs(vb), 1e-12))
+    return worst
+
+
+def run(ctx: Context) -> dict:
+    from e2gan.evaluate import FEATURE_CACHE, evaluate_run
+    from lightning_modules.adaptation import adapt
+
+    cfg = ctx.config(adapt={"method": "lora"})
+    data, base_run, _ = wait_for_base(ctx, ctx.cfg)
+    concept, work = ctx.scale.concept, ctx.work / NAME
+    if work.exists():
+        shutil.rmtree(work)  # a fresh cell and an empty feature cache
+    run_dir = work / "lora"
+    ctx.log(f"LoRA on {concept} from {base_run.name}: {cfg.adapt.steps} steps, then evaluate_run on "
+            f"{cfg.eval.n_test} test images")
+    t0 = time.perf_counter()
+    summary = adapt(cfg, base_run, data, concept, run_dir, progress=ctx.progress)
+    train_wall = time.perf_counter() - t0
+    train_s = float(summary["train_seconds"])
+    t0 = time.perf_counter()
+    first = evaluate_run(run_dir, [concept], data_root=data, progress=False)  # fills the feature cache
+    cold_s = time.perf_counter() - t0
+    results = {}
+
+    def side(name):
+        def call():
+            if name == "before":
+                with nchw_batches_of_32():
+                    results[name] = evaluate_run(run_dir, [concept], data_root=data, progress=False)
+            else:
+                results[name] = evaluate_run(run_dir, [concept], data_root=data, progress=False)
+        return call
+
+    times = interleave({"after": side("after"), "before": side("before")}, rounds=ROUNDS, warmup=0)
+    after, before = median(times["after"]), median(times["before"])
+    share, share_before = after / (train_s + after), before / (train_s + before)
+    n = first["protocol"]["n"]
+    diff = _max_rel_diff(results["before"], results["after"])
+    data_out = {"concept": concept, "steps": summary.get("gan_step"), "n_test": n, "train_seconds": train_s,
+                "train_wall_seconds": train_wall, "first_evaluation_seconds": cold_s,
+                "evaluation_seconds": {"after": after, "before": before, "per_round": times},
+                "share": share, "share_before": share_before, "speedup": paired_ratio(times["before"], times["after"]),
+                "max_relative_metric_difference": diff, "cache_entries": len(list((work / FEATURE_CACHE).glob("*.npy"))),
+                "rounds": ROUNDS, "threads": ctx.threads, "device": ctx.device}
+    checks = [check(
+        "eval_share.share", f"evaluate_run ÷ (training + evaluation) of one LoRA cell ({n} test images)", share,
+        TARGET, "<=", unit="",
+        note=(f"evaluation {after:.1f} s (before {before:.1f} s, share {share_before:.0%}), training clock "
+              f"{train_s:.1f} s ({summary.get('gan_step')} steps); the concept's first evaluation (fills the "
+              f"feature cache) {cold_s:.1f} s"),
+        basis=f"warm feature cache, {ROUNDS} ABBA round(s), {ctx.threads} threads, {ctx.device}",
+        cause="EfficientNet-Lite0 at 224² over the cell's outputs is most of an evaluation")]
+    before_after = [{
+        "key": "eval_share.backbone_layout", "what": "evaluate_run of one cell (warm feature cache)",
+        "before": before, "after": after, "unit": "s", "ratio": data_out["speedup"],
+        "change": "EfficientNet-Lite0 in channels_last, batches of 8 instead of NCHW batches of 32",
+        "basis": f"same run, {ROUNDS} round(s) interleaved ABBA",
+        "note": f"share of the cell {share_before:.0%} → {share:.0%}; metrics agree to {diff:.1e} relative"}]
+    return {"checks": checks, "data": data_out, "before_after": before_after}
