@@ -24,7 +24,7 @@ from studies import heartbeat as hb
 from studies.heartbeat import GRACE_S, HEARTBEAT_S, CellLost, Heartbeat
 from studies.queue import DUPLICATE_ATTR, MAX_RETRIES, _claim_waiting, attempts_by_cell, cell_key, reconcile
 from studies.spec import StudySpec
-from studies.storage import PATIENCE_S, Outage, StorageGone, rdb_of, redact, retrying
+from studies.storage import PATIENCE_S, Outage, StorageGone, is_outage, rdb_of, redact, retrying
 
 # A worker's threads (training loop, heartbeat) share one pool: two connections stay open per worker
 # (measured with pg_stat_activity, README "On a cluster"); a burst may open two more, closed after use.
@@ -41,6 +41,10 @@ def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
 
 
 _CREATION_RACE = ("already exists", "duplicate", "unique constraint", "database is locked")
+# A server there but restarting: wait for it (up to the patience). "Connection refused" at first
+# still fails at once: that is as often a wrong host or port as a restart.
+_RESTARTING = ("shutting down", "starting up", "closed the connection unexpectedly", "terminating connection",
+               "in recovery mode")
 
 
 def open_storage(url: str, attempts: int = 5, patience: float | None = None):
@@ -52,21 +56,29 @@ def open_storage(url: str, attempts: int = 5, patience: float | None = None):
     import optuna
     import sqlalchemy.exc
 
-    for attempt in range(attempts):
+    patience = PATIENCE_S if patience is None else patience
+    outage, attempt = Outage(redact(url), patience), 0
+    while True:
         try:
             with warnings.catch_warnings():  # Optuna calls heartbeats experimental: not two lines in every log
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 rdb = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                                  engine_kwargs=None if url.startswith("sqlite") else ENGINE_KWARGS)
-            return retrying(optuna.storages._CachedStorage(rdb),
-                            Outage(redact(url), PATIENCE_S if patience is None else patience))
+            outage.back()
+            return retrying(optuna.storages._CachedStorage(rdb), outage)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
-            last = exc
+            last, attempt = exc, attempt + 1
+            text = str(exc).lower()
+            # Once it was seen restarting, "refused" is the restart too.
+            restarting = any(m in text for m in _RESTARTING) or (outage.since is not None and is_outage(exc))
+            if restarting and outage.lost(exc) < patience:
+                time.sleep(1.0)
+                continue
             # Two processes opening a fresh storage at once race to create its tables: the loser
             # sees "already exists", a duplicate key or a locked SQLite file, and retries.
-            if not any(m in str(exc).lower() for m in _CREATION_RACE):
+            if attempt >= attempts or not any(m in text for m in _CREATION_RACE):
                 break
-            time.sleep(0.2 * 2 ** attempt)
+            time.sleep(0.2 * 2 ** (attempt - 1))
         except Exception as exc:  # sqlalchemy raises many types for a bad or unreachable URL
             last = exc
             break

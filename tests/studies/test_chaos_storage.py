@@ -317,3 +317,24 @@ def test_a_cell_finished_while_the_storage_is_away_is_recorded_when_it_returns(t
     err = capsys.readouterr().err
     # (only this one call fails here, so the heartbeat's calls may say "back" in between)
     assert "storage lost:" in err and err.strip().splitlines()[-1].startswith("storage back:")
+
+
+def test_a_worker_starting_while_the_server_restarts_waits_for_it(tmp_path, monkeypatch, capsys):
+    """Opening a storage that is shutting down, then refusing, then back: one lost and one back line."""
+    import optuna
+
+    from studies import runner
+
+    real, answers = optuna.storages.RDBStorage, iter(["the database system is shutting down", "Connection refused"])
+
+    def restarting(*args, **kwargs):
+        msg = next(answers, None)
+        if msg is not None:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(msg))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", restarting)
+    storage = runner.open_storage(f"sqlite:///{tmp_path / 'restart.db'}", patience=30)
+    assert storage.get_all_studies() == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line.split(":")[0] for line in err] == ["storage lost", "storage back"]
