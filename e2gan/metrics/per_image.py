@@ -81,8 +81,13 @@ class FeatureCache:
 
         buf = io.BytesIO()
         np.save(buf, feats)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError:
+            # A cache is only a saving: a full or read-only disk must not end an evaluation here.
+            # The run's own writes (scores, result.json) then report the disk, naming the run.
+            pass
         return feats
 
 

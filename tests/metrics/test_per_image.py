@@ -74,3 +74,20 @@ def test_feature_cache_hits_on_equal_images_and_weights_only(tmp_path):
     changed[0, 0, 0, 0] ^= 1  # one pixel
     cache(changed, ex)
     assert other.calls == 1 and ex.calls == 2 and len(list(tmp_path.glob("*.npy"))) == 3
+
+
+def test_feature_cache_that_cannot_be_written_still_returns_the_features(tmp_path, monkeypatch):
+    import errno
+
+    import e2gan.io
+    from e2gan.metrics.per_image import FeatureCache
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(e2gan.io.os, "replace", full)
+    imgs = _pred()["targets"]
+    ex = _Counting()
+    feats = FeatureCache(tmp_path / "cache")(imgs, ex)
+    assert ex.calls == 1 and np.array_equal(feats, np.asarray(ex(imgs), np.float64))
+    assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written left behind
