@@ -359,11 +359,9 @@ def _reference_root(args) -> Path | None:
 
 
 def cmd_report(args) -> str:
-    from e2gan.quiet import silence_third_party
     from studies.prerequisites import base_dir
 
     cfg = _config(args)
-    silence_third_party()
     run = base_dir(cfg, args.runs)
     base = _read_result(run) if (run / "result.json").exists() else None
     specs = _specs(args)
@@ -373,13 +371,11 @@ def cmd_report(args) -> str:
 
 def cmd_reproduce(args) -> str:
     from e2gan.progress import RunDisplay
-    from e2gan.quiet import silence_third_party
     from studies.reproduce import closing_lines, reproduce
 
     t0 = time.perf_counter()
     cfg = _config(args)
     specs = _specs(args)
-    silence_third_party()
     reports = _reports_root(args)
     with RunDisplay(3 + len(specs), enabled=not args.no_progress and not _is_worker_rank()) as display:
         done = reproduce(cfg, specs, args.runs, reports, display)
@@ -585,12 +581,21 @@ def _os_error_line(exc: OSError) -> str:
     return f"{what} ({where}): {expected}"
 
 
+# Commands that train or load Lightning/Optuna: their third-party banners are silenced (e2gan.quiet).
+# The rest (describe, export, latency, study status/export, ...) never import them, so stay quick.
+QUIET_COMMANDS = {"train-base", "adapt", "evaluate", "analyze-layers", "rank-search", "study", "reproduce", "report"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from e2gan.errors import InputError
 
     try:
+        if args.command in QUIET_COMMANDS and getattr(args, "action", None) not in ("status", "export"):
+            from e2gan.quiet import silence_third_party
+
+            silence_third_party()
         line = args.func(args)
     except InputError as exc:
         if args.debug:
