@@ -47,17 +47,22 @@ _RESTARTING = ("shutting down", "starting up", "closed the connection unexpected
                "in recovery mode")
 
 
+FIRST_CONTACT_S = 10.0  # how long a worker's first contact waits through a refused connection
+
+
 def open_storage(url: str, attempts: int = 5, patience: float | None = None):
     """The storage at ``url``, every call retried through outages for up to ``patience`` seconds.
 
-    Opening fails fast (a mistyped URL should not wait ten minutes); the patience covers outages
-    once a worker is connected.
+    Opening fails fast (a mistyped URL should not wait ten minutes): a refused connection is retried
+    for ``FIRST_CONTACT_S`` only, enough for a server's restart (down for seconds) that a worker
+    starts into; a server seen restarting is waited for up to the patience, as outages are once a
+    worker is connected.
     """
     import optuna
     import sqlalchemy.exc
 
     patience = PATIENCE_S if patience is None else patience
-    outage, attempt = Outage(redact(url), patience), 0
+    outage, attempt, seen_restart, refused_since = Outage(redact(url), patience), 0, False, None
     while True:
         try:
             with warnings.catch_warnings():  # Optuna calls heartbeats experimental: not two lines in every log
@@ -69,10 +74,16 @@ def open_storage(url: str, attempts: int = 5, patience: float | None = None):
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             last, attempt = exc, attempt + 1
             text = str(exc).lower()
-            # Once it was seen restarting, "refused" is the restart too.
-            restarting = any(m in text for m in _RESTARTING) or (outage.since is not None and is_outage(exc))
-            if restarting and outage.lost(exc) < patience:
+            # Once it was seen restarting, "refused" is the restart too; before that, a refusal may be a
+            # restart's down window or a wrong host/port: waited for briefly, then reported.
+            seen_restart = seen_restart or any(m in text for m in _RESTARTING)
+            if seen_restart and is_outage(exc) and outage.lost(exc) < patience:
                 time.sleep(1.0)
+                continue
+            refused_since = refused_since or time.monotonic()
+            if (is_outage(exc) and not url.startswith("sqlite")  # a file does not restart
+                    and time.monotonic() - refused_since < min(patience, FIRST_CONTACT_S)):
+                time.sleep(1.0)  # quietly: a wrong URL's one line comes when this wait ends
                 continue
             # Two processes opening a fresh storage at once race to create its tables: the loser
             # sees "already exists", a duplicate key or a locked SQLite file, and retries.

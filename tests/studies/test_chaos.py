@@ -35,8 +35,10 @@ def _fleet(tmp_path, reference, url, restart=None):
     runs = tmp_path / "runs"
     _copy_prerequisites(ref_runs, runs)  # data and base model: the chaos is in the cells
     spec = write_spec(tmp_path, "chaos", N_SEEDS, STEPS)
+    # max_retries above max_kills: all three kills may land on one cell, which must still finish
+    # (at 3 it is given up after its third failure, as a cell that keeps failing should be).
     res = run_fleet(spec, url, runs, tmp_path / "logs", workers=4, kill_every=3.0, max_kills=3, restart=restart,
-                    seed=1, env=ENV, timeout=600)
+                    seed=1, env=ENV, timeout=600, max_retries=4)
     logs = "\n".join(f"--- {kind} (exit {rc})\n{text[-1500:]}" for kind, rc, text in res["outputs"])
     assert len(res["kills"]) >= 2, f"too few kills landed on running cells: {res['kills']}\n{logs}"
     # Survivors exit 0 by themselves; the killed ones died by SIGKILL; nobody printed a traceback.
