@@ -10,7 +10,7 @@ import pytest
 from benchmarks.chaos import _copy_prerequisites, read_trials, run_fleet, write_spec
 from tests.studies.postgres import PostgresServer, find_bin
 
-N_SEEDS, STEPS = 2, 40
+N_SEEDS, STEPS = 2, 80  # cells long enough (~30 s) for the kills every 3 s to land on several
 # Beats every second; a worker silent for 8 s is dead (a fast PostgreSQL restart takes 1-3 s).
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", E2GAN_HEARTBEAT_S="1", E2GAN_GRACE_S="8")
 
