@@ -85,8 +85,11 @@ def _cli(*args: str) -> list[str]:
 def run_fleet(spec: Path, url: str, runs: Path, logs: Path, *, workers: int = 4, kill_every: float | None = None,
               kill_for: float = math.inf, max_kills: int | None = None, restart=None, seed: int = 0,
               env: dict | None = None, timeout: float = 600, max_retries: int = 3,
-              patience: float = 600) -> dict:
-    """Run the fleet until every process exits; kill and restart as asked. Returns what happened."""
+              patience: float = 600, min_running_s: float = 1.0) -> dict:
+    """Run the fleet until every process exits; kill and restart as asked. Returns what happened.
+
+    A kill lands only on a worker whose cell has been RUNNING for ``min_running_s`` (it is training,
+    not starting up), so kills are tied to the cells' progress rather than to the machine's speed."""
     from studies.spec import load_spec
 
     name = f"{load_spec(spec).name}-tiny"
@@ -111,6 +114,7 @@ def run_fleet(spec: Path, url: str, runs: Path, logs: Path, *, workers: int = 4,
     for _ in range(workers - 1):
         start("worker")
     kills, restarted, twice_at_once = [], None, set()
+    timeline: dict[int, dict] = {}  # trial number -> when it was first seen RUNNING and when it ended
     next_kill = time.monotonic() + (kill_every * rng.uniform(0.5, 1.5) if kill_every else math.inf)
     while any(p.poll() is None for _, p in procs) and time.monotonic() - t0 < timeout:
         rows = read_trials(url, name) or []
@@ -118,8 +122,15 @@ def run_fleet(spec: Path, url: str, runs: Path, logs: Path, *, workers: int = 4,
         seen = [r["cell"] for r in running]
         twice_at_once |= {c for c in seen if seen.count(c) > 1}
         now = time.monotonic()
+        for r in rows:
+            seen_at = timeline.setdefault(r["number"], {"cell": r["cell"]})
+            if r["state"] == "RUNNING":
+                seen_at.setdefault("running_s", round(now - t0, 1))
+            elif r["state"] in ("COMPLETE", "FAIL") and "running_s" in seen_at:
+                seen_at.setdefault(r["state"].lower() + "_s", round(now - t0, 1))
         if now >= next_kill and now - t0 < kill_for and (max_kills is None or len(kills) < max_kills):
-            held = {r["worker"].get("pid"): r for r in running}
+            held = {r["worker"].get("pid"): r for r in running
+                    if now - t0 - timeline[r["number"]].get("running_s", math.inf) >= min_running_s}
             targets = [(i, p) for i, (kind, p) in enumerate(procs) if kind == "worker" and p.poll() is None
                        and p.pid in held]
             if targets:
@@ -147,6 +158,7 @@ def run_fleet(spec: Path, url: str, runs: Path, logs: Path, *, workers: int = 4,
                for i, (kind, p) in enumerate(procs)]
     complete = [r["cell"] for r in rows if r["state"] == "COMPLETE"]
     return {"wall_s": wall, "rows": rows, "kills": kills, "restart": restarted, "outputs": outputs,
+            "timeline": [dict(trial=n, **t) for n, t in sorted(timeline.items()) if "running_s" in t],
             "twice_at_once": sorted(twice_at_once), "complete": complete,
             "duplicated": sorted({c for c in complete if complete.count(c) > 1})}
 

@@ -10,7 +10,9 @@ import pytest
 from benchmarks.chaos import _copy_prerequisites, read_trials, run_fleet, write_spec
 from tests.studies.postgres import PostgresServer, find_bin
 
-N_SEEDS, STEPS = 2, 80  # cells long enough (~30 s) for the kills every 3 s to land on several
+# Eight cells for four processes: a second wave keeps cells training after the first kills and the
+# restart, whatever the machine's speed (a kill lands only on a cell seen training for 1 s).
+N_SEEDS, STEPS = 4, 80
 # Beats every second; a worker silent for 8 s is dead (a fast PostgreSQL restart takes 1-3 s).
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", E2GAN_HEARTBEAT_S="1", E2GAN_GRACE_S="8")
 
@@ -37,9 +39,10 @@ def _fleet(tmp_path, reference, url, restart=None):
     spec = write_spec(tmp_path, "chaos", N_SEEDS, STEPS)
     # max_retries above max_kills: all three kills may land on one cell, which must still finish
     # (at 3 it is given up after its third failure, as a cell that keeps failing should be).
-    res = run_fleet(spec, url, runs, tmp_path / "logs", workers=4, kill_every=3.0, max_kills=3, restart=restart,
+    res = run_fleet(spec, url, runs, tmp_path / "logs", workers=4, kill_every=1.5, max_kills=3, restart=restart,
                     seed=1, env=ENV, timeout=600, max_retries=4)
     logs = "\n".join(f"--- {kind} (exit {rc})\n{text[-1500:]}" for kind, rc, text in res["outputs"])
+    logs += "\n--- timeline (s)\n" + "\n".join(map(str, res["timeline"]))
     assert len(res["kills"]) >= 2, f"too few kills landed on running cells: {res['kills']}\n{logs}"
     # Survivors exit 0 by themselves; the killed ones died by SIGKILL; nobody printed a traceback.
     assert all(rc in (0, -9) for _, rc, _ in res["outputs"]), logs
