@@ -66,7 +66,7 @@ class TestCurve(L.Callback):
         return float(clock.train_seconds)
 
     def _evaluate(self, generator, step: int, seconds: float) -> None:
-        from e2gan.evaluate import predict
+        from e2gan.metrics.evaluation import predict
         from e2gan.metrics.quality import set_psnr
 
         was_training = generator.training

@@ -52,7 +52,7 @@ def _max_rel_diff(a: dict, b: dict) -> float:
 
 
 def run(ctx: Context) -> dict:
-    from e2gan.evaluate import FEATURE_CACHE, evaluate_run
+    from e2gan.metrics.evaluation import FEATURE_CACHE, evaluate_run
     from lightning_modules.adaptation import adapt
 
     cfg = ctx.config(adapt={"method": "lora"})

@@ -104,7 +104,7 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
     import pstats
 
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import FEATURE_CACHE, predict, score
+    from e2gan.metrics.evaluation import FEATURE_CACHE, predict, score
     from e2gan.models import load_generator
 
     generator, meta = load_generator(run_dir)
@@ -129,7 +129,7 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
 
 def features(run_dir: Path, concept: str, data_root: Path):
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import predict
+    from e2gan.metrics.evaluation import predict
     from e2gan.metrics.features import get_backbone
     from e2gan.models import load_generator
 

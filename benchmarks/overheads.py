@@ -103,7 +103,7 @@ def _spec_file(ctx: Context, folder: Path, steps: int) -> Path:
 
 def study_trial(ctx: Context) -> dict:
     import lightning_modules.adaptation as adaptation
-    import e2gan.evaluate as evaluate
+    import e2gan.metrics.evaluation as evaluate
     from studies import runner
     from studies.prerequisites import base_dir, data_dir
     from studies.spec import load_spec

@@ -100,7 +100,7 @@ def cmd_train_base(args) -> str:
 
 
 def cmd_evaluate(args) -> str:
-    from e2gan.evaluate import evaluate_run, result_path
+    from e2gan.metrics.evaluation import evaluate_run, result_path
 
     result = evaluate_run(args.run, concepts=args.concept or None, split=args.split, device=args.device)
     m = result["metrics"]["mean_over_concepts"]

@@ -183,7 +183,7 @@ def untrained_reference(cfg: Config, concept: str, seed: int, data_root: Path, b
     (the analysis chooses layers, so it never looks at the test split).
     """
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import predict, score
+    from e2gan.metrics.evaluation import predict, score
     from lightning_modules.adaptation import build
 
     ref_cfg = cell_config(cfg, method="full", seed=seed)

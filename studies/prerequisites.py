@@ -137,7 +137,7 @@ def ensure_adapt(cfg: Config, concept: str, data_root: Path, base_run: Path | No
                  runs: str | Path = "runs", progress: bool = True, run_dir: Path | None = None,
                  extra_callbacks: list | None = None) -> tuple[Path, dict | None]:
     """Adapt (or resume, or reuse) one new concept; evaluates it into the run's result.json."""
-    from e2gan.evaluate import evaluate_run
+    from e2gan.metrics.evaluation import evaluate_run
     from e2gan.results import read_result
     from lightning_modules.adaptation import adapt
 

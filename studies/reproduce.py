@@ -156,7 +156,7 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
 
 def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay) -> tuple[Path, dict] | None:
     """Every stage; returns (index.html, the base's result), None in DDP worker processes."""
-    from e2gan.evaluate import evaluate_run
+    from e2gan.metrics.evaluation import evaluate_run
     from e2gan.results import read_result
     from studies.prerequisites import base_dir, base_is_complete, ensure_base, ensure_data
 

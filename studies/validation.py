@@ -22,7 +22,7 @@ def val_result(run_dir: str | Path, concepts: list[str], data_root: str | Path |
     val split of ``concepts`` (cached)."""
     from e2gan.config import Config, apply_overrides
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import FEATURE_CACHE, predict, score
+    from e2gan.metrics.evaluation import FEATURE_CACHE, predict, score
     from e2gan.models import load_generator
 
     run_dir = Path(run_dir)

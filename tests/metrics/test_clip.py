@@ -117,7 +117,7 @@ def _pred():
 
 
 def test_score_adds_clip_per_concept_and_records_texts(clip_dir, monkeypatch):
-    from e2gan.evaluate import score
+    from e2gan.metrics.evaluation import score
 
     pred = _pred()
     absent = score(pred, perceptual="proxy")

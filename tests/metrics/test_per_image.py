@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from e2gan.evaluate import score
+from e2gan.metrics.evaluation import score
 from e2gan.metrics.per_image import load_scores, save_scores
 
 

@@ -123,7 +123,7 @@ def grid_study(tmp_path, micro_data):
     cells = grid_cells(["scratch", "e2gan"], ["hue-60"], [0, 1])
     df = make_trials(tmp_path / "runs", cells, lambda c: {"fid": 5.0 + c["seed"]})
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import predict
+    from e2gan.metrics.evaluation import predict
     from e2gan.metrics.per_image import PREDICTIONS_FILE, save_predictions
 
     ds = PairedDataset(micro_data, ["hue-60"], "test", {c: i for i, c in enumerate(concepts)}, check_hashes=False)
@@ -139,7 +139,7 @@ def grid_study(tmp_path, micro_data):
 
 def test_concept_grid_shows_source_teacher_and_each_method(grid_study, tmp_path):
     from e2gan.data import PairedDataset
-    from e2gan.evaluate import predict
+    from e2gan.metrics.evaluation import predict
     from e2gan.models import load_generator
 
     spec, df, data = grid_study

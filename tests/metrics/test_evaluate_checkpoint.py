@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from e2gan.errors import InputError
-from e2gan.evaluate import evaluate_run, result_path
+from e2gan.metrics.evaluation import evaluate_run, result_path
 from studies.prerequisites import ensure_base
 from tests.conftest import micro_config
 
