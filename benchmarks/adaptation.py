@@ -110,7 +110,7 @@ def _lora_size(model_cfg, n_base: int, ranks: dict[str, int], alpha_ratio: float
     against the whole generator, for a generator built from ``model_cfg`` (random weights)."""
     from e2gan.adapt import LoraSpec, add_lora, lora_param_count
     from e2gan.metrics.cost import bytes_of_tensors, count_params
-    from e2gan.models import make_generator
+    from e2gan.nets.registry import make_generator
 
     g = make_generator(model_cfg, n_concepts=n_base)
     gen_params, gen_bytes = count_params(g), bytes_of_tensors(g.state_dict())
@@ -277,7 +277,7 @@ def run(ctx: Context) -> dict:
 
     # The base is paid once for all concepts: after how many concepts does it pay for itself?
     from e2gan.metrics.train_cost import gan_step_flops
-    from e2gan.models import load_generator, make_discriminator
+    from e2gan.nets.registry import load_generator, make_discriminator
 
     base_g, _ = load_generator(base_run)
     base_flops_step = gan_step_flops(base_g, make_discriminator(ctx.cfg.disc), ctx.cfg.train.batch_size,

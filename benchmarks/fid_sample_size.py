@@ -105,7 +105,7 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
 
     from e2gan.data import PairedDataset
     from e2gan.metrics.evaluation import FEATURE_CACHE, predict, score
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     generator, meta = load_generator(run_dir)
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -131,7 +131,7 @@ def features(run_dir: Path, concept: str, data_root: Path):
     from e2gan.data import PairedDataset
     from e2gan.metrics.evaluation import predict
     from e2gan.metrics.features import get_backbone
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     generator, meta = load_generator(run_dir)
     dataset = PairedDataset(data_root, [concept], "test", {c: i for i, c in enumerate(meta["concepts"])})

@@ -23,7 +23,7 @@ def _sides(ctx: Context) -> dict:
     import torch
 
     from e2gan.adapt import add_lora, use_merged_weight_forward
-    from e2gan.models import make_discriminator, make_generator
+    from e2gan.nets.registry import make_discriminator, make_generator
     from lightning_modules.adaptation import _lora_spec
     from studies.prerequisites import concept_names
 

@@ -27,7 +27,7 @@ def _flops(fn) -> int:
 
 
 def paper_models(cfg, n_concepts: int):
-    from e2gan.models import make_discriminator, make_generator
+    from e2gan.nets.registry import make_discriminator, make_generator
 
     return make_generator(cfg.model, n_concepts=n_concepts), make_discriminator(cfg.disc)
 

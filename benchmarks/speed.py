@@ -30,7 +30,7 @@ def _n_base(ctx: Context) -> int:
 
 def _models(ctx: Context, width: int, ngf: int, trained: bool) -> dict:
     """{'e2gan', 'pix2pix', 'pix2pix-resize'} -> (module, concept id), in eval mode on the CPU."""
-    from e2gan.models import load_generator, make_generator
+    from e2gan.nets.registry import load_generator, make_generator
 
     model = ctx.cfg.model
     out = {}

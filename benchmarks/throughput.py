@@ -29,7 +29,7 @@ def run(ctx: Context) -> dict:
     import torch
 
     from e2gan.metrics.train_cost import gan_step_flops
-    from e2gan.models import make_discriminator, make_generator
+    from e2gan.nets.registry import make_discriminator, make_generator
     from lightning_modules.training import fit
     from studies.prerequisites import concept_names
 
@@ -172,7 +172,7 @@ def _probe(payload: dict) -> dict:
     import torch
 
     from e2gan.config import DiscConfig, ModelConfig
-    from e2gan.models import make_discriminator, make_generator
+    from e2gan.nets.registry import make_discriminator, make_generator
 
     torch.set_num_threads(payload["threads"])
     torch.manual_seed(0)

@@ -242,7 +242,7 @@ def load_adapter(base_run: str | Path, adapter_dir: str | Path) -> tuple[nn.Modu
     """Base generator + a saved adapter -> the adapted (unmerged) generator, in eval mode."""
     from safetensors.torch import load_file
 
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     adapter_dir, base_run = Path(adapter_dir), Path(base_run)
     meta_path = adapter_dir / ADAPTER_META
@@ -295,7 +295,7 @@ def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path | None 
     """
     from e2gan.config import ModelConfig
     from e2gan.metrics.cost import count_params
-    from e2gan.models import save_generator
+    from e2gan.nets.registry import save_generator
 
     base, adapter = Path(base), Path(adapter)
     if adapter.is_file() and adapter.name == ADAPTER_META:

@@ -299,7 +299,7 @@ def cmd_describe(args) -> str:
 
     from e2gan.config import ModelConfig
     from e2gan.metrics.cost import describe_model
-    from e2gan.models import make_discriminator, make_generator
+    from e2gan.nets.registry import make_discriminator, make_generator
     from e2gan.presets import get_preset
 
     cfg = get_preset(args.preset)

@@ -18,7 +18,7 @@ from e2gan.config import Config
 from e2gan.errors import InputError
 from e2gan.io import atomic_write, atomic_write_json, remove_stale_temps
 from e2gan.metrics.cost import peak_memory_bytes
-from e2gan.models import read_checkpoint
+from e2gan.nets.registry import read_checkpoint
 from lightning_modules.callbacks import TrainClock
 from lightning_modules.data_module import PairedDataModule
 from lightning_modules.gan_module import NonFiniteLoss, PairedGANModule

@@ -78,7 +78,7 @@ def ensure_base(cfg: Config, data_root: Path, runs: str | Path = "runs", progres
     """
     import lightning as L
 
-    from e2gan.models import concept_instructions, make_discriminator, make_generator, save_discriminator, save_generator
+    from e2gan.nets.registry import concept_instructions, make_discriminator, make_generator, save_discriminator, save_generator
     from lightning_modules.training import fit, read_train_summary
 
     run_dir = Path(run_dir) if run_dir else base_dir(cfg, runs)
@@ -125,7 +125,7 @@ def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path |
         sources = torch.stack([ds[i]["source"] for i in range(len(ds))])
         generator = None
         if a.selection_features == "encoder" and base_run is not None:
-            from e2gan.models import load_generator
+            from e2gan.nets.registry import load_generator
 
             generator = load_generator(base_run)[0]
         # encoder with no base (scratch / pix2pix): pixels at low resolution

@@ -292,7 +292,7 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
     from tqdm import tqdm
 
     from e2gan.adapt import lora_param_count
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
     from e2gan.reporting.tables import to_markdown
 
     if not concepts:

@@ -23,7 +23,7 @@ def val_result(run_dir: str | Path, concepts: list[str], data_root: str | Path |
     from e2gan.config import Config, apply_overrides
     from e2gan.data import PairedDataset
     from e2gan.metrics.evaluation import FEATURE_CACHE, predict, score
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     run_dir = Path(run_dir)
     path = run_dir / VAL_FILE

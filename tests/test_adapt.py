@@ -108,7 +108,7 @@ def test_random_ranks_is_seeded_and_near_budget():
 
 def _clip_base(tmp_path):
     """A base run (untrained) whose concept tokens come from the tiny random CLIP text model."""
-    from e2gan.models import concept_instructions, make_generator, save_generator
+    from e2gan.nets.registry import concept_instructions, make_generator, save_generator
     from tests.conftest import micro_config
     from tests.tiny_pipelines import text_model_dir
 
@@ -123,7 +123,7 @@ def _clip_base(tmp_path):
 
 
 def test_clip_base_new_concept_gets_tokens_from_its_instruction(tmp_path):
-    from e2gan.models import concept_instructions
+    from e2gan.nets.registry import concept_instructions
     from e2gan.nets.text_encoder import CLIPConceptEncoder
     from lightning_modules.adaptation import build
 
@@ -149,7 +149,7 @@ def test_clip_scratch_encodes_the_new_concept_and_table_base_still_learns_a_row(
     assert scratch["generator"].concepts.instructions == ["shift every colour's hue by 60 degrees"]
     assert list(scratch["generator"].concepts.parameters()) == []
 
-    from e2gan.models import make_generator, save_generator
+    from e2gan.nets.registry import make_generator, save_generator
 
     table_model = dataclasses.replace(cfg.model, concept_encoder="table")
     save_generator(tmp_path / "table-base", make_generator(table_model, 2), table_model, ["hue-120", "pixelate"])
@@ -186,7 +186,7 @@ def test_clip_adapter_stores_its_tokens_and_loads_without_clip(tmp_path, monkeyp
 @pytest.mark.slow
 def test_clip_base_adapts_end_to_end(tmp_path, micro_data):
 
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
     from lightning_modules.adaptation import adapt
 
     cfg, base_run = _clip_base(tmp_path)
@@ -204,7 +204,7 @@ def test_clip_base_adapts_end_to_end(tmp_path, micro_data):
 def _saved_adapter(tmp_path, clip: bool):
     """A base run (untrained, with a config.json at 32 px) and a LoRA adapter for hue-60 saved against it."""
     from e2gan.adapt import save_adapter
-    from e2gan.models import make_generator, save_generator
+    from e2gan.nets.registry import make_generator, save_generator
     from lightning_modules.adaptation import build
     from tests.conftest import micro_config
 
@@ -229,7 +229,7 @@ def _saved_adapter(tmp_path, clip: bool):
 def test_merge_adapter_writes_a_plain_generator_equal_to_the_adapted_one(clip, tmp_path):
     from e2gan.adapt import load_adapter, merge_adapter
     from e2gan.metrics.cost import count_params
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     base, adapter = _saved_adapter(tmp_path, clip)
     base_before = {p.name: p.read_bytes() for p in base.iterdir()}

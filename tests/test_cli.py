@@ -196,7 +196,7 @@ def test_merge_equals_the_adapt_runs_own_merged_generator(micro_adapt_run, tmp_p
     import torch
 
     from e2gan.adapt import load_adapter
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     base, run = micro_adapt_run
     base_before = {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()}

@@ -18,7 +18,7 @@ def base_run(tmp_path_factory):
     """An (untrained) saved base generator: enough for its encoder features."""
     import lightning as L
 
-    from e2gan.models import make_generator, save_generator
+    from e2gan.nets.registry import make_generator, save_generator
 
     cfg = micro_config()
     L.seed_everything(0, verbose=False)
@@ -66,7 +66,7 @@ def test_feature_kinds_see_different_spaces(micro_data, base_run, clip_dir, monk
     assert dims == {"encoder": (len(ds), 3 * 8 * 8), "effnet-lite0": (len(ds), 1280), "clip": (len(ds), 16)}
     clip = selection_features("clip", sources)
     assert torch.allclose(clip.norm(dim=1), torch.ones(len(ds)), atol=1e-5)  # L2-normalised CLIP embeddings
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     enc = selection_features("encoder", sources, load_generator(base_run)[0])
     assert enc.shape[0] == len(ds) and enc.shape[1] != 3 * 8 * 8

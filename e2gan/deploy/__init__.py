@@ -121,7 +121,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, concept: str 
     result.json, ``result["export"][stem]``. Returns the export record.
     """
     from e2gan.deploy.export import export_tflite
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     run_dir = Path(run_dir)
     generator, meta = load_generator(run_dir)
@@ -217,7 +217,7 @@ def latency_run(target: str | Path, backend: str, serial: str | None = None, bin
             if run_dir is None:
                 raise InputError("torch latency needs the run", str(target), "a run directory (a .tflite has no PyTorch graph)")
             from e2gan.deploy.export import _takes_concepts
-            from e2gan.models import load_generator
+            from e2gan.nets.registry import load_generator
 
             generator, meta = load_generator(run_dir)
             cid, cname = _resolve_concept(meta, concept, "--concept")

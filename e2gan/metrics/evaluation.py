@@ -155,7 +155,7 @@ def run_cost(generator: nn.Module, cfg, train_summary: dict | None, n_concepts_t
     """Training cost of a run: wall time (evaluation excluded), counted FLOPs, params, bytes, memory."""
     from e2gan.metrics.cost import bytes_of_tensors, count_params
     from e2gan.metrics.train_cost import gan_step_flops
-    from e2gan.models import make_discriminator
+    from e2gan.nets.registry import make_discriminator
 
     disc = make_discriminator(cfg.disc)
     s = train_summary or {}
@@ -210,7 +210,7 @@ def result_path(target, result: dict):
 def _read_checkpoint(ckpt) -> dict:
     """A Lightning checkpoint with generator weights, loaded with ``weights_only=True``."""
     from e2gan.errors import InputError
-    from e2gan.models import read_checkpoint
+    from e2gan.nets.registry import read_checkpoint
 
     data = read_checkpoint(ckpt)
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict) or \
@@ -242,7 +242,7 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
 
     from e2gan.config import ModelConfig
     from e2gan.errors import InputError
-    from e2gan.models import finish_loading, generator_from_meta
+    from e2gan.nets.registry import finish_loading, generator_from_meta
 
     run_dir = Path(run_dir)
     data = _read_checkpoint(ckpt)
@@ -305,7 +305,7 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     from e2gan.env import environment
     from e2gan.errors import InputError
     from e2gan.io import atomic_write_json
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
     from e2gan.reporting.grids import save_triplet_grid
     from e2gan.results import _finite, make_result, write_result
 

@@ -57,7 +57,7 @@ def make_run(run_dir: Path, arch: str = "e2gan", width: int = 8, resolution: int
     import torch
 
     from e2gan.config import ModelConfig
-    from e2gan.models import make_generator, save_generator
+    from e2gan.nets.registry import make_generator, save_generator
     from e2gan.results import make_result, write_result
 
     torch.manual_seed(seed)

@@ -97,7 +97,7 @@ def test_tiny_e2gan_run_exports_with_parity(tiny_export, tiny_run):
 
     from e2gan.deploy.export import ConceptBound
     from e2gan.io import sha256_file
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
     from e2gan.results import read_result
 
     info = tiny_export

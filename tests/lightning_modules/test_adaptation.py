@@ -8,7 +8,7 @@ from torch import nn
 
 from e2gan.adapt import load_adapter
 from e2gan.errors import InputError
-from e2gan.models import load_generator, make_generator
+from e2gan.nets.registry import load_generator, make_generator
 from studies.prerequisites import ensure_adapt, ensure_base
 from tests.conftest import micro_config, write_micro_toml
 
@@ -110,7 +110,7 @@ def test_adapter_round_trip_and_base_checksum(micro_data, micro_base, tmp_path):
     g, _ = load_generator(other)
     with torch.no_grad():
         next(g.parameters()).add_(1.0)
-    from e2gan.models import save_generator
+    from e2gan.nets.registry import save_generator
     from e2gan.config import ModelConfig
     save_generator(other, g, ModelConfig(**meta["model"]), json.loads((micro_base / "model.json").read_text())["concepts"])
     with pytest.raises(InputError, match="adapter was trained on another base"):

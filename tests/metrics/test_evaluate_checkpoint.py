@@ -131,7 +131,7 @@ def test_adapted_run_checkpoint_matches_its_final_weights(method, evaluated, mic
 def test_clip_conditioned_generator_checkpoint(micro_data, tmp_path):
     """A generator whose concept tokens come from a CLIP text model: its tokens are in the checkpoint."""
     from e2gan.io import atomic_write_json
-    from e2gan.models import concept_instructions, make_generator, save_generator
+    from e2gan.nets.registry import concept_instructions, make_generator, save_generator
     from tests.tiny_pipelines import text_model_dir
 
     cfg = micro_config(model={"n_tokens": 16, "concept_encoder": f"clip:{text_model_dir()}"})

@@ -114,7 +114,7 @@ def _clip_model_cfg(folder, n_tokens=8):
 
 
 def test_make_generator_with_clip_config_forward_and_no_trainable_encoder():
-    from e2gan.models import make_generator
+    from e2gan.nets.registry import make_generator
 
     torch.manual_seed(0)
     g = make_generator(_clip_model_cfg(text_model_dir()), 3, instructions=INSTRUCTIONS)
@@ -133,7 +133,7 @@ def test_make_generator_with_clip_config_forward_and_no_trainable_encoder():
 
 
 def test_make_generator_clip_needs_instructions_and_long_enough_tokens():
-    from e2gan.models import make_generator
+    from e2gan.nets.registry import make_generator
 
     with pytest.raises(InputError, match=r"none concept instructions for 3 concepts.*one instruction per concept"):
         make_generator(_clip_model_cfg(text_model_dir()), 3)
@@ -145,7 +145,7 @@ def test_clip_generator_save_load_round_trip_without_clip_then_adds_a_concept(tm
     from safetensors.torch import save_file
 
     import e2gan.nets.text_encoder as te
-    from e2gan.models import load_generator, make_generator, save_generator
+    from e2gan.nets.registry import load_generator, make_generator, save_generator
 
     folder = tmp_path / "clip"
     shutil.copytree(text_model_dir(), folder)
@@ -176,7 +176,7 @@ def test_clip_generator_save_load_round_trip_without_clip_then_adds_a_concept(tm
 
 
 def test_clip_config_unknown_model_offline_is_one_line(monkeypatch):
-    from e2gan.models import make_generator
+    from e2gan.nets.registry import make_generator
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match=r"nobody-e2gan/clip-text.*hub is offline.*--local-dir <folder>") as e:

@@ -422,7 +422,7 @@ def merge_adapter_other_base(tmp_path, trained):
 
     from e2gan.adapt import LoraSpec, add_lora, save_adapter
     from e2gan.config import ModelConfig
-    from e2gan.models import load_generator, save_generator
+    from e2gan.nets.registry import load_generator, save_generator
 
     g, meta = load_generator(trained["run"])
     with torch.no_grad():

@@ -45,7 +45,7 @@ class PlantNaNInDiscriminator(L.Callback):
 
 def test_nan_in_a_discriminator_weight_stops_the_run_with_a_recorded_reason(micro_data, tmp_path):
     from e2gan.errors import InputError
-    from e2gan.models import make_discriminator, make_generator
+    from e2gan.nets.registry import make_discriminator, make_generator
     from lightning_modules.training import fit
 
     cfg = micro_config(train={"steps": 6, "ckpt_every": 3})

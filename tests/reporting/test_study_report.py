@@ -115,7 +115,7 @@ def test_empty_study_still_reports(tmp_path):
 def grid_study(tmp_path, micro_data):
     import torch
 
-    from e2gan.models import make_generator, save_generator
+    from e2gan.nets.registry import make_generator, save_generator
     from tests.conftest import micro_config
 
     model = micro_config().model
@@ -140,7 +140,7 @@ def grid_study(tmp_path, micro_data):
 def test_concept_grid_shows_source_teacher_and_each_method(grid_study, tmp_path):
     from e2gan.data import PairedDataset
     from e2gan.metrics.evaluation import predict
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
 
     spec, df, data = grid_study
     out = tmp_path / "rep"

@@ -109,7 +109,7 @@ def test_analyze_layers_end_to_end(micro_data, micro_runs, tmp_path, capsys):
     import pandas as pd
 
     from e2gan.cli import main
-    from e2gan.models import load_generator
+    from e2gan.nets.registry import load_generator
     from studies.prerequisites import ensure_base
     from tests.conftest import micro_config, write_micro_toml
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from e2gan.errors import InputError
-from e2gan.models import finish_loading, generator_from_meta, make_generator, save_generator
+from e2gan.nets.registry import finish_loading, generator_from_meta, make_generator, save_generator
 from tests.conftest import micro_config
 
 
@@ -50,7 +50,7 @@ def _clip_model():
 
 def test_clip_generator_rebuilds_from_the_recorded_encoder_without_clip(tmp_path, monkeypatch):
     import e2gan.nets.text_encoder as te
-    from e2gan.models import concept_instructions
+    from e2gan.nets.registry import concept_instructions
 
     model, names = _clip_model(), ["hue-120", "pixelate"]
     instructions = concept_instructions("", names)
@@ -70,7 +70,7 @@ def test_clip_generator_rebuilds_from_the_recorded_encoder_without_clip(tmp_path
 
 
 def test_clip_meta_without_its_encoder(tmp_path):
-    from e2gan.models import concept_instructions
+    from e2gan.nets.registry import concept_instructions
 
     model, names = _clip_model(), ["hue-120", "pixelate"]
     meta = {"model": dataclasses.asdict(model), "concepts": names}  # as a run's config.json gives it
