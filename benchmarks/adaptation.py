@@ -108,7 +108,7 @@ def _train(ctx: Context, cfg, base_run: Path | None, data: Path, run_dir: Path) 
 def _lora_size(model_cfg, n_base: int, ranks: dict[str, int], alpha_ratio: float) -> dict:
     """Trainable parameters and fp32 bytes of a LoRA adapter (+ the new concept's embedding row)
     against the whole generator, for a generator built from ``model_cfg`` (random weights)."""
-    from e2gan.adapt import LoraSpec, add_lora, lora_param_count
+    from e2gan.nets.lora import LoraSpec, add_lora, lora_param_count
     from e2gan.metrics.cost import bytes_of_tensors, count_params
     from e2gan.nets.registry import make_generator
 

@@ -5,7 +5,7 @@ preset's E²GAN over the base concepts plus the new concept's embedding row (mea
 the preset's discriminator treatment (`adapt.disc`), the pix2pix objective with Adam; full
 fine-tuning trains every generator weight at `train.lr_g`, LoRA the preset's groups and ranks at
 `adapt.lr`. A third side is LoRA through peft's own forward (`base(x) + s·B(A(x))`, the path
-before `e2gan.adapt.use_merged_weight_forward`). Steps run outside Lightning (`make_gan_step`, the
+before `e2gan.nets.lora.use_merged_weight_forward`). Steps run outside Lightning (`make_gan_step`, the
 same objective), interleaved ABBA with one another; then the generator's forward + backward alone
 for each side, to say where a step's time goes. Weights are random: a step's time does not depend
 on them, so no base model is needed.
@@ -22,7 +22,7 @@ def _sides(ctx: Context) -> dict:
     """{'full', 'lora', 'lora_peft'} -> (generator, discriminator, lr_g), as build() makes them."""
     import torch
 
-    from e2gan.adapt import add_lora, use_merged_weight_forward
+    from e2gan.nets.lora import add_lora, use_merged_weight_forward
     from e2gan.nets.registry import make_discriminator, make_generator
     from lightning_modules.adaptation import _lora_spec
     from studies.prerequisites import concept_names

@@ -34,7 +34,7 @@ def paper_models(cfg, n_concepts: int):
 
 def lora_generator(cfg, n_concepts: int):
     """The paper generator with LoRA on the configured groups and ranks (what `e2gan adapt` trains)."""
-    from e2gan.adapt import LoraSpec, add_lora
+    from e2gan.nets.lora import LoraSpec, add_lora
 
     g, _ = paper_models(cfg, n_concepts)
     a = cfg.adapt

@@ -58,7 +58,7 @@ def _config(args, budget_section: str = "train"):
     if getattr(args, "groups", None):
         over["adapt"]["groups"] = [g.strip() for g in args.groups.split(",") if g.strip()]
     if getattr(args, "ranks", None):
-        from e2gan.adapt import parse_ranks
+        from e2gan.nets.lora import parse_ranks
         from e2gan.config import layer_group_names
 
         groups = over["adapt"].get("groups", cfg.adapt.groups)
@@ -145,7 +145,7 @@ def _check_new_concepts(cfg, concepts: list[str]) -> None:
 
 def cmd_merge(args) -> str:
     """Base run + saved LoRA adapter -> a plain generator (generator.safetensors + model.json)."""
-    from e2gan.adapt import merge_adapter
+    from e2gan.nets.lora import merge_adapter
 
     r = merge_adapter(args.base, args.adapter, args.out)
     return (f"merged adapter '{r['concept']}' ({r['adapter_params']:,} params, ranks {r['ranks']}) into the base: "

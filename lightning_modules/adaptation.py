@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from e2gan.adapt import LoraSpec, add_lora, merge_lora, save_adapter, use_merged_weight_forward
+from e2gan.nets.lora import LoraSpec, add_lora, merge_lora, save_adapter, use_merged_weight_forward
 from e2gan.config import Config, ModelConfig, apply_overrides, clip_model_of
 from e2gan.data import PairedDataset
 from e2gan.errors import InputError

@@ -196,7 +196,7 @@ def greedy_rank_search(groups: Iterable[str], evaluate: Callable[[dict[str, int]
 
 def reference_schemes(groups: list[str], uniform_rank: int, budget: int, generator, seed: int = 0) -> dict[str, dict[str, int]]:
     """The paper's references: uniform 1x, uniform 4x, and a random allocation near ``budget`` params."""
-    from e2gan.adapt import random_ranks
+    from e2gan.nets.lora import random_ranks
 
     if uniform_rank < 1:
         raise InputError(f"uniform rank {uniform_rank}", "--uniform-rank", "a positive integer")
@@ -291,7 +291,7 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
     """
     from tqdm import tqdm
 
-    from e2gan.adapt import lora_param_count
+    from e2gan.nets.lora import lora_param_count
     from e2gan.nets.registry import load_generator
     from e2gan.reporting.tables import to_markdown
 
@@ -319,7 +319,7 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
                 "the best quality gain per added LoRA param among those gaining >= delta (and > 0) within "
                 "the budget; stop when none does",
         "params": "LoRA parameters only (the concept embedding, trained in every scheme, is not counted)",
-        "random": "e2gan.adapt.random_ranks at the searched allocation's params, seed = first seed",
+        "random": "e2gan.nets.lora.random_ranks at the searched allocation's params, seed = first seed",
         "averaging": "quality = mean over concepts per seed, then mean (sd) over seeds",
         "split": "the search (trajectory) scores the validation split; the scheme table the test split",
         "delta_rule": "default: 1.645 x the metric's seed-to-seed sd per (concept, seed) run x sqrt(2 / (seeds x "

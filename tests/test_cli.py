@@ -195,7 +195,7 @@ def micro_adapt_run(micro_data, micro_runs, tmp_path_factory):
 def test_merge_equals_the_adapt_runs_own_merged_generator(micro_adapt_run, tmp_path, capsys):
     import torch
 
-    from e2gan.adapt import load_adapter
+    from e2gan.nets.lora import load_adapter
     from e2gan.nets.registry import load_generator
 
     base, run = micro_adapt_run

@@ -116,7 +116,7 @@ def _merged_copy(generator: nn.Module) -> tuple[nn.Module, bool]:
 
     if not any(isinstance(m, LoraLayer) for m in generator.modules()):
         return generator, False
-    from e2gan.adapt import merge_lora
+    from e2gan.nets.lora import merge_lora
 
     return merge_lora(copy.deepcopy(generator)), True
 

@@ -258,7 +258,7 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
     generator = generator_from_meta(meta, str(run_dir / "model.json"), concepts_file=cfg.data.concepts_file)
     lora = any("lora_" in k for k in state)
     if lora:
-        from e2gan.adapt import ADAPTER_META, LoraSpec, add_lora, merge_lora
+        from e2gan.nets.lora import ADAPTER_META, LoraSpec, add_lora, merge_lora
 
         if (run_dir / ADAPTER_META).is_file():
             a = json.loads((run_dir / ADAPTER_META).read_text())

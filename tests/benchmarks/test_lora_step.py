@@ -15,7 +15,7 @@ def micro_ctx(tmp_path_factory):
 
 def test_sides_train_what_adaptation_trains(micro_ctx):
     from benchmarks.lora_step import _sides
-    from e2gan.adapt import _MergedWeightForward
+    from e2gan.nets.lora import _MergedWeightForward
 
     sides = _sides(micro_ctx)
     full, lora, peft = (sides[k][0] for k in ("full", "lora", "lora_peft"))

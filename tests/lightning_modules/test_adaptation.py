@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from e2gan.adapt import load_adapter
+from e2gan.nets.lora import load_adapter
 from e2gan.errors import InputError
 from e2gan.nets.registry import load_generator, make_generator
 from studies.prerequisites import ensure_adapt, ensure_base

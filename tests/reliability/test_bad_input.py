@@ -420,7 +420,7 @@ def merge_adapter_other_base(tmp_path, trained):
     """A real adapter saved against a different base (one weight changed), merged onto the trained base."""
     import torch
 
-    from e2gan.adapt import LoraSpec, add_lora, save_adapter
+    from e2gan.nets.lora import LoraSpec, add_lora, save_adapter
     from e2gan.config import ModelConfig
     from e2gan.nets.registry import load_generator, save_generator
 

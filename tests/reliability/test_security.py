@@ -72,7 +72,7 @@ def test_resume_loads_checkpoints_weights_only(trained, tmp_path, monkeypatch, c
 
 
 def test_generator_and_adapter_load_only_from_safetensors(trained, tmp_path, monkeypatch):
-    from e2gan.adapt import ADAPTER_META, ADAPTER_WEIGHTS, load_adapter
+    from e2gan.nets.lora import ADAPTER_META, ADAPTER_WEIGHTS, load_adapter
     from e2gan.io import sha256_file
     from e2gan.nets.registry import load_generator
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import e2gan.reporting
 
-FORBIDDEN = ("e2gan.nets.registry", "e2gan.nets", "e2gan.metrics.evaluation", "e2gan.adapt", "lightning", "lightning_modules",
+FORBIDDEN = ("e2gan.nets.registry", "e2gan.nets", "e2gan.metrics.evaluation", "e2gan.nets.lora", "lightning", "lightning_modules",
              "studies", "torch.nn")
 
 

@@ -143,7 +143,7 @@ def test_cache_is_shared_with_the_caller():
 def test_reference_schemes_shapes():
     import torch
 
-    from e2gan.adapt import lora_param_count
+    from e2gan.nets.lora import lora_param_count
     from e2gan.nets import build_generator
 
     torch.manual_seed(0)

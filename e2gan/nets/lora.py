@@ -123,7 +123,7 @@ class _MergedWeightForward:
     whose narrow (rank-wide) outputs run far below the kernels' speed, and an add and a multiply
     over the whole activation. The same function of x, A and B is ``conv(x, W + s·B·A)``: B·A is a
     tiny product, the layer runs one convolution as a full fine-tune does, and autograd carries the
-    weight gradient back to A and B. Equal up to float rounding (tests/test_adapt.py). Anything
+    weight gradient back to A and B. Equal up to float rounding (tests/nets/test_lora.py). Anything
     else — adapters disabled or merged, several adapters, dropout, a variant (DoRA) — takes
     peft's own forward. A callable instance attribute (not a bound method) so that the model still
     deep-copies and pickles.

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from e2gan.adapt import LoraSpec, add_lora, lora_param_count, merge_lora, parse_ranks, random_ranks
+from e2gan.nets.lora import LoraSpec, add_lora, lora_param_count, merge_lora, parse_ranks, random_ranks
 from e2gan.errors import InputError
 from e2gan.nets import build_generator
 
@@ -161,7 +161,7 @@ def test_clip_scratch_encodes_the_new_concept_and_table_base_still_learns_a_row(
 
 def test_clip_adapter_stores_its_tokens_and_loads_without_clip(tmp_path, monkeypatch):
     import e2gan.nets.text_encoder as te
-    from e2gan.adapt import load_adapter, save_adapter
+    from e2gan.nets.lora import load_adapter, save_adapter
     from lightning_modules.adaptation import build
 
     cfg, base_run = _clip_base(tmp_path)
@@ -203,7 +203,7 @@ def test_clip_base_adapts_end_to_end(tmp_path, micro_data):
 
 def _saved_adapter(tmp_path, clip: bool):
     """A base run (untrained, with a config.json at 32 px) and a LoRA adapter for hue-60 saved against it."""
-    from e2gan.adapt import save_adapter
+    from e2gan.nets.lora import save_adapter
     from e2gan.nets.registry import make_generator, save_generator
     from lightning_modules.adaptation import build
     from tests.conftest import micro_config
@@ -227,7 +227,7 @@ def _saved_adapter(tmp_path, clip: bool):
 
 @pytest.mark.parametrize("clip", [False, True], ids=["table", "clip"])
 def test_merge_adapter_writes_a_plain_generator_equal_to_the_adapted_one(clip, tmp_path):
-    from e2gan.adapt import load_adapter, merge_adapter
+    from e2gan.nets.lora import load_adapter, merge_adapter
     from e2gan.metrics.cost import count_params
     from e2gan.nets.registry import load_generator
 
@@ -257,7 +257,7 @@ def test_merge_adapter_writes_a_plain_generator_equal_to_the_adapted_one(clip, t
 
 
 def test_merge_adapter_refuses_bad_folders_in_one_line(tmp_path):
-    from e2gan.adapt import merge_adapter
+    from e2gan.nets.lora import merge_adapter
 
     base, adapter = _saved_adapter(tmp_path, clip=False)
     with pytest.raises(InputError) as e:

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from e2gan.adapt import LoraSpec, add_lora, merge_lora, use_merged_weight_forward
+from e2gan.nets.lora import LoraSpec, add_lora, merge_lora, use_merged_weight_forward
 from e2gan.nets import build_generator
 
 CRUCIAL = ("down", "ds", "tb", "us", "up")
