@@ -77,7 +77,7 @@ def cmd_distill(args) -> str:
 
     cfg = _config(args)
     if args.merge_shards:
-        from e2gan.distill import merge_shards
+        from e2gan.data.distill import merge_shards
 
         merged = merge_shards(data_dir(cfg, args.runs))
         return f"merged shards into {data_dir(cfg, args.runs) / 'manifest.jsonl'}: {merged}"
@@ -273,7 +273,7 @@ def cmd_study(args) -> str:
 
 
 def cmd_export(args) -> str:
-    from e2gan.deploy import export_run
+    from e2gan.deploy.run_export import export_run
 
     rec = export_run(args.run, out=args.out, concept=args.concept, nhwc=args.nhwc, quantize=args.quantize,
                      resolution=args.resolution, parity_tol=args.parity_tol, progress=not args.no_progress)
@@ -283,7 +283,7 @@ def cmd_export(args) -> str:
 
 
 def cmd_latency(args) -> str:
-    from e2gan.deploy import latency_run
+    from e2gan.deploy.run_latency import latency_run
 
     row = latency_run(args.target, args.backend, serial=args.serial, binary=args.binary, threads=args.threads,
                       use_gpu=args.gpu, warmup=args.warmup, runs=args.runs_count, core_mask=args.core_mask,

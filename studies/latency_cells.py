@@ -34,7 +34,7 @@ def measure_study_latency(study, spec, backends: list[str], progress: bool = Tru
     """Time one run per arm on each backend; returns the new latency rows."""
     import sys
 
-    from e2gan.deploy import latency_run
+    from e2gan.deploy.run_latency import latency_run
 
     rows = []
     for arm, run in runs_to_time(study, spec).items():

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from e2gan.deploy import protocol_tag
+from e2gan.deploy.protocol import protocol_tag
 from e2gan.errors import InputError
 
 __all__ = ["host_latency", "summarise_times", "BACKENDS"]

@@ -26,7 +26,7 @@ def write_fake_elf(path: Path, size: int = 4096, machine: int = 183) -> Path:
 
 @pytest.fixture(scope="session")
 def adb_key(tmp_path_factory) -> Path:
-    from e2gan.deploy.adb import load_adb_key
+    from e2gan.deploy.adb_session import load_adb_key
 
     key = tmp_path_factory.mktemp("adbkey") / "adbkey"
     load_adb_key(key)
@@ -35,7 +35,7 @@ def adb_key(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def other_adb_key(tmp_path_factory) -> Path:
-    from e2gan.deploy.adb import load_adb_key
+    from e2gan.deploy.adb_session import load_adb_key
 
     key = tmp_path_factory.mktemp("otherkey") / "adbkey"
     load_adb_key(key)
@@ -79,6 +79,6 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run) -> dict:
     """The tiny E2GAN run exported once (slow: one litert-torch conversion)."""
-    from e2gan.deploy import export_run
+    from e2gan.deploy.run_export import export_run
 
     return export_run(tiny_run)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from e2gan.deploy.adb import (EXIT_MARKER, REMOTE_DIR, Timeouts, benchmark_command, check_binary, connect,
-                              load_adb_key, parse_serial, run_phone_benchmark)
+from e2gan.deploy.adb_session import REMOTE_DIR, Timeouts, connect, load_adb_key, parse_serial
+from e2gan.deploy.phone_benchmark import EXIT_MARKER, benchmark_command, check_binary, run_phone_benchmark
 from e2gan.errors import InputError
 from tests.deploy.conftest import golden, write_fake_elf
 from tests.deploy.fake_adb_device import FakeAdbDevice

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from e2gan.deploy import export_run, export_stem, latency_run
-from e2gan.deploy.adb import Timeouts
+from e2gan.deploy.protocol import export_stem
+from e2gan.deploy.run_export import export_run
+from e2gan.deploy.run_latency import latency_run
+from e2gan.deploy.adb_session import Timeouts
 from e2gan.errors import InputError
 from e2gan.results import read_result, update_result
 from tests.deploy.conftest import golden, make_run, write_fake_elf
@@ -129,7 +131,7 @@ def test_gpu_and_cpu_phone_rows_are_both_kept(run, adb_key):
 
 
 def test_protocol_tags():
-    from e2gan.deploy import protocol_tag
+    from e2gan.deploy.protocol import protocol_tag
 
     assert protocol_tag({"backend": "adb", "use_gpu": True, "threads": 4}) == "adb-gpu"
     assert protocol_tag({"backend": "adb", "delegate": "cpu", "threads": -1}) == "adb-cpu"

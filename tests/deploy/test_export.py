@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from e2gan.deploy.export import check_exportable, export_tflite
+from e2gan.deploy.export import export_tflite
+from e2gan.deploy.export_prep import check_exportable
 from e2gan.errors import InputError
 from e2gan.nets import build_generator
 
@@ -56,18 +57,18 @@ def test_resize_variant_and_e2gan_pass_the_precheck():
 
 @pytest.mark.parametrize("padding", [(1, 1, 1, 1), (3, 3, 3, 3), (2, 0, 1, 3), (0, 0, 0, 0), (4, 4, 4, 4)])
 def test_slice_reflection_pad_equals_reflection_pad(padding):
-    from e2gan.deploy.export import SliceReflectionPad2d
+    from e2gan.deploy.export_prep import SliceReflectionPad2d
 
     x = torch.randn(2, 3, 5, 7)
     assert torch.equal(SliceReflectionPad2d(padding)(x), nn.ReflectionPad2d(padding)(x))
 
 
 def test_reflection_pads_are_sliced_on_a_copy():
-    from e2gan.deploy.export import SliceReflectionPad2d, _slice_reflection_pads
+    from e2gan.deploy.export_prep import SliceReflectionPad2d, slice_reflection_pads
 
     g = build_generator("e2gan", n_concepts=2, width=8, attn_heads=2, n_tokens=2).eval()
     n = sum(isinstance(m, nn.ReflectionPad2d) for m in g.modules())
-    sliced, swapped = _slice_reflection_pads(g, copied=False)
+    sliced, swapped = slice_reflection_pads(g, copied=False)
     assert swapped == n > 0 and sliced is not g
     assert not any(isinstance(m, nn.ReflectionPad2d) for m in sliced.modules())
     assert sum(isinstance(m, SliceReflectionPad2d) for m in sliced.modules()) == n
@@ -95,7 +96,7 @@ def test_bad_export_arguments_fail_before_converting(tmp_path, kwargs, match):
 def test_tiny_e2gan_run_exports_with_parity(tiny_export, tiny_run):
     from ai_edge_litert.interpreter import Interpreter
 
-    from e2gan.deploy.export import ConceptBound
+    from e2gan.deploy.export_prep import ConceptBound
     from e2gan.io import sha256_file
     from e2gan.nets.registry import load_generator
     from e2gan.results import read_result
@@ -141,7 +142,7 @@ def test_pix2pix_resize_exports_nhwc_and_int8(tmp_path):
     mirror = export_tflite(g, tmp_path / "p2p-mirror.tflite", 32, reflect_pad="mirror-pad")
     assert mirror["reflection_pads_sliced"] == 0 and mirror["parity_max_abs_diff"] <= 1e-4
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
-    from e2gan.deploy.export import run_tflite
+    from e2gan.deploy.tflite_run import run_tflite
 
     sliced = export_tflite(g, tmp_path / "p2p-sliced.tflite", 32)
     (a,), (b,) = run_tflite(sliced["path"], [x]), run_tflite(mirror["path"], [x])
@@ -165,7 +166,7 @@ def test_parity_failure_writes_nothing(tmp_path, tiny_export, monkeypatch):
     import e2gan.deploy.export as export_mod
 
     float_bytes = Path(tiny_export["path"]).read_bytes()
-    monkeypatch.setattr(export_mod, "_convert", lambda module, sample, progress: float_bytes)
+    monkeypatch.setattr(export_mod, "convert_module", lambda module, sample, progress: float_bytes)
     other = build_generator("e2gan", n_concepts=2, width=8, attn_heads=2, n_tokens=2)  # other weights
     out = tmp_path / "m.tflite"
     with pytest.raises(InputError, match=r"export does not match PyTorch \(max abs diff .*\).*<= 0.0001"):
@@ -192,7 +193,7 @@ def test_unmerged_lora_generator_is_merged_on_a_copy(tmp_path):
     info = export_tflite(g, tmp_path / "lora.tflite", 32, concept_id=1)
     assert info["lora_merged"] is True and info["parity_max_abs_diff"] <= 1e-4
     assert any(isinstance(m, LoraLayer) for m in g.modules())  # the caller's model is untouched
-    from e2gan.deploy.export import run_tflite
+    from e2gan.deploy.tflite_run import run_tflite
 
     (y,) = run_tflite(info["path"], [x.numpy()])
     assert np.abs(y - expected).max() <= 1e-4

@@ -92,7 +92,7 @@ def test_torch_threads_context_restores():
 
 @pytest.mark.slow
 def test_litert_latency_of_the_exported_tiny_generator(tiny_export):
-    from e2gan.deploy.export import tflite_io
+    from e2gan.deploy.tflite_run import tflite_io
 
     path = tiny_export["path"]
     shape = tflite_io(path)["inputs"][0]["shape"]

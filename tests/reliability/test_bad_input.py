@@ -233,7 +233,7 @@ _PHONES: list = []  # fake phones started by a case, stopped after the test (see
 
 def _phone_argv(tmp_path, serial: str) -> list[str]:
     """A bare .tflite, a fake benchmark_model and an adb key, all made before the snapshot."""
-    from e2gan.deploy.adb import load_adb_key
+    from e2gan.deploy.adb_session import load_adb_key
     from tests.deploy.conftest import write_fake_elf
 
     model = tmp_path / "model.tflite"
