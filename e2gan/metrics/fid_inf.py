@@ -5,43 +5,18 @@ FID at N images is biased upwards by about k/N, and k depends on the model (Chon
 scored at the same N can swap order as N grows. Their remedy, done here: FID on random subsets
 of several sizes, a least-squares line FID_n = FID∞ + k/n, and the intercept FID∞.
 
-``frechet_distance`` is the same quantity as ``quality.fid_from_features`` but, when N is below the
-feature dimension (500 test images against 1280 EfficientNet features), it works on the N×N cross
-Gram matrix: the nonzero eigenvalues of S1·S2 are the squared singular values of A·Bᵀ/(n−1) for
-the centred feature matrices A, B. One 500×500 SVD instead of a 1280×1280 non-symmetric eigen-
-decomposition keeps FID∞ (a dozen FIDs) cheap at evaluation time.
+Each FID is ``frechet.frechet_distance`` (the N×N Gram route when N is below the feature
+dimension), so a dozen of them stay cheap at evaluation time.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from e2gan.errors import InputError
-from e2gan.metrics.quality import _np64, _one_blas_thread
+from e2gan.metrics.frechet import feature_matrix, frechet_distance
 
 DEFAULT_FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 MIN_SUBSET = 20  # below this the 1/n line is all noise
-
-
-def frechet_distance(a, b) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets a [n_a,d] and b [n_b,d] (≥ 0)."""
-    a, b = _np64(a), _np64(b)
-    if a.shape[1] != b.shape[1]:
-        raise InputError(f"feature dims {a.shape[1]} vs {b.shape[1]}", "frechet_distance", "equal feature dims")
-    na, nb, d = len(a), len(b), a.shape[1]
-    with _one_blas_thread():
-        mu1, mu2 = a.mean(0), b.mean(0)
-        ac, bc = a - mu1, b - mu2
-        tr1 = float((ac * ac).sum()) / (na - 1)
-        tr2 = float((bc * bc).sum()) / (nb - 1)
-        if min(na, nb) < d:
-            sv = np.linalg.svd(ac @ bc.T, compute_uv=False)
-            tr_covmean = float(sv.sum()) / np.sqrt((na - 1) * (nb - 1))
-        else:  # more images than dims: the d×d product is the smaller problem
-            s1, s2 = ac.T @ ac / (na - 1), bc.T @ bc / (nb - 1)
-            tr_covmean = float(np.sqrt(np.linalg.eigvals(s1 @ s2).astype(complex)).real.sum())
-        diff = mu1 - mu2
-        value = float(diff @ diff) + tr1 + tr2 - 2.0 * tr_covmean
-    return max(value, 0.0)  # round-off on a distance that is >= 0 by definition
 
 
 def subset_sizes(n: int, fractions=DEFAULT_FRACTIONS) -> list[int]:
@@ -57,7 +32,7 @@ def fid_infinity(a, b, sizes=None, repeats: int = 2, seed: int = 0, paired: bool
     set would give); otherwise independent subsets. Returns fid_inf, slope k, the fitted points and
     the residual sd of the fit; the full-N subset is drawn once (it is the whole set).
     """
-    a, b = _np64(a), _np64(b)
+    a, b = feature_matrix(a), feature_matrix(b)
     n = min(len(a), len(b))
     if paired and len(a) != len(b):
         raise InputError(f"{len(a)} vs {len(b)} features", "fid_infinity(paired=True)", "sets of equal size")

@@ -101,7 +101,8 @@ def concept_extras(outputs: torch.Tensor, targets: torch.Tensor, sources: torch.
     scores at this N); ``collapse``: the near-constant / same-for-every-input check.
     """
     from e2gan.metrics.collapse import detect_collapse
-    from e2gan.metrics.fid_inf import fid_infinity, frechet_distance
+    from e2gan.metrics.fid_inf import fid_infinity
+    from e2gan.metrics.frechet import frechet_distance
     from e2gan.metrics.quality import kid_from_features
 
     fa = np.asarray(keep["features_outputs"], np.float64)

@@ -6,7 +6,6 @@ custom extractor. Every number comes with a `protocol` saying how it was produce
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from functools import lru_cache
@@ -16,6 +15,7 @@ import torch
 
 from e2gan.errors import InputError
 from e2gan.metrics.features import check_images, get_backbone, lite_normalise, load_effnet_lite0
+from e2gan.metrics.frechet import feature_matrix, frechet_distance, one_blas_thread
 from e2gan.metrics.weights import find_weights, lpips_linear_weights, sha256
 from e2gan.stand_in import weights_note
 
@@ -23,50 +23,29 @@ PROXY_NAME = "effnet-lite0-perceptual"
 _CHUNK = 32  # images per forward pass: bounds memory at 256²
 
 
-def _one_blas_thread():
-    """numpy maths on one BLAS thread: next to torch's OpenMP threads, OpenBLAS threads on a
-    small, busy CPU run FID/KID 5-40x slower than a single thread."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only a speed matter
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
-def _np64(feats) -> np.ndarray:
-    if isinstance(feats, torch.Tensor):
-        feats = feats.detach().cpu().double().numpy()
-    a = np.asarray(feats, np.float64)
-    if a.ndim != 2 or len(a) < 2:
-        raise InputError(f"features of shape {a.shape}", "FID/KID", "a [N,dim] array with N >= 2")
-    return a
-
-
 def fid_from_features(a, b, method: str = "eigvals") -> float:
     """Fréchet distance between Gaussians fitted to two feature sets [N,dim].
 
     Mean and covariance exactly as clean-fid's `fid_from_feats`. method='cleanfid' then calls
     `cleanfid.fid.frechet_distance` (scipy sqrtm: seconds at 1280-2048 dims on a small CPU);
-    'eigvals' (default) is `fid_inf.frechet_distance`: the same quantity from Σ sqrt(eig(S1 S2)),
+    'eigvals' (default) is `frechet.frechet_distance`: the same quantity from Σ sqrt(eig(S1 S2)),
     or with fewer images than dimensions from the N×N cross Gram matrix (an Inception FID of a few
     hundred images: milliseconds instead of a 2048×2048 eigendecomposition); equal to clean-fid's
     value to ~1e-7 relative (tested).
     """
     if method not in ("eigvals", "cleanfid"):
         raise InputError(f"FID method {method!r}", "fid_from_features", "'eigvals' or 'cleanfid'")
-    a, b = _np64(a), _np64(b)
+    a, b = feature_matrix(a), feature_matrix(b)
     if method == "eigvals":
-        from e2gan.metrics.fid_inf import frechet_distance
-
         return frechet_distance(a, b)
-    from cleanfid.fid import frechet_distance
+    from cleanfid.fid import frechet_distance as cleanfid_frechet_distance
     from scipy.linalg import LinAlgWarning
 
-    with _one_blas_thread(), warnings.catch_warnings():  # singular covariances are the norm when N < dim
+    with one_blas_thread(), warnings.catch_warnings():  # singular covariances are the norm when N < dim
         warnings.simplefilter("ignore", LinAlgWarning)
         mu1, s1 = np.mean(a, axis=0), np.cov(a, rowvar=False)
         mu2, s2 = np.mean(b, axis=0), np.cov(b, rowvar=False)
-        value = float(np.real(frechet_distance(mu1, s1, mu2, s2)))
+        value = float(np.real(cleanfid_frechet_distance(mu1, s1, mu2, s2)))
     # Tiny negatives are round-off on a distance that is >= 0 by definition.
     return max(value, 0.0)
 
@@ -86,14 +65,14 @@ def kid_from_features(a, b, num_subsets: int = 100, subset_size: int = 1000,
     """
     from cleanfid.fid import kernel_distance
 
-    a, b = _np64(a), _np64(b)
+    a, b = feature_matrix(a), feature_matrix(b)
     m = effective_kid_subset_size(len(a), len(b), subset_size)
     if m == len(a) == len(b):
         num_subsets = 1  # all subsets would be the same set in another order
     state = np.random.get_state()  # kernel_distance draws from numpy's global RNG
     try:
         np.random.seed(seed)
-        with _one_blas_thread():
+        with one_blas_thread():
             values = [kernel_distance(a, b, num_subsets=1, max_subset_size=m) for _ in range(num_subsets)]
     finally:
         np.random.set_state(state)

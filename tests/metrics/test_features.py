@@ -87,7 +87,7 @@ def test_inception_backbone_uses_found_file_clean_resize_and_cleanfid_scaling(tm
 
 def test_fast_effnet_path_matches_nchw_batches_of_32():
     """channels_last and batches of 8 are speed only: features and FID equal the NCHW path's."""
-    from e2gan.metrics.fid_inf import frechet_distance
+    from e2gan.metrics.frechet import frechet_distance
 
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=gen)
