@@ -144,7 +144,7 @@ class PairedGANModule(L.LightningModule):
         psnr = 10 * math.log10(1.0 / max(mse, 1e-12))
         self.log("val_psnr", psnr, prog_bar=True, sync_dist=False, batch_size=1)
         if self.run_dir is not None and self.trainer.is_global_zero and self._val_grid and not self.trainer.sanity_checking:
-            from e2gan.reporting.grids import save_triplet_grid
+            from e2gan.image_grid import save_triplet_grid
             rows = torch.cat(self._val_grid)[: self.grid_count]
             save_triplet_grid(to_uint8(rows), self.run_dir / "val" / f"step-{self.gan_step:06d}.png",
                               header=("source", "teacher", "model"))

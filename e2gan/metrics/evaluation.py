@@ -306,7 +306,7 @@ def evaluate_run(run_dir, concepts: list[str] | None = None, split: str = "test"
     from e2gan.errors import InputError
     from e2gan.io import atomic_write_json
     from e2gan.nets.registry import load_generator
-    from e2gan.reporting.grids import save_triplet_grid
+    from e2gan.image_grid import save_triplet_grid
     from e2gan.results import _finite, make_result, write_result
 
     target = run_dir

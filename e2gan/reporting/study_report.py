@@ -215,7 +215,7 @@ def _upscale(tiles: np.ndarray) -> np.ndarray:
 def concept_grid(ctx: StudyContext, concept: str, path: Path, n_images: int = 3, seed: Any = 0,
                  device: str = "cpu") -> Grid:
     """source | teacher target | each method's output, for the first ``n_images`` test images."""
-    from e2gan.reporting.grids import save_triplet_grid
+    from e2gan.image_grid import save_triplet_grid
 
     methods = _methods(ctx, concept, seed)
     notes: list[str] = []
