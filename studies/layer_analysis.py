@@ -234,7 +234,7 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
 
     from e2gan.nets.registry import load_generator
     from e2gan.nets.lora import lora_param_count
-    from e2gan.reporting.tables import to_markdown
+    from e2gan.markdown_table import to_markdown
     from studies.prerequisites import ensure_adapt
     from studies.validation import val_quality
 

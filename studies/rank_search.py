@@ -293,7 +293,7 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
 
     from e2gan.nets.lora import lora_param_count
     from e2gan.nets.registry import load_generator
-    from e2gan.reporting.tables import to_markdown
+    from e2gan.markdown_table import to_markdown
 
     if not concepts:
         raise InputError("no concept", "--concept", "at least one new concept")

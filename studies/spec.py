@@ -215,7 +215,7 @@ def load_spec(path_or_name: str | Path) -> StudySpec:
 
 def row_labels(spec: StudySpec) -> list[str]:
     """The report's row labels of a grid spec: arm, then each axis value, joined with ' / '."""
-    from e2gan.reporting.study_tables import label_value
+    from e2gan.markdown_table import label_value
 
     parts = ([list(spec.arms)] if spec.arms else []) + [[label_value(v) for v in vals] for vals in spec.axes.values()]
     return [" / ".join(map(str, p)) for p in itertools.product(*parts)] if parts else []

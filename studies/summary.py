@@ -17,7 +17,7 @@ def trials_frame(study) -> pd.DataFrame:
 
 
 def summary_table(study, spec) -> str | None:
-    from e2gan.reporting.tables import to_markdown
+    from e2gan.markdown_table import to_markdown
 
     df = trials_frame(study)
     if df.empty:

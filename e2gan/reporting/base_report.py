@@ -8,7 +8,8 @@ from pathlib import Path
 
 from e2gan.io import atomic_write_text
 from e2gan.reporting.html import image_data_uri, markdown_table_to_html, page, paragraph
-from e2gan.reporting.tables import cost_table, per_concept_table, quality_decimals, to_markdown
+from e2gan.markdown_table import to_markdown
+from e2gan.reporting.tables import cost_table, per_concept_table, quality_decimals
 
 
 def protocol_line(result: dict) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from e2gan.markdown_table import label_value
 from e2gan.reporting.stats import Estimate, estimate, format_number, over_seeds, pareto_front
 
 QUALITY = [  # (result key, column title, decimals)
@@ -143,17 +144,6 @@ def spec_get(spec: Any, key: str, default: Any = None) -> Any:
     if isinstance(spec, dict):
         return spec.get(key, default)
     return getattr(spec, key, default)
-
-
-def label_value(v: Any) -> str:
-    """A cell value as a row label: lists joined with '+', dicts as k=v, 0 pairs as 'all'."""
-    if isinstance(v, (list, tuple)):
-        return "+".join(map(str, v))
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={v[k]}" for k in v)
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
 
 
 @dataclass

@@ -1,7 +1,5 @@
-"""Tables from result.json files: pandas frames, written as Markdown and CSV."""
+"""The base report's tables from one result.json: per-concept quality and cost, as pandas frames."""
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 
@@ -23,34 +21,6 @@ def per_concept_table(result: dict) -> pd.DataFrame:
     df = pd.DataFrame(rows).set_index("concept")
     df.insert(2, "gain dB", df["PSNR dB"] - df["identity PSNR dB"])
     return df
-
-
-def _fmt(value, decimals: int) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞"
-    v = float(value)
-    if abs(v) >= 1e9:  # FLOPs, bytes: magnitude matters, not the last digit
-        return f"{v:.3e}"
-    if decimals == 0 or (v.is_integer() and abs(v) >= 100):
-        return f"{int(round(v)):,}"
-    return f"{v:.{decimals}f}"
-
-
-def to_markdown(df: pd.DataFrame, decimals: dict[str, int] | None = None, default: int = 3) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
-    decimals = decimals or {}
-    index_name = df.index.name or ""
-    header = [index_name, *map(str, df.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(df.columns)) + "|"]
-    for idx, row in df.iterrows():
-        cells = [str(idx)]
-        for col in df.columns:
-            v = row[col]
-            cells.append(_fmt(v, decimals.get(col, default)) if isinstance(v, (int, float)) or v is None else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def quality_decimals() -> dict[str, int]:
