@@ -299,7 +299,8 @@ def train_batch(data_root: Path, concepts: list[str], concept_index: dict[str, i
 def wait_for_base(ctx: Context, cfg, poll_s: float = 15.0, stale_s: float = 300.0, timeout_s: float = 3600.0):
     """The base model of ``cfg``: reuse it when complete; when another process is training it right
     now (a checkpoint written within ``stale_s``), wait for it instead of training a second copy."""
-    from studies.prerequisites import base_dir, base_is_complete, ensure_base, ensure_data
+    from e2gan.pipeline.base import base_dir, base_is_complete, ensure_base
+    from e2gan.pipeline.data import ensure_data
 
     data, _ = ensure_data(cfg, ctx.runs, progress=False)
     run_dir = base_dir(cfg, ctx.runs)

@@ -172,8 +172,10 @@ def main(argv=None) -> int:
 
     from e2gan.io import atomic_write_json, atomic_write_text
     from studies.layer_analysis import cell_config
-    from studies.prerequisites import ensure_adapt, ensure_base, ensure_data
-    from studies.validation import val_result
+    from e2gan.pipeline.adapt import ensure_adapt
+    from e2gan.pipeline.base import ensure_base
+    from e2gan.pipeline.data import ensure_data
+    from e2gan.pipeline.evaluate import val_result
 
     a = _args(argv)
     concepts = [c.strip() for c in a.concepts.split(",") if c.strip()]

@@ -105,7 +105,8 @@ def study_trial(ctx: Context) -> dict:
     import lightning_modules.adaptation as adaptation
     import e2gan.metrics.evaluation as evaluate
     from studies import runner
-    from studies.prerequisites import base_dir, data_dir
+    from e2gan.pipeline.base import base_dir
+    from studies.prerequisites import data_dir
     from studies.spec import load_spec
 
     data, base_run, _ = wait_for_base(ctx, ctx.cfg)

@@ -73,7 +73,8 @@ def _is_worker_rank() -> bool:
 
 
 def cmd_distill(args) -> str:
-    from studies.prerequisites import data_dir, ensure_data
+    from e2gan.pipeline.data import ensure_data
+    from studies.prerequisites import data_dir
 
     cfg = _config(args)
     if args.merge_shards:
@@ -87,7 +88,8 @@ def cmd_distill(args) -> str:
 
 
 def cmd_train_base(args) -> str:
-    from studies.prerequisites import ensure_base, ensure_data
+    from e2gan.pipeline.base import ensure_base
+    from e2gan.pipeline.data import ensure_data
 
     cfg = _config(args)
     data, _ = ensure_data(cfg, args.runs, progress=not args.no_progress and not _is_worker_rank())
@@ -110,7 +112,9 @@ def cmd_evaluate(args) -> str:
 
 
 def cmd_adapt(args) -> str:
-    from studies.prerequisites import ensure_adapt, ensure_base, ensure_data
+    from e2gan.pipeline.adapt import ensure_adapt
+    from e2gan.pipeline.base import ensure_base
+    from e2gan.pipeline.data import ensure_data
 
     from e2gan.teachers.base import check_concept_name
 
@@ -158,7 +162,8 @@ def _data_and_base(args, cfg):
     Checks the concepts and seeds first, so bad input fails before anything is trained.
     """
     from studies.layer_analysis import parse_seeds
-    from studies.prerequisites import ensure_base, ensure_data
+    from e2gan.pipeline.base import ensure_base
+    from e2gan.pipeline.data import ensure_data
 
     parse_seeds(args.seeds, cfg.adapt.seed)
     _check_new_concepts(cfg, args.concept)
@@ -359,7 +364,7 @@ def _reference_root(args) -> Path | None:
 
 
 def cmd_report(args) -> str:
-    from studies.prerequisites import base_dir
+    from e2gan.pipeline.base import base_dir
 
     cfg = _config(args)
     run = base_dir(cfg, args.runs)

@@ -14,7 +14,7 @@ up-sampling) and says they were "identified", without the procedure. Two explici
 (b) **Weight change of a full fine-tune.** Fine-tune the whole base on the concept for the same
     budget and measure, per group, ``sqrt(sum ΔW²) / sqrt(sum W²)`` over the group's parameters.
 
-Every cell is an ordinary adaptation run (``studies.prerequisites.ensure_adapt``), so an
+Every cell is an ordinary adaptation run (``e2gan.pipeline.adapt.ensure_adapt``), so an
 interrupted analysis resumes where it stopped; several concepts and seeds are averaged.
 """
 from __future__ import annotations
@@ -235,8 +235,8 @@ def analyze_layers(cfg: Config, concepts: list[str], data_root: Path, base_run: 
     from e2gan.nets.registry import load_generator
     from e2gan.nets.lora import lora_param_count
     from e2gan.markdown_table import to_markdown
-    from studies.prerequisites import ensure_adapt
-    from studies.validation import val_quality
+    from e2gan.pipeline.adapt import ensure_adapt
+    from e2gan.pipeline.evaluate import val_quality
 
     if not concepts:
         raise InputError("no concept", "--concept", "at least one new concept")

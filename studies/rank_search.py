@@ -30,7 +30,8 @@ from e2gan.errors import InputError
 from e2gan.io import atomic_write_json, atomic_write_text
 from studies.layer_analysis import (METRIC_TITLES, _mean, _sd, cell_config, cell_quality, default_out_dir,
                                     metric_direction, parse_seeds, study_key)
-from studies.validation import default_delta, val_quality
+from e2gan.pipeline.evaluate import val_quality
+from studies.validation import default_delta
 
 # The paper's Table (its Fig. "lora_rank_compare"): FID on Flickr-Scenery, mean of 10 concepts.
 PAPER_RANK_TABLE = {
@@ -224,7 +225,7 @@ class TrainingEvaluator:
         self.calls = 0
 
     def __call__(self, ranks: dict[str, int]) -> float:
-        from studies.prerequisites import ensure_adapt
+        from e2gan.pipeline.adapt import ensure_adapt
 
         self.calls += 1
         label = format_ranks(ranks)
@@ -410,7 +411,8 @@ def spec_rank_search(spec, preset: str, runs: str | Path = "runs", progress: boo
     Every allocation is an ``ensure_adapt`` run, so calling it again (a resumed ``reproduce``)
     trains only what is missing.
     """
-    from studies.prerequisites import ensure_base, ensure_data
+    from e2gan.pipeline.base import ensure_base
+    from e2gan.pipeline.data import ensure_data
 
     g = spec.greedy
     cfg = spec.base_config(preset)

@@ -38,7 +38,7 @@ def write_reports(specs, preset: str, runs: str, reports_root: str | Path, base_
 
 def _extra_tables(spec, runs: str, preset: str) -> list:
     """Tables of work run beside a study's cells (the greedy rank search), when it has finished."""
-    from e2gan.reporting.study_tables import greedy_search_table
+    from e2gan.reporting.paper_tables.greedy import greedy_search_table
     from studies.rank_search import greedy_dir
 
     found = greedy_dir(spec, runs, preset) / "search.json"
@@ -156,9 +156,9 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
 
 def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay) -> tuple[Path, dict] | None:
     """Every stage; returns (index.html, the base's result), None in DDP worker processes."""
-    from e2gan.metrics.evaluation import evaluate_run
-    from e2gan.results import read_result
-    from studies.prerequisites import base_dir, base_is_complete, ensure_base, ensure_data
+    from e2gan.pipeline.base import base_dir, base_is_complete, ensure_base
+    from e2gan.pipeline.data import ensure_data
+    from e2gan.pipeline.evaluate import ensure_result
 
     report = _reporter(display) if display.enabled else False
     display.stage(1, "data", announce=False)
@@ -177,12 +177,12 @@ def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDispl
     run_dir, summary = ensure_base(cfg, data, runs, progress=report)
     if summary is None:
         return None
-    if not (run_dir / "result.json").exists():
+    evaluating = not (run_dir / "result.json").exists()
+    if evaluating:
         display.task("evaluating on the test split")
-        result = evaluate_run(run_dir)
+    result = ensure_result(run_dir)
+    if evaluating:
         display.task("")
-    else:
-        result = read_result(run_dir)
     m = result["metrics"]["mean_over_concepts"]
     done = f"{summary['gan_step']:,} steps, test PSNR {m['psnr']:.2f} dB"
     if complete:

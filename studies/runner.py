@@ -148,7 +148,8 @@ def load_study(spec: StudySpec, storage_url: str, preset: str, create: bool = Fa
 
 def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = True) -> None:
     """Build shared prerequisites once, before any worker starts: the data and every base model."""
-    from studies.prerequisites import ensure_base, ensure_data
+    from e2gan.pipeline.base import ensure_base
+    from e2gan.pipeline.data import ensure_data
 
     cells = spec.grid(preset) if spec.sampler == "grid" else [{"concept": c, "seed": s}
                                                                for c in spec.concept_names(preset) for s in spec.seeds]
@@ -167,7 +168,9 @@ def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = Tru
 def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, trial=None,
                   progress: bool = False) -> dict:
     """Run one cell (train if needed, evaluate) and return its metrics and where it lives."""
-    from studies.prerequisites import base_dir, data_dir, ensure_adapt
+    from e2gan.pipeline.adapt import ensure_adapt
+    from e2gan.pipeline.base import base_dir
+    from studies.prerequisites import data_dir
 
     cfg = spec.cell_config(params, preset)
     data = data_dir(cfg, runs)
@@ -248,7 +251,7 @@ def _run_cells(study, trial, spec: StudySpec, preset: str, runs: str | Path, pro
     hb.check_lease()
     # The sampler (TPE, NSGA-II) chooses by this value, so it is the validation split's
     # (studies.validation); the test-split mean stays beside it for the report.
-    from studies.validation import val_quality
+    from e2gan.pipeline.evaluate import val_quality
 
     cell_concepts = [c for c in spec.concept_names(preset) for _ in spec.seeds]
     value = sum(val_quality(o["run_dir"], [c], spec.metric) for o, c in zip(outs, cell_concepts)) / len(outs)

@@ -54,7 +54,7 @@ def micro_runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def micro_data(micro_runs) -> Path:
-    from studies.prerequisites import ensure_data
+    from e2gan.pipeline.data import ensure_data
 
     root, _ = ensure_data(micro_config(), micro_runs, progress=False)
     return root

@@ -179,7 +179,7 @@ def test_two_process_ddp_trains_and_checkpoints(tmp_path):
 @pytest.fixture(scope="module")
 def micro_adapt_run(micro_data, micro_runs, tmp_path_factory):
     """A micro base (shared by the session) and a real LoRA adapter trained on it through `e2gan adapt`."""
-    from studies.prerequisites import ensure_base
+    from e2gan.pipeline.base import ensure_base
     from tests.conftest import micro_config
 
     base, _ = ensure_base(micro_config(), micro_data, micro_runs, progress=False)

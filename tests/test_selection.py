@@ -5,7 +5,7 @@ import torch
 from e2gan.config import CHOICES
 from e2gan.errors import InputError
 from e2gan.selection import SELECTION_FEATURES, nearest_to_centres, random_subset, selection_features
-from studies.prerequisites import training_subset
+from e2gan.pipeline.adapt import training_subset
 from tests.conftest import micro_config
 from tests.metrics.tiny_clip import clip_dir, no_clip_env, save_tiny_clip  # noqa: F401 (fixtures)
 

@@ -9,7 +9,8 @@ from torch import nn
 from e2gan.nets.lora import load_adapter
 from e2gan.errors import InputError
 from e2gan.nets.registry import load_generator, make_generator
-from studies.prerequisites import ensure_adapt, ensure_base
+from e2gan.pipeline.adapt import ensure_adapt
+from e2gan.pipeline.base import ensure_base
 from tests.conftest import micro_config, write_micro_toml
 
 

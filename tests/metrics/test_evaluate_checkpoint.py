@@ -7,7 +7,7 @@ import torch
 
 from e2gan.errors import InputError
 from e2gan.metrics.evaluation import evaluate_run, result_path
-from studies.prerequisites import ensure_base
+from e2gan.pipeline.base import ensure_base
 from tests.conftest import micro_config
 
 
@@ -116,7 +116,7 @@ def test_clip_metrics_land_in_result_json(evaluated, tmp_path, monkeypatch):
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_adapted_run_checkpoint_matches_its_final_weights(method, evaluated, micro_data, tmp_path):
     """LoRA checkpoints hold unmerged adapters: rebuilt, loaded and merged like the final weights."""
-    from studies.prerequisites import ensure_adapt
+    from e2gan.pipeline.adapt import ensure_adapt
 
     base, _ = evaluated
     cfg = micro_config(adapt={"method": method, "steps": 3, "rank": 2})

@@ -110,7 +110,7 @@ def test_analyze_layers_end_to_end(micro_data, micro_runs, tmp_path, capsys):
 
     from e2gan.cli import main
     from e2gan.nets.registry import load_generator
-    from studies.prerequisites import ensure_base
+    from e2gan.pipeline.base import ensure_base
     from tests.conftest import micro_config, write_micro_toml
 
     base, _ = ensure_base(micro_config(), micro_data, micro_runs, progress=False)

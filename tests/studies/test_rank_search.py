@@ -177,7 +177,7 @@ def test_scheme_table_carries_the_papers_numbers():
 def test_rank_search_end_to_end(micro_data, micro_runs, tmp_path, capsys):
     """Two groups, at most one round, two steps per allocation; a second run trains nothing."""
     from e2gan.cli import main
-    from studies.prerequisites import ensure_base
+    from e2gan.pipeline.base import ensure_base
     from tests.conftest import micro_config, write_micro_toml
 
     base, _ = ensure_base(micro_config(), micro_data, micro_runs, progress=False)

@@ -353,7 +353,7 @@ def test_a_search_asks_new_parameters_when_each_trial_reloads_the_study(tmp_path
     runner.load_study(spec, storage, "tiny", create=True)
     monkeypatch.setattr(runner, "evaluate_cell", lambda spec, cell, *a, **k: {
         "run_dir": str(tmp_path), "value": float(cell["adapt.ranks.down"]), "params_trainable": cell["adapt.ranks.up"]})
-    monkeypatch.setattr("studies.validation.val_quality", lambda run_dir, concepts, metric, data_root=None: 0.0)
+    monkeypatch.setattr("e2gan.pipeline.evaluate.val_quality", lambda run_dir, concepts, metric, data_root=None: 0.0)
     for _ in range(4):
         assert runner.work(spec, storage, "tiny", tmp_path / "runs", max_trials=1)["complete"] == 1
     asked = [tuple(sorted(t.params.items())) for t in trials(storage, "search-tiny")]

@@ -1,10 +1,10 @@
-import json
 import math
 
 import pytest
 
+from e2gan.pipeline import evaluate
 from studies import validation
-from studies.validation import default_delta, val_quality, val_result
+from studies.validation import default_delta
 
 
 def test_default_delta_is_the_one_sided_noise_of_a_difference(monkeypatch):
@@ -22,33 +22,6 @@ def test_noise_floor_is_measured_for_every_search_metric():
     assert all(v > 0 for v in validation.NOISE_SD.values())
 
 
-@pytest.mark.slow
-def test_val_result_scores_the_val_split_and_is_cached(micro_data, micro_runs):
-    from studies.layer_analysis import cell_config
-    from studies.prerequisites import ensure_adapt, ensure_base
-    from tests.conftest import micro_config
-
-    cfg = micro_config(adapt={"steps": 2})
-    base, _ = ensure_base(cfg, micro_data, micro_runs, progress=False)
-    run_dir, result = ensure_adapt(cell_config(cfg, method="lora"), "hue-60", micro_data, base, micro_runs,
-                                   progress=False)
-    val = val_result(run_dir, ["hue-60"], micro_data)
-    assert val["split"] == "val" and val["protocol"]["reference_set"] == "teacher targets, val split"
-    assert val["metrics"]["per_concept"]["hue-60"]["n"] == cfg.eval.n_val
-    assert result["protocol"]["n_per_concept"] == {"hue-60": cfg.eval.n_test}
-    assert json.loads((run_dir / "result.json").read_text())["protocol"]["split"] == "test"  # untouched
-    # cached: a second call reads the file; a changed generator is scored again
-    (run_dir / validation.VAL_FILE).write_text(json.dumps({**val, "metrics": {"mean_over_concepts": {"psnr": -1.0}}}))
-    assert val_quality(run_dir, ["hue-60"], "psnr", micro_data) == -1.0
-    weights = run_dir / "generator.safetensors"
-    weights.write_bytes(weights.read_bytes() + b"")  # same bytes: still cached
-    assert val_quality(run_dir, ["hue-60"], "psnr", micro_data) == -1.0
-    cached = json.loads((run_dir / validation.VAL_FILE).read_text())
-    cached["generator_sha256"] = "0" * 64
-    (run_dir / validation.VAL_FILE).write_text(json.dumps(cached))
-    assert val_quality(run_dir, ["hue-60"], "psnr", micro_data) == pytest.approx(val["metrics"]["mean_over_concepts"]["psnr"])
-
-
 def test_a_search_trial_is_told_the_val_value_and_keeps_the_test_value(tmp_path, monkeypatch):
     from studies import runner
     from studies.spec import load_spec
@@ -62,7 +35,7 @@ def test_a_search_trial_is_told_the_val_value_and_keeps_the_test_value(tmp_path,
     monkeypatch.setattr(runner, "evaluate_cell", lambda spec, cell, *a, **k: {
         "run_dir": str(tmp_path / "run"), "value": 30.0, "params_trainable": 10})
     seen = []
-    monkeypatch.setattr(validation, "val_quality",
+    monkeypatch.setattr(evaluate, "val_quality",
                         lambda run_dir, concepts, metric, data_root=None: seen.append((run_dir, concepts, metric)) or 20.0)
     assert runner.work(spec, storage, "tiny", tmp_path / "runs", max_trials=1)["complete"] == 1
     import optuna
