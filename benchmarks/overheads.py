@@ -217,7 +217,7 @@ def run(ctx: Context) -> dict:
 
         pipe = ip2p_dir()
     if "wrapper" in parts:
-        from e2gan.teachers.diffusion import wrapper_overhead
+        from e2gan.teachers.diffusion_overhead import wrapper_overhead
 
         ctx.log("distillation wrapper (tiny diffusion pipeline)")
         wrapper = wrapper_overhead(pipe, n_images=sc.wrapper_images, steps=2, repeats=sc.wrapper_repeats, warmup=1)

@@ -169,7 +169,7 @@ class Config:
           ``max_batch`` dropped (where and how many at once: per-image seeds make the pairs the
           same) and options sorted; a local model folder is named by its basename and a
           fingerprint of its files (configs hashed whole, weights by size and first/last MiB,
-          see ``teachers.diffusion.fingerprint_folder``), not its absolute path. A hub id stays.
+          see ``teachers.pretrained.fingerprint_folder``), not its absolute path. A hub id stays.
           ``procedural`` and plug-in specs stay as written.
         - ``sources``: a folder becomes its image count and a hash of the sorted relative paths
           and sizes of the images it holds; ``builtin`` stays.
@@ -191,7 +191,7 @@ class Config:
         return d
 
 
-# The built-in set's split rule (``e2gan.sources``): in every data and base key, so caches made
+# The built-in set's split rule (``e2gan.data.sources``): in every data and base key, so caches made
 # under an earlier rule are never reused.
 BUILTIN_SPLIT = "by-photo-v1"
 
@@ -207,7 +207,8 @@ PLACEMENT_OPTIONS = ("device", "max_batch")
 def _teacher_identity(spec: str) -> Any:
     if not isinstance(spec, str) or not spec.strip().startswith("diffusers:"):
         return spec
-    from e2gan.teachers.diffusion import fingerprint_folder, parse_spec
+    from e2gan.teachers.diffusion_spec import parse_spec
+    from e2gan.teachers.pretrained import fingerprint_folder
 
     model, options = parse_spec(spec.strip())
     options = {k: v for k, v in sorted(options.items()) if k not in PLACEMENT_OPTIONS}
@@ -224,7 +225,7 @@ def _sources_identity(sources: str) -> Any:
     folder = Path(sources).expanduser()
     if sources == "builtin" or not folder.is_dir():
         return sources
-    from e2gan.sources import IMAGE_SUFFIXES
+    from e2gan.data.sources import IMAGE_SUFFIXES
 
     listing = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*")
                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # what folder_sources reads

@@ -91,7 +91,7 @@ class ClipScorer:
         return OPENAI_MEAN, OPENAI_STD
 
     def describe(self) -> dict:
-        from e2gan.teachers.diffusion import fingerprint_folder
+        from e2gan.teachers.pretrained import fingerprint_folder
 
         files = fingerprint_folder(self.folder)
         return {

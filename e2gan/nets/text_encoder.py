@@ -47,7 +47,7 @@ def load_clip_text(model: str | Path, *, revision: str | None = None, device: st
     """(text model in eval mode with requires_grad off, tokenizer, provenance dict) from a folder or hub id."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from e2gan.teachers.diffusion import fingerprint_folder, resolve_pretrained
+    from e2gan.teachers.pretrained import fingerprint_folder, resolve_pretrained
 
     where = "CLIP concept encoder"
     path, prov = resolve_pretrained(str(model), revision=revision, markers=("model_index.json", "config.json"),

@@ -6,9 +6,9 @@ from e2gan.teachers.base import (
     Teacher,
     check_concept_name,
     load_concepts,
-    load_teacher,
     select_concepts,
 )
+from e2gan.teachers.loading import load_teacher
 
 __all__ = ["KINDS", "ROLES", "Concept", "Teacher", "check_concept_name", "load_concepts", "load_teacher",
            "select_concepts"]

@@ -1,4 +1,4 @@
-"""The Teacher protocol, concepts (named edits with an instruction) and teacher loading."""
+"""The Teacher protocol and concepts (named edits with an instruction); loading a teacher is ``loading``."""
 from __future__ import annotations
 
 import importlib.resources
@@ -184,27 +184,3 @@ def select_concepts(concepts: list[Concept], names_or_role: list[str] | str) -> 
     if not out:
         raise InputError("concept selection", "concept selection", "at least one concept")
     return out
-
-
-def load_teacher(spec: str) -> Teacher:
-    """``procedural`` | ``module:callable`` (plug-in) | ``diffusers:<model>[?key=value&...]``.
-
-    ``<model>`` is a hub id (``timbrooks/instruct-pix2pix``) or a local pipeline folder; the
-    options are documented in ``e2gan.teachers.diffusion``.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"teacher {spec!r}", "teacher", "'procedural', 'diffusers:<model>' or 'module:callable'")
-    spec = spec.strip()
-    if spec == "procedural":
-        from e2gan.teachers.procedural import ProceduralTeacher
-
-        return ProceduralTeacher()
-    if spec.startswith("diffusers:"):
-        from e2gan.teachers.diffusion import load_diffusion_teacher
-
-        return load_diffusion_teacher(spec)
-    if ":" in spec:
-        from e2gan.teachers.plugin import load_plugin
-
-        return load_plugin(spec)
-    raise InputError(f"teacher {spec!r}", "teacher", "'procedural', 'diffusers:<model>' or 'module:callable'")

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from e2gan import __version__
 from e2gan.errors import InputError
-from e2gan.sources import is_greyscale
+from e2gan.data.sources import is_greyscale
 
 # Bump when any edit's output changes, so old distilled data is not mistaken for current.
 REVISION = 1

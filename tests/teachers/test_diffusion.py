@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.distill import (COST_FILE, distill, merge_shards, parse_shard, read_manifest, shard_file,
-                           shard_of, verify_manifest)
+from e2gan.data.cost import COST_FILE
+from e2gan.data.distill import distill
+from e2gan.data.manifest import read_manifest, shard_file, verify_manifest
+from e2gan.data.shards import merge_shards, parse_shard, shard_of
 from e2gan.errors import InputError
 from e2gan.io import sha256_file
-from e2gan.sources import builtin_sources
+from e2gan.data.sources import builtin_sources
 from e2gan.teachers import Concept, load_concepts, load_teacher, select_concepts
-from e2gan.teachers.diffusion import parse_spec
 from e2gan.teachers.procedural import ProceduralTeacher
 from tests.tiny_pipelines import RESOLUTION, ip2p_dir, sd_dir
 
@@ -77,23 +78,6 @@ class Counting:
         self.images += len(images)
         self.seen.append((instruction, list(seeds), settings))
         return self.inner.edit(images, instruction, seeds, **({"settings": settings} if settings else {}))
-
-
-# ---------- spec ----------
-
-def test_spec_parsing_and_errors():
-    model, opts = parse_spec("diffusers:timbrooks/instruct-pix2pix?steps=20&guidance_scale=7&"
-                             "negative_prompt=blurry+low+quality&safety_checker=off&scheduler=DDIMScheduler")
-    assert model == "timbrooks/instruct-pix2pix"
-    assert opts == {"steps": 20, "guidance_scale": 7.0, "negative_prompt": "blurry low quality",
-                    "safety_checker": False, "scheduler": "DDIMScheduler"}
-    assert parse_spec("diffusers:/data/ip2p") == ("/data/ip2p", {})
-    for bad, match in [("diffusers:", "a model after"), ("diffusers:m?stepz=3", "one of pipeline"),
-                       ("diffusers:m?steps=0", "integer >= 1"), ("diffusers:m?strength=2", r"\(0, 1\]"),
-                       ("diffusers:m?dtype=int8", "float16"), ("diffusers:m?steps=2&steps=3", "at most once"),
-                       ("diffusers:m?pipeline=a.b", "class name"), ("diffusers:m?device=tpu", "cuda:N")]:
-        with pytest.raises(InputError, match=match):
-            parse_spec(bad)
 
 
 # ---------- the teacher on the tiny pipeline ----------
@@ -244,28 +228,6 @@ def test_cached_hub_id_loads_offline_from_the_snapshot(no_network, tmp_path, mon
     assert d["files"] == teacher().describe()["files"]
     assert [o.size for o in t.edit([sources(1)[0].image], "put on sunglasses", [1])] == [(24, 24)]
     assert no_network == []
-
-
-def test_fingerprint_covers_what_is_loaded(tmp_path):
-    import shutil
-
-    from e2gan.teachers.diffusion import fingerprint_folder
-
-    folder = tmp_path / "copy"
-    shutil.copytree(ip2p_dir(), folder)
-    base = fingerprint_folder(folder)
-    assert "unet/diffusion_pytorch_model.safetensors" in base and "model_index.json" in base
-    (folder / "instruct-pix2pix-00-22000.ckpt").write_bytes(b"x")  # a full-repo download's extras
-    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"x")
-    (folder / "unet" / "diffusion_pytorch_model.fp16.safetensors").write_bytes(b"x")
-    assert fingerprint_folder(folder) == base
-    assert set(fingerprint_folder(folder, "fp16")) - set(base) == {"unet/diffusion_pytorch_model.fp16.safetensors"}
-    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 1  # a fine-tune of the same architecture
-    weights.write_bytes(bytes(data))
-    assert fingerprint_folder(folder)["vae/diffusion_pytorch_model.safetensors"] != \
-        base["vae/diffusion_pytorch_model.safetensors"]
 
 
 def test_incomplete_folder_is_an_input_error(tmp_path):
@@ -423,7 +385,7 @@ def test_concept_teacher_settings_parse_and_validate(tmp_path):
 
 
 def test_wrapper_overhead_report():
-    from e2gan.teachers.diffusion import wrapper_overhead
+    from e2gan.teachers.diffusion_overhead import wrapper_overhead
 
     r = wrapper_overhead(ip2p_dir(), n_images=2, steps=STEPS, repeats=2, warmup=0)
     assert r["outputs_identical"] and r["working_size"] == [RESOLUTION, RESOLUTION]
@@ -433,8 +395,8 @@ def test_wrapper_overhead_report():
 
 SHARD_SCRIPT = """
 import sys
-from e2gan.distill import distill
-from e2gan.sources import builtin_sources
+from e2gan.data.distill import distill
+from e2gan.data.sources import builtin_sources
 from e2gan.teachers import load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 concepts = select_concepts(load_concepts(), ["pixelate", "emboss", "sketch", "vignette", "sepia"])
