@@ -12,7 +12,7 @@ import numpy as np
 
 from e2gan.metrics.per_image import load_scores, scores_name
 from e2gan.reporting.bootstrap import Run
-from e2gan.reporting.study_tables import StudyContext
+from e2gan.reporting.study_context import StudyContext
 
 GREEDY = "greedy:"
 

@@ -17,7 +17,8 @@ import pandas as pd
 from e2gan.reporting.arms import align, arm_runs, by_concept
 from e2gan.reporting.bootstrap import DEFAULT_DRAWS, METRICS, paired_bootstrap
 from e2gan.reporting.stats import format_number
-from e2gan.reporting.study_tables import StudyContext, Table, spec_get
+from e2gan.reporting.study_context import StudyContext, spec_get
+from e2gan.reporting.table import Table
 from e2gan.reporting.verdicts import CONTRADICTED, HOLDS, INCONCLUSIVE, decide
 
 CLAIMS = {

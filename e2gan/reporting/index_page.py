@@ -9,7 +9,7 @@ from typing import Sequence
 
 from e2gan.io import atomic_write_text
 from e2gan.reporting.html import page, paragraph
-from e2gan.reporting.study_tables import md_escape
+from e2gan.reporting.table import md_escape
 
 
 _SAFE_LINK = re.compile(r"^(?![a-zA-Z][a-zA-Z0-9+.-]*:)|^(https?|file):", re.I)

@@ -14,8 +14,10 @@ import pandas as pd
 
 from e2gan.metrics.collapse import same_across_seeds
 from e2gan.reporting.arms import arm_runs, by_concept
+from e2gan.reporting.columns import DECIMALS, metric_title
 from e2gan.reporting.stats import format_number
-from e2gan.reporting.study_tables import DECIMALS, StudyContext, Table, _estimates, metric_title
+from e2gan.reporting.study_context import StudyContext, estimates
+from e2gan.reporting.table import Table
 from e2gan.reporting.verdicts import table_mdd
 
 FLOORS = {"fid": ("floor_identity_fid", "floor_halves_fid"), "kid_mean": ("floor_identity_kid", "floor_halves_kid"),
@@ -69,7 +71,7 @@ def noise_table(ctx: StudyContext) -> Table | None:
     if ctx.sampler != "grid" or ctx.frame.empty:
         return None
     m = ctx.metric
-    est = _estimates(ctx, m)
+    est = estimates(ctx, m)
     d = DECIMALS.get(m, 3)
     disp, data, sds, checked, stored = {}, {}, [], 0, 0
     for g in ctx.groups:

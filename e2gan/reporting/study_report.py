@@ -9,7 +9,7 @@ Layout of a study report (``out_dir`` = ``reports/<preset>/<study>``)::
     grids/<concept>.png source / teacher target / each method's output, a few test images
     trials.csv          the trials the report was built from
 
-Inputs are plain (see ``study_tables``): a spec-like object or dict, the trials DataFrame, and
+Inputs are plain (see ``study_context``): a spec-like object or dict, the trials DataFrame, and
 the runs' result.json files (read here unless given).
 """
 from __future__ import annotations
@@ -17,24 +17,27 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from e2gan.io import atomic_write_text
+from e2gan.reporting.columns import DECIMALS, TITLES, metric_title
+from e2gan.reporting.concept_grids import concept_grid
 from e2gan.reporting.html import image_data_uri, page, paragraph
+from e2gan.reporting.paper_tables.data_count import PAIRS_AXIS
+from e2gan.reporting.paper_tables.latency import latency_rows
+from e2gan.reporting.paper_tables.pareto import pareto_points
+from e2gan.reporting.paper_tables.registry import build_tables
 from e2gan.reporting.plots import Point, plot_cost_quality, plot_grouped_bars, plot_latency_macs, plot_lines
-from e2gan.reporting.study_tables import (PAIRS_AXIS, TITLES, StudyContext, _estimates, best_line, build_tables,
-                                          latency_rows, md_escape, metric_title, pareto_points, spec_get,
-                                          study_context)
+from e2gan.reporting.stats import format_number
+from e2gan.reporting.study_context import StudyContext, estimates, spec_get, study_context
+from e2gan.reporting.table import md_escape
 
 EXTRA_STYLE = "<style>td.missing{color:#a00}td.paper,th.paper{background:#f3f0e6;font-style:italic}figure{margin:1em 0}figcaption{font-size:90%;color:#444}</style>"
-TILE_MIN_PX = 96
 
 
 @dataclass
@@ -43,14 +46,6 @@ class Figure:
     title: str
     path: Path
     caption: str
-
-
-@dataclass
-class Grid:
-    concept: str
-    path: Path | None
-    columns: list[str]
-    notes: list[str]
 
 
 def slug(text: str) -> str:
@@ -64,7 +59,7 @@ def slug(text: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 def _points(ctx: StudyContext, x_key: str, y_key: str, label=None) -> list[Point]:
-    ex, ey = _estimates(ctx, x_key), _estimates(ctx, y_key)
+    ex, ey = estimates(ctx, x_key), estimates(ctx, y_key)
     label = label or ctx.group_label
     return [Point(label(g), ex[g].mean, ey[g].mean, ex[g].ci95, ey[g].ci95, "") for g in ctx.groups
             if ex[g].n and ey[g].n]
@@ -100,7 +95,7 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
                               title="Quality vs rank budget per scheme", maximize_y=ctx.maximize)
         add("rank-budget", "Quality vs rank budget", p, f"{ci} The step line is the Pareto front.")
     elif ctx.kind == "layers":
-        est = _estimates(ctx, ctx.metric)
+        est = estimates(ctx, ctx.metric)
         p = plot_grouped_bars([label(g) for g in ctx.groups],
                               {TITLES.get(ctx.metric, ctx.metric): [(est[g].mean, est[g].ci95) for g in ctx.groups]},
                               folder / "layers.png", ylabel=ylab, title="Quality per LoRA group")
@@ -112,8 +107,8 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
     elif ctx.kind == "base-model":
         keys = [*ctx.cell_cols, "concept"]
         groups = [(*g, c) for g in ctx.groups for c in ctx.concepts]
-        per = _estimates(ctx, ctx.metric, keys=keys, groups=groups, concepts=False)
-        mean = _estimates(ctx, ctx.metric)
+        per = estimates(ctx, ctx.metric, keys=keys, groups=groups, concepts=False)
+        mean = estimates(ctx, ctx.metric)
         series = {label(g): [(per[(*g, c)].mean, per[(*g, c)].ci95) for c in ctx.concepts]
                   + [(mean[g].mean, mean[g].ci95)] for g in ctx.groups}
         p = plot_grouped_bars([*ctx.concepts, "mean"], series, folder / "base-model.png", ylabel=ylab,
@@ -121,7 +116,7 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
         add("base-model", "Quality per concept and base model", p, ci)
     elif ctx.kind == "data-count" and PAIRS_AXIS in ctx.cell_cols:
         i = ctx.cell_cols.index(PAIRS_AXIS)
-        est = _estimates(ctx, ctx.metric)
+        est = estimates(ctx, ctx.metric)
         series: dict[str, list] = {}
         for g in ctx.groups:
             name = " / ".join(str(v) for j, v in enumerate(g) if j != i) or "all"
@@ -150,111 +145,6 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
         p = plot_latency_macs(pts, folder / "latency-macs.png")
         add("latency-macs", "Latency vs MACs", p, "One marker style per backend; bars: 95% CI over measured runs.")
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Image grids: source / teacher / each method's output on a few test images of a concept.
-# --------------------------------------------------------------------------------------------
-
-def _methods(ctx: StudyContext, concept: str, seed: Any) -> list[tuple[str, str | None]]:
-    """(label, run_dir) per method for one concept: the run of ``seed``, else its lowest seed."""
-    out: list[tuple[str, str | None]] = []
-    if ctx.sampler == "grid":
-        for g in ctx.groups:
-            rows = ctx.group_rows(g)
-            rows = rows[rows["concept"] == concept] if "concept" in rows.columns else rows.iloc[0:0]
-            run = None
-            if len(rows) and "run_dir" in rows.columns:
-                pick = rows[rows["seed"] == seed] if "seed" in rows.columns else rows
-                if pick.empty and "seed" in rows.columns:
-                    pick = rows.sort_values("seed", kind="mergesort")
-                run = str(pick["run_dir"].iloc[0]) if len(pick) else None
-            out.append((ctx.group_label(g), run))
-        return out
-    df, front = pareto_points(ctx)  # search studies: the front's trials, cheapest first
-    for pos in front[:4]:
-        r = df.iloc[pos]
-        runs = r.get("runs") if "runs" in df.columns else None
-        runs = list(runs) if isinstance(runs, (list, tuple)) else ([r["run_dir"]] if "run_dir" in df.columns else [])
-        run = next((str(x) for x in runs if concept in (ctx.results.get(str(x), {}).get("concepts") or [])), None)
-        label = f"trial {int(r['trial'])}" if "trial" in df.columns else f"#{pos}"
-        out.append((label, run))
-    return out
-
-
-class NoSavedPredictions(Exception):
-    """A run evaluated before predictions.npz was saved: the report draws nothing it did not store."""
-
-
-def _predict(run_dir: str, concept: str, n: int, source_ids: list[str] | None, device: str) -> dict:
-    """The run's test predictions saved at evaluation time (predictions.npz); a report never runs a model."""
-    import torch
-
-    from e2gan.metrics.per_image import PREDICTIONS_FILE, load_predictions
-
-    z = load_predictions(Path(run_dir) / PREDICTIONS_FILE)
-    if z is None:
-        raise NoSavedPredictions(f"no {PREDICTIONS_FILE} in the run (evaluated before predictions were saved): "
-                                 "rerun its evaluation")
-    rows = [i for i, c in enumerate(z["concept"].tolist()) if c == concept]
-    ids = [str(z["source_id"][i]) for i in rows]
-    pick = rows[:n] if source_ids is None else [rows[ids.index(s)] for s in source_ids if s in ids]
-    if not pick:
-        raise NoSavedPredictions(f"no saved predictions for concept {concept!r}")
-    t = lambda k: torch.from_numpy(z[k][pick])  # noqa: E731
-    return {"sources": t("sources"), "targets": t("targets"), "outputs": t("outputs"),
-            "source_ids": [str(z["source_id"][i]) for i in pick], "concepts": [concept] * len(pick)}
-
-
-def _upscale(tiles: np.ndarray) -> np.ndarray:
-    h = tiles.shape[-1]
-    f = max(1, math.ceil(TILE_MIN_PX / max(1, h)))
-    return tiles if f == 1 else tiles.repeat(f, axis=-1).repeat(f, axis=-2)
-
-
-def concept_grid(ctx: StudyContext, concept: str, path: Path, n_images: int = 3, seed: Any = 0,
-                 device: str = "cpu") -> Grid:
-    """source | teacher target | each method's output, for the first ``n_images`` test images."""
-    from e2gan.image_grid import save_triplet_grid
-
-    methods = _methods(ctx, concept, seed)
-    notes: list[str] = []
-    preds: dict[str, dict] = {}
-    ref = None
-    for label, run in methods:
-        if run is None:
-            notes.append(f"{label}: no finished run for this concept")
-            continue
-        try:
-            pred = _predict(run, concept, n_images, ref["source_ids"] if ref else None, device)
-        except Exception as exc:  # a run moved, a data folder missing: the grid says so and goes on
-            why = str(exc) if isinstance(exc, NoSavedPredictions) else f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-            notes.append(f"{label}: not rendered ({why})")
-            continue
-        if ref is None:
-            ref = pred
-        preds[label] = pred
-    columns = ["source", "teacher", *[label for label, _ in methods]]
-    if ref is None:
-        return Grid(concept, None, columns, notes or ["no run could be rendered"])
-    ids = ref["source_ids"]
-    shape = tuple(ref["sources"].shape[1:])
-    rows = np.full((len(ids), len(columns), *shape), 200, dtype=np.uint8)
-    rows[:, 0] = ref["sources"].numpy()
-    rows[:, 1] = ref["targets"].numpy()
-    for j, (label, _) in enumerate(methods, start=2):
-        pred = preds.get(label)
-        if pred is None:
-            continue
-        for i, sid in enumerate(ids):
-            if sid in pred["source_ids"]:
-                out = pred["outputs"][pred["source_ids"].index(sid)].numpy()
-                if out.shape == shape:
-                    rows[i, j] = out
-                else:
-                    notes.append(f"{label}: output shape {out.shape} differs from {shape}")
-    save_triplet_grid(_upscale(rows), path, header=tuple(columns), row_labels=tuple(ids), label_px=96)
-    return Grid(concept, Path(path), columns, notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,6 +296,29 @@ def summary_line(spec: Any, trials_df: pd.DataFrame | None, *, preset: str | Non
     """The study's one-line summary for the top-level index (best row on the objective, completeness)."""
     return best_line(study_context(spec, trials_df, results=results, concepts=list(concepts) if concepts else None,
                                    preset=preset))
+
+
+def best_line(ctx: StudyContext) -> str:
+    """A one-line summary of the study: the best row on its objective, and how complete it is."""
+    name = TITLES.get(ctx.metric, ctx.metric)
+    if ctx.frame.empty:
+        return f"No complete trials yet (0 of {ctx.expected_cells()})."
+    if ctx.sampler != "grid":
+        df, front = pareto_points(ctx)
+        if df.empty:
+            return "No complete trials yet."
+        pick = df.loc[df["_y"].idxmax() if ctx.maximize else df["_y"].idxmin()]
+        return (f"{len(df)} of {ctx.n_trials or '?'} trials, {len(front)} on the Pareto front; best {name} "
+                f"{format_number(pick['_y'], DECIMALS.get(ctx.metric, 3))} at "
+                f"{format_number(pick['_x'], 0)} trainable params.")
+    est = estimates(ctx, ctx.metric)
+    ok = {g: e for g, e in est.items() if e.n}
+    done = ctx.expected_cells() - len(ctx.missing_cells())
+    tail = f"{done} of {ctx.expected_cells()} runs complete."
+    if not ok:
+        return f"No row has every concept finished for any seed; {tail}"
+    best = (max if ctx.maximize else min)(ok, key=lambda g: ok[g].mean)
+    return f"Best {name}: {ctx.group_label(best)} {ok[best].text(DECIMALS.get(ctx.metric, 3))}; {tail}"
 
 
 # The preset's index page lives in index_page; imported here for the CLI's existing import path.

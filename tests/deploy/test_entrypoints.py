@@ -104,7 +104,7 @@ def test_cli_summary_names_the_phone_thread_count(run, adb_key, capsys):
 
 
 def test_gpu_and_cpu_phone_rows_are_both_kept(run, adb_key):
-    from e2gan.reporting.study_tables import _latency_ms
+    from e2gan.reporting.paper_tables.latency import _latency_ms
 
     _fake_export(run)
     binary = write_fake_elf(run.parent / "benchmark_model")

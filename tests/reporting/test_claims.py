@@ -70,7 +70,7 @@ def test_claims_decided_from_stored_scores(tmp_path):
     noise = (out / "main" / "tables" / "noise.md").read_text()
     assert "| pix2pix | 2/6 |" in noise and "near-constant outputs" in noise
     from e2gan.reporting.noise import collapse_suffixes
-    from e2gan.reporting.study_tables import study_context
+    from e2gan.reporting.study_context import study_context
 
     assert collapse_suffixes(study_context(SPEC, df)) == {("pix2pix",): " (2/6 collapsed)"}  # figure labels
     idx = write_index("tiny", [("main", "Main", "main/index.html", "s"), ("ranks", "Ranks", "ranks/index.html", "s")],

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from e2gan.reporting.study_report import summary_line, write_study_report
-from e2gan.reporting.study_tables import build_tables, study_context
+from e2gan.reporting.paper_tables.registry import build_tables
+from e2gan.reporting.study_context import study_context
 
 from .conftest import make_trials
 

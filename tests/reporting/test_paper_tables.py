@@ -1,4 +1,4 @@
-"""Study tables from fixture results: hand-computed means and CIs, paper numbers marked, gaps shown."""
+"""The paper tables from fixture results: hand-computed means and CIs, paper numbers marked, gaps shown."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from e2gan.reporting.study_tables import build_tables, study_context
+from e2gan.reporting.paper_tables.registry import build_tables
+from e2gan.reporting.study_context import study_context
 
 from .conftest import grid_cells, make_trials
 

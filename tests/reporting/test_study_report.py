@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from e2gan.reporting.study_report import build_figures, slug, summary_line, write_index, write_study_report
-from e2gan.reporting.study_tables import study_context
+from e2gan.reporting.study_context import study_context
 
 from .conftest import EVIL, MAIN_SPEC, grid_cells, make_trials
 
