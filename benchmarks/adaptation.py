@@ -109,7 +109,8 @@ def _lora_size(model_cfg, n_base: int, ranks: dict[str, int], alpha_ratio: float
     """Trainable parameters and fp32 bytes of a LoRA adapter (+ the new concept's embedding row)
     against the whole generator, for a generator built from ``model_cfg`` (random weights)."""
     from e2gan.nets.lora import LoraSpec, add_lora, lora_param_count
-    from e2gan.metrics.cost import bytes_of_tensors, count_params
+    from e2gan.metrics.cost import bytes_of_tensors
+    from e2gan.nets.params import count_params
     from e2gan.nets.registry import make_generator
 
     g = make_generator(model_cfg, n_concepts=n_base)
@@ -126,7 +127,7 @@ def _lora_size(model_cfg, n_base: int, ranks: dict[str, int], alpha_ratio: float
 
 
 def _pix2pix_params(ngf: int, n_blocks: int) -> int:
-    from e2gan.metrics.cost import count_params
+    from e2gan.nets.params import count_params
     from e2gan.nets import build_generator
 
     return count_params(build_generator("pix2pix", ngf=ngf, n_blocks=n_blocks, init_gain=None))

@@ -24,7 +24,8 @@ from e2gan.config import Config, ModelConfig, apply_overrides, clip_model_of
 from e2gan.data import PairedDataset
 from e2gan.errors import InputError
 from e2gan.io import atomic_write_json
-from e2gan.metrics.cost import bytes_of_tensors, count_params
+from e2gan.metrics.cost import bytes_of_tensors
+from e2gan.nets.params import count_params
 from e2gan.metrics.train_cost import gan_step_flops
 from e2gan.nets.registry import concept_instructions, load_generator, make_discriminator, make_generator, save_generator
 from lightning_modules.training import fit, long_lived_objects_frozen

@@ -161,7 +161,8 @@ def _export(generator: nn.Module, out_path: Path, h: int, w: int, concept_id: in
 
     import litert_torch
 
-    from e2gan.metrics.cost import count_macs, count_params
+    from e2gan.metrics.cost import count_macs
+    from e2gan.nets.params import count_params
 
     macs = count_macs(model, sample, by_module_prefix=False, on_meta=True)["total"]
     return {

@@ -1,4 +1,4 @@
-"""Cost measurement: parameters, MACs/FLOPs, stored bytes, wall time and peak memory.
+"""Cost measurement: MACs/FLOPs (parameters: e2gan.nets.params), stored bytes, wall time and peak memory.
 
 MAC convention: MACs = FLOPs / 2 as counted by `torch.utils.flop_counter.FlopCounterMode`, which
 counts convolutions, matmuls and attention matmuls but not element-wise ops (norms, activations,
@@ -22,12 +22,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "count_macs", "analytic_conv_macs", "describe_model", "training_step_flops",
+from e2gan.nets.params import count_params
+
+__all__ = ["count_macs", "analytic_conv_macs", "describe_model", "training_step_flops",
            "bytes_of_tensors", "Stopwatch", "peak_memory_bytes", "reset_peak_memory"]
-
-
-def count_params(module: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def _to_meta(model: nn.Module, inputs: tuple) -> tuple[nn.Module, tuple]:

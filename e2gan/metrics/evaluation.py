@@ -153,7 +153,8 @@ def _finite_mean(values: list[float]) -> float:
 
 def run_cost(generator: nn.Module, cfg, train_summary: dict | None, n_concepts_trained: int) -> dict:
     """Training cost of a run: wall time (evaluation excluded), counted FLOPs, params, bytes, memory."""
-    from e2gan.metrics.cost import bytes_of_tensors, count_params
+    from e2gan.metrics.cost import bytes_of_tensors
+    from e2gan.nets.params import count_params
     from e2gan.metrics.train_cost import gan_step_flops
     from e2gan.nets.registry import make_discriminator
 

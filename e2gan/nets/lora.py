@@ -294,7 +294,7 @@ def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path | None 
     the merged generator's ``params``, ``merge_max_abs_diff``, ``out`` and ``weights`` (its path).
     """
     from e2gan.config import ModelConfig
-    from e2gan.metrics.cost import count_params
+    from e2gan.nets.params import count_params
     from e2gan.nets.registry import save_generator
 
     base, adapter = Path(base), Path(adapter)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from e2gan.errors import InputError
-from e2gan.metrics.cost import count_params
+from e2gan.nets.params import count_params
 from e2gan.nets import PatchDiscriminator, build_discriminator, receptive_field
 
 

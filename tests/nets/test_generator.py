@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from e2gan.errors import InputError
-from e2gan.metrics.cost import count_macs, count_params
+from e2gan.metrics.cost import count_macs
+from e2gan.nets.params import count_params
 from e2gan.nets import (CRUCIAL_GROUPS, GENERATOR_ARCHS, LAYER_GROUPS, PARAM_GROUPS, ConceptEmbedding,
                         E2GANGenerator, ResnetGenerator, build_generator, init_weights)
 

@@ -228,7 +228,7 @@ def _saved_adapter(tmp_path, clip: bool):
 @pytest.mark.parametrize("clip", [False, True], ids=["table", "clip"])
 def test_merge_adapter_writes_a_plain_generator_equal_to_the_adapted_one(clip, tmp_path):
     from e2gan.nets.lora import load_adapter, merge_adapter
-    from e2gan.metrics.cost import count_params
+    from e2gan.nets.params import count_params
     from e2gan.nets.registry import load_generator
 
     base, adapter = _saved_adapter(tmp_path, clip)

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from e2gan.errors import InputError
-from e2gan.metrics.cost import analytic_conv_macs, count_macs, count_params
+from e2gan.metrics.cost import analytic_conv_macs, count_macs
+from e2gan.nets.params import count_params
 from e2gan.nets import ResnetGenerator
 
 
