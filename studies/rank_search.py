@@ -18,7 +18,6 @@ and seed through ``ensure_adapt``) and adds the reference schemes.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,24 +26,11 @@ from typing import Callable, Iterable
 
 from e2gan.config import Config, layer_group_names
 from e2gan.errors import InputError
-from e2gan.io import atomic_write_json, atomic_write_text
-from studies.layer_analysis import (METRIC_TITLES, _mean, _sd, cell_config, cell_quality, default_out_dir,
-                                    metric_direction, parse_seeds, study_key)
 from e2gan.pipeline.evaluate import val_quality
+from studies.layer_analysis import (_mean, _sd, cell_config, cell_quality, default_out_dir,
+                                    metric_direction, parse_seeds, study_key)
+from studies.rank_search_files import RankSearchStudy, format_ranks, scheme_table, write_files
 from studies.validation import default_delta
-
-# The paper's Table (its Fig. "lora_rank_compare"): FID on Flickr-Scenery, mean of 10 concepts.
-PAPER_RANK_TABLE = {
-    "searched": (109.37, 0.092),
-    "uniform 1x": (130.98, 0.056),
-    "uniform 4x": (111.42, 0.164),
-    "random": (129.87, 0.100),
-}
-
-
-def format_ranks(ranks: dict[str, int]) -> str:
-    """'down=1,ds=2,...': the form `e2gan adapt --ranks` accepts."""
-    return ",".join(f"{g}={r}" for g, r in ranks.items())
 
 
 @dataclass
@@ -249,34 +235,6 @@ class TrainingEvaluator:
         return _mean(per_seed)
 
 
-def scheme_table(rows: list[dict], metric: str):
-    """scheme | ranks | LoRA params | quality mean, sd | the paper's FID and params (its scale, not ours)."""
-    import pandas as pd
-
-    title = METRIC_TITLES.get(metric, metric)
-    out = []
-    for r in rows:
-        paper = PAPER_RANK_TABLE.get(r["scheme"], (None, None))
-        out.append({"scheme": r["scheme"], "ranks": format_ranks(r["ranks"]), "LoRA params": r["params"],
-                    title: r["quality"], f"{title} sd over seeds": r["sd"], "seeds": r["n_seeds"],
-                    f"{title} on val (searched on)": r.get("quality_val"),
-                    "paper FID (Flickr-Scenery)": paper[0], "paper params (M)": paper[1]})
-    return pd.DataFrame(out).set_index("scheme")
-
-
-class RankSearchStudy:
-    def __init__(self, search: SearchResult, table, protocol: dict, out_dir: Path, files: dict[str, Path]):
-        self.search, self.table, self.protocol, self.out_dir, self.files = search, table, protocol, out_dir, files
-
-    def summary(self) -> str:
-        p, s, t = self.protocol, self.search, self.table
-        title = METRIC_TITLES.get(p["metric"], p["metric"])
-        parts = [f"{name} {row[title]:.3f} @ {int(row['LoRA params']):,}" for name, row in t.iterrows()]
-        return (f"rank search ({p['metric']}, {'higher' if p['higher_is_better'] else 'lower'} is better): "
-                f"searched {format_ranks(s.ranks)} after {len(s.rounds)} round(s), stopped by {s.stop_reason}; "
-                + "; ".join(parts) + f"; {s.evaluations} allocations evaluated -> {self.out_dir}")
-
-
 def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_run: Path,
                       runs: str | Path = "runs", *, groups: Iterable[str] | None = None, metric: str = "psnr",
                       seeds: Iterable[int] | str | None = None, delta: float | None = None,
@@ -294,7 +252,6 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
 
     from e2gan.nets.lora import lora_param_count
     from e2gan.nets.registry import load_generator
-    from e2gan.markdown_table import to_markdown
 
     if not concepts:
         raise InputError("no concept", "--concept", "at least one new concept")
@@ -359,45 +316,8 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
     bar.close()
     table = scheme_table(rows, metric_key)
     protocol.update(seconds=time.perf_counter() - t0, evaluations=len(cache))
-    files = _write(out, search, table, protocol, evaluator, to_markdown)
+    files = write_files(out, search, table, protocol, evaluator)
     return RankSearchStudy(search, table, protocol, out, files)
-
-
-def _yes_no(df):
-    """Booleans as yes/no for Markdown (the table writer would print them as numbers)."""
-    df = df.copy()
-    for col in ("within budget", "eligible", "chosen"):
-        df[col] = df[col].map(lambda v: "–" if v is None else ("yes" if v else "no")).astype(object)
-    return df
-
-
-def _write(out: Path, search: SearchResult, table, protocol: dict, evaluator: TrainingEvaluator,
-           to_markdown) -> dict[str, Path]:
-    title = METRIC_TITLES.get(protocol["metric"], protocol["metric"])
-    trajectory = search.trajectory()
-    decimals = {"LoRA params": 0, title: 3, f"{title} sd over seeds": 3, "seeds": 0,
-                f"{title} on val (searched on)": 3, "paper FID (Flickr-Scenery)": 2, "paper params (M)": 3}
-    md = (f"# LoRA rank search ({', '.join(protocol['concepts'])})\n\n"
-          f"Metric {protocol['metric']} ({'higher' if protocol['higher_is_better'] else 'lower'} is better), "
-          f"groups {', '.join(protocol['groups'])}, {protocol['steps']} steps per allocation, seeds "
-          f"{protocol['seeds']}, delta {protocol['delta']}, budget {protocol['budget']}. Stopped by "
-          f"{search.stop_reason} after {len(search.rounds)} round(s). The search and its trajectory score "
-          f"the validation split; the table's metric is the test split. The paper's columns are its own "
-          f"Flickr-Scenery FID at 256² (lower is better), for orientation only.\n\n"
-          + to_markdown(table, decimals)
-          + "\n## Trajectory\n\n"
-          + to_markdown(_yes_no(trajectory).set_index("round"), {"params": 0, "added params": 0, "quality": 3, "gain": 3,
-                                                        "gain per 1k params": 4, "from rank": 0, "to rank": 0}))
-    files = {"csv": out / "table.csv", "markdown": out / "table.md", "trajectory": out / "trajectory.csv",
-             "json": out / "search.json"}
-    atomic_write_text(files["csv"], table.to_csv())
-    atomic_write_text(files["trajectory"], trajectory.to_csv(index=False))
-    atomic_write_text(files["markdown"], md)
-    atomic_write_json(files["json"], {"protocol": protocol, "search": search.to_dict(),
-                                      "table": json.loads(table.reset_index().to_json(orient="records")),
-                                      "per_seed": evaluator.per_seed, "per_seed_test": evaluator.per_seed_test,
-                                      "runs": evaluator.run_dirs})
-    return files
 
 
 def greedy_dir(spec, runs: str | Path, preset: str) -> Path:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from e2gan.errors import InputError
-from studies.rank_search import format_ranks, greedy_rank_search, reference_schemes, scheme_table
+from studies.rank_search import greedy_rank_search, reference_schemes
+from studies.rank_search_files import format_ranks, scheme_table
 
 # quality = sum w_g log2(rank_g); cost = sum c_g rank_g. Doubling g at rank r gains exactly w_g and
 # costs c_g r more, so its gain per parameter is w_g / (c_g r): a 0.6/r, b 0.75/r, c 1/r.
