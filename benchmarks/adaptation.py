@@ -47,7 +47,7 @@ class TestCurve(L.Callback):
         self._dataset = None
 
     def on_train_start(self, trainer, pl_module):
-        from e2gan.data import PairedDataset
+        from e2gan.data.dataset import PairedDataset
 
         cid = trainer.datamodule.concept_index[self.concept]
         self._dataset = PairedDataset(self.data_root, [self.concept], "test", {self.concept: cid}, check_hashes=False)

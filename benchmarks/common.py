@@ -284,7 +284,7 @@ def train_batch(data_root: Path, concepts: list[str], concept_index: dict[str, i
     """A real training batch (first ``batch_size`` pairs of a seeded permutation of the train split)."""
     import torch
 
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
 
     ds = PairedDataset(data_root, concepts, "train", concept_index, check_hashes=False)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()

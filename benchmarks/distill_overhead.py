@@ -1,6 +1,6 @@
 """Distillation overhead: distill()'s time around its teacher, and against the floor of writing its pairs.
 
-Each of `e2gan.distill.WRITE_MODES` runs into fresh folders, interleaved ABBA with the others and
+Each of `e2gan.data.writes.WRITE_MODES` runs into fresh folders, interleaved ABBA with the others and
 with the *floor* (`write_floor`): the same images (the sources, and the teacher's outputs of that
 run) PNG-encoded, hashed and written in the same batches with the same durability policy (the
 mode's temps + barrier + renames, a manifest append with one fsync per batch) and nothing else —
@@ -67,7 +67,8 @@ def write_floor(ctx: Context, sources: list, batches: list, mode: str, label: st
     distill() does (sources in chunks of ``SOURCE_CHUNK``, each teacher batch together, the mode's
     durability, one manifest append + fsync per batch) and nothing else. A background writer's
     floor is the same writes in line ("batched"): what the writer must do, wherever it runs."""
-    import e2gan.distill as d
+    import e2gan.data.writes as d
+    from e2gan.data.manifest import MANIFEST
     from e2gan.io import sha256_bytes
 
     out = ctx.work / f"distill-floor-{label}"
@@ -78,26 +79,26 @@ def write_floor(ctx: Context, sources: list, batches: list, mode: str, label: st
     timer = Phases()
     t0 = time.perf_counter()
     try:
-        with timer.patched([(d, "_png_bytes", "png"), (d, "_write_many", "files"), (d, "_append_lines", "manifest")]):
+        with timer.patched([(d, "png_bytes", "png"), (d, "write_many", "files"), (d, "append_lines", "manifest")]):
             (out / "sources").mkdir(parents=True)
             for i in range(0, len(sources), d.SOURCE_CHUNK):
                 files = []
                 for src in sources[i : i + d.SOURCE_CHUNK]:
-                    data = d._png_bytes(src.image.convert("RGB"))
+                    data = d.png_bytes(src.image.convert("RGB"))
                     sha256_bytes(data)
                     files.append((out / "sources" / f"{src.id}.png", data))
-                d._write_many(files)
+                d.write_many(files)
             pairs = 0
             for concept, items in batches:
                 (out / "targets" / concept).mkdir(parents=True, exist_ok=True)
                 files, lines = [], []
                 for sid, img in items:
-                    data = d._png_bytes(img)
+                    data = d.png_bytes(img)
                     rel = f"targets/{concept}/{sid}.png"
                     files.append((out / rel, data))
                     lines.append({"target": rel, "target_sha256": sha256_bytes(data)})
-                d._write_many(files)
-                d._append_lines(out / d.MANIFEST, lines)
+                d.write_many(files)
+                d.append_lines(out / MANIFEST, lines)
                 pairs += len(items)
         seconds = time.perf_counter() - t0
     finally:
@@ -113,8 +114,9 @@ def write_floor(ctx: Context, sources: list, batches: list, mode: str, label: st
 
 
 def distill_once(ctx: Context, teacher, sources: list, concepts: list, label: str, mode: str) -> dict:
-    """One distill() into a fresh folder with ``e2gan.distill.WRITE_MODE = mode``, its time split by phase."""
-    import e2gan.distill as distill_mod
+    """One distill() into a fresh folder with ``e2gan.data.writes.WRITE_MODE = mode``, its time split by phase."""
+    import e2gan.data.distill as distill_mod
+    import e2gan.data.writes as writes
     import e2gan.io as io_mod
 
     out = ctx.work / f"distill-{label}-{mode}"
@@ -132,17 +134,17 @@ def distill_once(ctx: Context, teacher, sources: list, concepts: list, label: st
             fsync["seconds"] += time.perf_counter() - t
 
     phases = Phases()
-    saved_mode = distill_mod.WRITE_MODE
-    distill_mod.WRITE_MODE = mode
+    saved_mode = writes.WRITE_MODE
+    writes.WRITE_MODE = mode
     os.fsync = timed_fsync
     try:
-        with phases.patched([(distill_mod, "_png_bytes", "png"), (distill_mod, "atomic_write_bytes", "files"),
-                             (distill_mod, "atomic_write_many", "files"), (distill_mod, "_append_lines", "manifest"),
+        with phases.patched([(writes, "png_bytes", "png"), (writes, "atomic_write_bytes", "files"),
+                             (writes, "atomic_write_many", "files"), (writes, "append_lines", "manifest"),
                              (io_mod, "_syncfs_all", "syncfs")]):
             summary = distill_mod.distill(sources, concepts, teacher, out, seed=ctx.cfg.data.seed, progress=False)
     finally:
         os.fsync = real_fsync
-        distill_mod.WRITE_MODE = saved_mode
+        writes.WRITE_MODE = saved_mode
     shutil.rmtree(out, ignore_errors=True)
     ph, total, teacher_s = phases.seconds, float(summary["seconds"]), float(summary["teacher_seconds"])
     written = max(1, summary["written"])
@@ -160,9 +162,10 @@ def distill_once(ctx: Context, teacher, sources: list, concepts: list, label: st
 
 def distill_overhead(ctx: Context, teacher_spec: str, concepts: list, n_sources: int | None, label: str) -> dict:
     """distill() total vs teacher time, every write mode, interleaved ABBA over ``distill_rounds`` rounds."""
-    from e2gan.distill import WRITE_MODE as DEFAULT_MODE  # "auto" unless changed
-    from e2gan.distill import WRITE_MODES, resolve_write_mode, teacher_device
-    from e2gan.sources import load_sources
+    from e2gan.data.distill import teacher_device
+    from e2gan.data.writes import WRITE_MODE as DEFAULT_MODE  # "auto" unless changed
+    from e2gan.data.writes import WRITE_MODES, resolve_write_mode
+    from e2gan.data.sources import load_sources
     from e2gan.teachers import load_teacher
 
     teacher = load_teacher(teacher_spec)

@@ -103,7 +103,7 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
     import cProfile
     import pstats
 
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
     from e2gan.metrics.evaluation import FEATURE_CACHE, predict, score
     from e2gan.nets.registry import load_generator
 
@@ -128,7 +128,7 @@ def time_evaluation(run_dir: Path, concept: str, data_root: Path) -> dict:
 
 
 def features(run_dir: Path, concept: str, data_root: Path):
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
     from e2gan.metrics.evaluation import predict
     from e2gan.metrics.features import get_backbone
     from e2gan.nets.registry import load_generator

@@ -78,7 +78,7 @@ def cmd_distill(args) -> str:
 
     cfg = _config(args)
     if args.merge_shards:
-        from e2gan.data.distill import merge_shards
+        from e2gan.data.shards import merge_shards
 
         merged = merge_shards(data_dir(cfg, args.runs))
         return f"merged shards into {data_dir(cfg, args.runs) / 'manifest.jsonl'}: {merged}"

@@ -21,7 +21,7 @@ from torch import nn
 
 from e2gan.nets.lora import LoraSpec, add_lora, merge_lora, save_adapter, use_merged_weight_forward
 from e2gan.config import Config, ModelConfig, apply_overrides, clip_model_of
-from e2gan.data import PairedDataset
+from e2gan.data.dataset import PairedDataset
 from e2gan.errors import InputError
 from e2gan.io import atomic_write_json
 from e2gan.metrics.cost import bytes_of_tensors

@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from e2gan.data import PairedDataset, StepBatchSampler, manifest_pairs
+from e2gan.data.dataset import PairedDataset, StepBatchSampler, manifest_pairs
 
 
 class PairedDataModule(L.LightningDataModule):
@@ -28,7 +28,7 @@ class PairedDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            from e2gan.distill import verify_manifest
+            from e2gan.data.manifest import verify_manifest
 
             # One check of the whole manifest (every file against its sha256) serves both splits.
             records = verify_manifest(self.root)

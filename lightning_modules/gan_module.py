@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from e2gan.data import to_uint8
+from e2gan.data.dataset import to_uint8
 
 
 class NonFiniteLoss(RuntimeError):

@@ -182,7 +182,7 @@ def untrained_reference(cfg: Config, concept: str, seed: int, data_root: Path, b
     ``predict``/``score`` path on the validation split, so it is measured exactly like every cell
     (the analysis chooses layers, so it never looks at the test split).
     """
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
     from e2gan.metrics.evaluation import predict, score
     from lightning_modules.adaptation import build
 

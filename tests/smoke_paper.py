@@ -121,7 +121,7 @@ def prepare(out: Path) -> dict:
     """Source images, the stand-in teacher and metric weights, the reduced-length config."""
     import tomli_w
 
-    from e2gan.sources import builtin_sources
+    from e2gan.data.sources import builtin_sources
     from tests.stand_ins import NOTE, save_alexnet, save_inception
     from tests.tiny_pipelines import save_tiny_pipeline
 

@@ -1,4 +1,5 @@
-"""Paired data on disk (written by `e2gan.distill`) as tensors: (source, target, concept id).
+"""Paired data on disk as tensors: (source, target, concept id). The folders are written by
+`e2gan.data.distill` in the format of `e2gan.data.manifest`.
 
 Images are returned in [-1, 1] (the generators end in tanh). The manifest is validated against
 the files before anything trains on them.
@@ -52,7 +53,7 @@ def manifest_pairs(root: str | Path, concepts: list[str], split: str, check_hash
     records: what ``verify_manifest(root)`` returned for this folder just before; the manifest is
     then not read or checked again (several datasets over one folder share one check).
     """
-    from e2gan.distill import verify_manifest
+    from e2gan.data.manifest import verify_manifest
 
     if split not in SPLITS:
         raise InputError(f"unknown split '{split}'", str(root), f"one of {list(SPLITS)}")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from e2gan.data import PairedDataset, to_uint8
+from e2gan.data.dataset import PairedDataset, to_uint8
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.distill_overhead import Recorder, distill_once, write_floor
 from e2gan.io import sha256_file
-from e2gan.sources import builtin_sources
+from e2gan.data.sources import builtin_sources
 from e2gan.teachers import load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 
@@ -37,7 +37,7 @@ def test_floor_writes_what_distill_writes_and_only_that(tmp_path):
     assert floor["ms_per_pair"] == pytest.approx(1000 * floor["seconds"] / 6)
     assert sum(floor["breakdown_seconds"].values()) == pytest.approx(floor["seconds"])
     # the same PNG bytes distill() writes (its manifest holds their hashes), and a manifest line per pair
-    from e2gan.distill import distill
+    from e2gan.data.distill import distill
 
     ref = tmp_path / "ref"
     distill(sources, concepts, ProceduralTeacher(), ref, seed=0, progress=False)
@@ -58,7 +58,7 @@ def test_overhead_against_the_floor_is_a_median_of_per_round_ratios(tmp_path, mo
     floors = iter([{"ms_per_pair": v, "pairs": 6, "mode": "batched", "breakdown_seconds": {"x": 0.0}}
                    for v in (1.0, 2.0, 4.0)])
     monkeypatch.setattr(do, "write_floor", lambda *a, **k: next(floors))
-    monkeypatch.setattr("e2gan.sources.load_sources", lambda *a, **k: sources)
+    monkeypatch.setattr("e2gan.data.sources.load_sources", lambda *a, **k: sources)
     x = do.distill_overhead(ctx, "procedural", concepts, None, "procedural")
     own = [r["overhead_ms_per_pair"] for r in x["modes"][x["write_mode"]]["runs"]]
     ratios = sorted(ms / f for ms, f in zip(own, (1.0, 2.0, 4.0)))

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-import e2gan.distill
-from e2gan.data import PairedDataset
+import e2gan.data.manifest
+from e2gan.data.dataset import PairedDataset
 from e2gan.errors import InputError
 from lightning_modules.data_module import PairedDataModule
 
@@ -19,8 +19,8 @@ def _module(root, **kw):
 
 def test_setup_checks_the_manifest_once(micro_data, monkeypatch):
     calls = []
-    real = e2gan.distill.verify_manifest
-    monkeypatch.setattr(e2gan.distill, "verify_manifest", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = e2gan.data.manifest.verify_manifest
+    monkeypatch.setattr(e2gan.data.manifest, "verify_manifest", lambda *a, **k: calls.append(k) or real(*a, **k))
     dm = _module(micro_data, val_limit=3, train_indices=[2, 0])
     dm.setup("fit")
     assert calls == [{}]  # one call, with hashes (the default)

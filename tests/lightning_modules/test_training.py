@@ -4,7 +4,7 @@ import json
 import lightning as L
 import torch
 
-from e2gan.data import PairedDataset
+from e2gan.data.dataset import PairedDataset
 from e2gan.nets.registry import make_discriminator, make_generator
 from lightning_modules.training import fit
 from tests.conftest import micro_config

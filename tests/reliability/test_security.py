@@ -167,8 +167,8 @@ def test_concept_names_that_could_escape_a_folder_are_refused(name):
 def test_source_ids_that_could_escape_a_folder_are_refused(source_id, tmp_path):
     from PIL import Image
 
-    from e2gan.distill import distill
-    from e2gan.sources import SourceImage
+    from e2gan.data.distill import distill
+    from e2gan.data.sources import SourceImage
     from e2gan.teachers import load_concepts, load_teacher
 
     src = SourceImage(source_id, "train", Image.new("RGB", (8, 8)))

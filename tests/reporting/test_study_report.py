@@ -122,7 +122,7 @@ def grid_study(tmp_path, micro_data):
     concepts = ["hue-120", "pixelate", "hue-60"]
     cells = grid_cells(["scratch", "e2gan"], ["hue-60"], [0, 1])
     df = make_trials(tmp_path / "runs", cells, lambda c: {"fid": 5.0 + c["seed"]})
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
     from e2gan.metrics.evaluation import predict
     from e2gan.metrics.per_image import PREDICTIONS_FILE, save_predictions
 
@@ -138,7 +138,7 @@ def grid_study(tmp_path, micro_data):
 
 
 def test_concept_grid_shows_source_teacher_and_each_method(grid_study, tmp_path):
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
     from e2gan.metrics.evaluation import predict
     from e2gan.nets.registry import load_generator
 

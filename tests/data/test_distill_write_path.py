@@ -2,8 +2,8 @@
 appended lines already read as the rewrite would, and greyscale tests run only where they decide."""
 import json
 
-import e2gan.distill as distill_mod
-from tests.test_distill import Counting, run, sources
+import e2gan.data.distill as distill_mod
+from tests.data.test_distill import Counting, run, sources
 
 
 def _manifest_rewrites(monkeypatch) -> list:

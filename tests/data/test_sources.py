@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from e2gan.errors import InputError
-from e2gan.sources import (BUILTIN_PHOTOS, _crop, builtin_sources, folder_sources, is_greyscale, load_sources,
+from e2gan.data.sources import (BUILTIN_PHOTOS, _crop, builtin_sources, folder_sources, is_greyscale, load_sources,
                            photos_by_split)
 
 

@@ -4,7 +4,8 @@ import torch
 
 from e2gan.config import CHOICES
 from e2gan.errors import InputError
-from e2gan.selection import SELECTION_FEATURES, nearest_to_centres, random_subset, selection_features
+from e2gan.data.selection import nearest_to_centres, random_subset
+from e2gan.metrics.selection_features import SELECTION_FEATURES, selection_features
 from e2gan.pipeline.adapt import training_subset
 from tests.conftest import micro_config
 from tests.metrics.tiny_clip import clip_dir, no_clip_env, save_tiny_clip  # noqa: F401 (fixtures)
@@ -33,7 +34,7 @@ def _pick(data, features, base=None, selection="kmeans", k=K, seed=0):
 
 
 def _n_train(data):
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
 
     return len(PairedDataset(data, [CONCEPT], "train", {CONCEPT: 0}, check_hashes=False))
 
@@ -57,7 +58,7 @@ def test_each_feature_kind_selects_k_distinct_indices_deterministically(features
 
 
 def test_feature_kinds_see_different_spaces(micro_data, base_run, clip_dir, monkeypatch):
-    from e2gan.data import PairedDataset
+    from e2gan.data.dataset import PairedDataset
 
     monkeypatch.setenv("E2GAN_CLIP", str(clip_dir))
     ds = PairedDataset(micro_data, [CONCEPT], "train", {CONCEPT: 0}, check_hashes=False)

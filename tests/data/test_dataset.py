@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from e2gan.data import PairedDataset, StepBatchSampler, to_model_range, to_uint8
+from e2gan.data.dataset import PairedDataset, StepBatchSampler, to_model_range, to_uint8
 from e2gan.errors import InputError
 
 
@@ -64,8 +64,8 @@ def test_tampered_target_is_rejected(micro_data, tmp_path):
 
 
 def test_distilled_splits_are_disjoint_by_photograph_and_sized_by_the_config(micro_data):
-    from e2gan.distill import verify_manifest
-    from e2gan.sources import photos_by_split
+    from e2gan.data.manifest import verify_manifest
+    from e2gan.data.sources import photos_by_split
     from tests.conftest import micro_config
 
     cfg = micro_config()

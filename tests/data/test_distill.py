@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2gan.distill import MANIFEST, RECORD_KEYS, distill, pair_seed, read_manifest, teacher_hash, verify_manifest
+from e2gan.data.distill import distill, pair_seed
+from e2gan.data.manifest import MANIFEST, RECORD_KEYS, read_manifest, teacher_hash, verify_manifest
 from e2gan.errors import InputError
 from e2gan.io import sha256_file
-from e2gan.sources import SourceImage, builtin_sources
+from e2gan.data.sources import SourceImage, builtin_sources
 from e2gan.teachers import Concept, load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 
@@ -187,33 +188,33 @@ def test_batches_do_not_change_results(tmp_path):
 def test_write_modes_give_the_same_files(tmp_path, monkeypatch, mode):
     """Pipelined writes (a background writer), batched ones (one barrier per batch) and per-file fsyncs
     leave byte-identical data."""
-    import e2gan.distill as distill_mod
+    import e2gan.data.writes as writes
 
     def tree(root):
         return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*"))
                 if p.is_file() and p.name != "distill_cost.json"}
 
-    monkeypatch.setattr(distill_mod, "WRITE_MODE", "pipelined")
+    monkeypatch.setattr(writes, "WRITE_MODE", "pipelined")
     run(tmp_path / "pipelined", batch_size=2)
-    monkeypatch.setattr(distill_mod, "WRITE_MODE", mode)
+    monkeypatch.setattr(writes, "WRITE_MODE", mode)
     run(tmp_path / mode, batch_size=2)
     assert tree(tmp_path / "pipelined") == tree(tmp_path / mode)
     assert not [p for p in tmp_path.rglob("*.tmp")]
-    monkeypatch.setattr(distill_mod, "WRITE_MODE", "sometimes")
+    monkeypatch.setattr(writes, "WRITE_MODE", "sometimes")
     with pytest.raises(ValueError):
         run(tmp_path / "bad")
 
 
 def test_batched_writes_make_a_batch_durable_before_its_manifest_lines(tmp_path, monkeypatch):
-    import e2gan.distill as distill_mod
+    import e2gan.data.writes as writes
 
     events = []
-    real_many, real_append = distill_mod.atomic_write_many, distill_mod._append_lines
-    monkeypatch.setattr(distill_mod, "atomic_write_many",
+    real_many, real_append = writes.atomic_write_many, writes.append_lines
+    monkeypatch.setattr(writes, "atomic_write_many",
                         lambda files, **kw: (events.append(("images", len(files))), real_many(files, **kw))[1])
-    monkeypatch.setattr(distill_mod, "_append_lines",
+    monkeypatch.setattr(writes, "append_lines",
                         lambda path, recs: (events.append(("lines", len(recs))), real_append(path, recs))[1])
-    monkeypatch.setattr(distill_mod, "atomic_write_bytes", lambda *a: pytest.fail("a PNG written on its own"))
+    monkeypatch.setattr(writes, "atomic_write_bytes", lambda *a: pytest.fail("a PNG written on its own"))
     run(tmp_path, batch_size=2)
     assert events[0] == ("images", 4)   # the four sources, one chunk
     batches = events[1:]
@@ -239,17 +240,17 @@ def test_interrupt_lands_the_batch_being_stored_in_the_background(tmp_path, monk
     """The batch handed to the background writer when the teacher is interrupted still reaches disk."""
     import threading
 
-    import e2gan.distill as distill_mod
+    import e2gan.data.writes as writes
 
     stored = threading.Event()
-    real_append = distill_mod._append_lines
+    real_append = writes.append_lines
 
     def slow_append(path, recs):  # the store is still running when the next edit raises
         stored.wait(0.2)
         real_append(path, recs)
 
-    monkeypatch.setattr(distill_mod, "_append_lines", slow_append)
-    monkeypatch.setattr(distill_mod, "WRITE_MODE", "pipelined")
+    monkeypatch.setattr(writes, "append_lines", slow_append)
+    monkeypatch.setattr(writes, "WRITE_MODE", "pipelined")
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, teacher=Interrupting(at=3), batch_size=2)
     # hue-120 on the three colour crops: batches of 2 and 1, both edited and both stored
@@ -260,7 +261,7 @@ def test_interrupt_lands_the_batch_being_stored_in_the_background(tmp_path, monk
 
 
 def test_auto_write_mode_pipelines_only_for_an_accelerator_teacher():
-    from e2gan.distill import resolve_write_mode
+    from e2gan.data.writes import resolve_write_mode
 
     assert resolve_write_mode("auto", "cpu") == "batched"
     assert resolve_write_mode("auto", "cuda:0 (NVIDIA H200)") == "pipelined"
@@ -270,14 +271,14 @@ def test_auto_write_mode_pipelines_only_for_an_accelerator_teacher():
 
 
 def test_a_failed_background_store_stops_the_run_with_its_error(tmp_path, monkeypatch):
-    import e2gan.distill as distill_mod
+    import e2gan.data.writes as writes
 
     def full_disk(files, **kw):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(distill_mod, "atomic_write_many", full_disk)
-    monkeypatch.setattr(distill_mod, "WRITE_MODE", "pipelined")
-    monkeypatch.setattr(distill_mod, "_write_sources", lambda out, srcs: {s.id: "0" * 64 for s in srcs})
+    monkeypatch.setattr(writes, "atomic_write_many", full_disk)
+    monkeypatch.setattr(writes, "WRITE_MODE", "pipelined")
+    monkeypatch.setattr(writes, "write_sources", lambda out, srcs: {s.id: "0" * 64 for s in srcs})
     teacher = Counting()
     with pytest.raises(OSError, match="No space left"):
         run(tmp_path, teacher=teacher, batch_size=2)
