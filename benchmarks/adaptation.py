@@ -128,7 +128,7 @@ def _lora_size(model_cfg, n_base: int, ranks: dict[str, int], alpha_ratio: float
 
 def _pix2pix_params(ngf: int, n_blocks: int) -> int:
     from e2gan.nets.params import count_params
-    from e2gan.nets import build_generator
+    from e2gan.nets.factory import build_generator
 
     return count_params(build_generator("pix2pix", ngf=ngf, n_blocks=n_blocks, init_gain=None))
 

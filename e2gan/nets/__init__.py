@@ -1,60 +1,6 @@
-"""Networks: the E²GAN generator, the pix2pix ResNet baseline and the conditional PatchGAN."""
-from __future__ import annotations
+"""Networks: the E²GAN generator, the pix2pix ResNet baseline and the conditional PatchGAN.
 
-from torch import nn
-
-from e2gan.errors import InputError
-from e2gan.nets.conditioning import ConceptEmbedding
-from e2gan.nets.discriminator import PatchDiscriminator, receptive_field
-from e2gan.nets.generator import CRUCIAL_GROUPS, LAYER_GROUPS, PARAM_GROUPS, E2GANGenerator
-from e2gan.nets.pix2pix import ResnetGenerator
-
-GENERATOR_ARCHS = ("e2gan", "pix2pix", "pix2pix-resize")
-
-__all__ = ["GENERATOR_ARCHS", "LAYER_GROUPS", "CRUCIAL_GROUPS", "PARAM_GROUPS", "ConceptEmbedding", "E2GANGenerator",
-           "ResnetGenerator", "PatchDiscriminator", "receptive_field", "build_generator",
-           "build_discriminator", "init_weights"]
-
-
-def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
-    """pix2pix 'normal' init: conv/linear weights ~ N(0, gain), biases 0, BatchNorm weight ~ N(1, gain).
-
-    Norm layers other than BatchNorm and concept embeddings keep their own init. Uses the global
-    RNG in module order, so it is deterministic under torch.manual_seed.
-    """
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, gain)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, gain)
-            nn.init.zeros_(m.bias)
-    return module
-
-
-def build_generator(arch: str, init_gain: float | None = 0.02, **kwargs) -> nn.Module:
-    """Build a generator by name and apply `init_weights` (skip with init_gain=None).
-
-    For the pix2pix archs, `n_concepts` is dropped (one model per concept) and `width` is accepted
-    as an alias of `ngf`, so callers can pass the same keywords to every arch.
-    """
-    if arch == "e2gan":
-        model: nn.Module = E2GANGenerator(**kwargs)
-    elif arch in ("pix2pix", "pix2pix-resize"):
-        kwargs.pop("n_concepts", None)
-        if "width" in kwargs:
-            if "ngf" in kwargs:
-                raise InputError("both width and ngf", "build_generator", "only one of them")
-            kwargs["ngf"] = kwargs.pop("width")
-        model = ResnetGenerator(upsample="transpose" if arch == "pix2pix" else "resize", **kwargs)
-    else:
-        raise InputError(f"generator arch {arch!r}", "build_generator",
-                         f"one of {', '.join(GENERATOR_ARCHS)}")
-    return init_weights(model, init_gain) if init_gain is not None else model
-
-
-def build_discriminator(init_gain: float | None = 0.02, **kwargs) -> PatchDiscriminator:
-    """Conditional PatchGAN (see PatchDiscriminator for keywords), pix2pix-initialised."""
-    model = PatchDiscriminator(**kwargs)
-    return init_weights(model, init_gain) if init_gain is not None else model
+Modules: factory (networks by name, pix2pix init), generator, pix2pix, discriminator, layers,
+conditioning (concept encoders), text_encoder (CLIP), lora (LoRA surgery), registry (a run's
+networks saved and loaded).
+"""

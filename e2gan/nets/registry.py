@@ -32,7 +32,7 @@ def make_generator(model: ModelConfig, n_concepts: int, instructions: Sequence[s
     ``model.concept_encoder`` is ``clip:<model>``, whose tokens are encoded from them once.
     concept_encoder: a ready encoder instead (``load_generator`` passes a shell of saved tokens).
     """
-    from e2gan.nets import build_generator
+    from e2gan.nets.factory import build_generator
 
     if model.arch == "e2gan":
         clip = clip_model_of(model.concept_encoder)
@@ -97,7 +97,7 @@ def read_checkpoint(path: str | Path, hint: str = "") -> dict:
 
 
 def make_discriminator(disc: DiscConfig) -> nn.Module:
-    from e2gan.nets import build_discriminator
+    from e2gan.nets.factory import build_discriminator
 
     return build_discriminator(in_channels=6, ndf=disc.ndf, n_layers=disc.n_layers, norm=disc.norm)
 

@@ -12,7 +12,7 @@ from torch import nn
 from e2gan.deploy.export import export_tflite
 from e2gan.deploy.export_prep import check_exportable
 from e2gan.errors import InputError
-from e2gan.nets import build_generator
+from e2gan.nets.factory import build_generator
 
 # (kernel, stride, padding, output_padding) -> convertible by litert-torch 0.10.0 (measured, see export.py)
 CONV_TRANSPOSE_CASES = {

@@ -45,7 +45,7 @@ def test_torch_latency_row_and_flop_rate():
 
 
 def test_torch_latency_of_a_two_input_generator_and_plain_callable():
-    from e2gan.nets import build_generator
+    from e2gan.nets.factory import build_generator
 
     g = build_generator("e2gan", n_concepts=2, width=8, attn_heads=2, n_tokens=2)
     inputs = (torch.rand(1, 3, 32, 32) * 2 - 1, torch.tensor([1]))

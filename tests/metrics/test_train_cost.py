@@ -8,7 +8,7 @@ from torch import nn
 from e2gan.nets.lora import LoraSpec, add_lora
 from e2gan.config import CRUCIAL
 from e2gan.metrics.train_cost import _step_flops, gan_step_flops
-from e2gan.nets import build_discriminator, build_generator
+from e2gan.nets.factory import build_discriminator, build_generator
 from e2gan.nets.text_encoder import CLIPConceptEncoder
 
 

@@ -3,7 +3,8 @@ import torch
 
 from e2gan.errors import InputError
 from e2gan.nets.params import count_params
-from e2gan.nets import PatchDiscriminator, build_discriminator, receptive_field
+from e2gan.nets.discriminator import PatchDiscriminator, receptive_field
+from e2gan.nets.factory import build_discriminator
 
 
 @pytest.mark.parametrize("n_layers, rf", [(1, 16), (2, 34), (3, 70), (4, 142)])

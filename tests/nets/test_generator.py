@@ -5,8 +5,10 @@ from torch import nn
 from e2gan.errors import InputError
 from e2gan.metrics.cost import count_macs
 from e2gan.nets.params import count_params
-from e2gan.nets import (CRUCIAL_GROUPS, GENERATOR_ARCHS, LAYER_GROUPS, PARAM_GROUPS, ConceptEmbedding,
-                        E2GANGenerator, ResnetGenerator, build_generator, init_weights)
+from e2gan.nets.conditioning import ConceptEmbedding
+from e2gan.nets.factory import GENERATOR_ARCHS, build_generator, init_weights
+from e2gan.nets.generator import CRUCIAL_GROUPS, LAYER_GROUPS, PARAM_GROUPS, E2GANGenerator
+from e2gan.nets.pix2pix import ResnetGenerator
 
 
 def tiny(**kw):

@@ -7,7 +7,7 @@ import torch
 
 from e2gan.nets.lora import LoraSpec, add_lora, lora_param_count, merge_lora, parse_ranks, random_ranks
 from e2gan.errors import InputError
-from e2gan.nets import build_generator
+from e2gan.nets.factory import build_generator
 
 CRUCIAL = ("down", "ds", "tb", "us", "up")
 GROUPS = ("down", "rb1", "rb2", "ds", "tb", "us", "rb3", "up")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from e2gan.nets.lora import LoraSpec, add_lora, merge_lora, use_merged_weight_forward
-from e2gan.nets import build_generator
+from e2gan.nets.factory import build_generator
 
 CRUCIAL = ("down", "ds", "tb", "us", "up")
 # Tolerances: fp32 rounding of conv(x, W + s·B·A) against conv(x, W) + s·conv(conv(x, A), B).

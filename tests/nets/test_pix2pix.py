@@ -5,7 +5,7 @@ from torch import nn
 from e2gan.errors import InputError
 from e2gan.metrics.cost import analytic_conv_macs, count_macs
 from e2gan.nets.params import count_params
-from e2gan.nets import ResnetGenerator
+from e2gan.nets.pix2pix import ResnetGenerator
 
 
 @pytest.mark.parametrize("norm, expected", [("instance", 11_378_179), ("batch", 11_383_427)])

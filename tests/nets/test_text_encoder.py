@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from e2gan.errors import InputError
-from e2gan.nets import E2GANGenerator
+from e2gan.nets.generator import E2GANGenerator
 from e2gan.nets.text_encoder import CLIPConceptEncoder
 from tests.tiny_pipelines import HIDDEN, clip_tokenizer, ip2p_dir, text_model_dir
 

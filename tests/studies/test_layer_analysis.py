@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from e2gan.errors import InputError
-from e2gan.nets import build_generator
+from e2gan.nets.factory import build_generator
 from studies.layer_analysis import (group_param_counts, metric_direction, parse_seeds, ranked_table,
                                     relative_weight_change)
 

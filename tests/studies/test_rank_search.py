@@ -145,7 +145,7 @@ def test_reference_schemes_shapes():
     import torch
 
     from e2gan.nets.lora import lora_param_count
-    from e2gan.nets import build_generator
+    from e2gan.nets.factory import build_generator
 
     torch.manual_seed(0)
     g = build_generator("e2gan", n_concepts=3, width=8, attn_heads=2, n_tokens=2)
