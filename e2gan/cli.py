@@ -34,7 +34,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _config(args, budget_section: str = "train"):
     """Preset, then --config, then flags. ``budget_section``: where --steps/--max-time go."""
-    from e2gan.config import apply_overrides, load_config
+    from e2gan.config import apply_overrides
+    from e2gan.presets import load_config
 
     cfg = load_config(args.config, args.preset)
     over: dict[str, dict] = {"data": {}, "train": {}, "adapt": {}}

@@ -351,12 +351,3 @@ def load_toml(path: str | Path) -> dict:
         raise InputError("config file not found", str(path), "an existing TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError("malformed TOML", str(path), str(exc)) from None
-
-
-def load_config(path: str | Path | None = None, preset: str | None = None) -> Config:
-    """Preset defaults, then the file's overrides. The file may name its preset with `preset = "..."`."""
-    from e2gan.presets import get_preset
-
-    overrides = load_toml(path) if path else {}
-    cfg = get_preset(preset or overrides.get("preset", "tiny"))
-    return apply_overrides(cfg, overrides, str(path) if path else "preset")

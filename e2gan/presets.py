@@ -1,10 +1,13 @@
 """Presets: tiny (64², minutes on 2 CPU cores), small (128²), paper (256², the paper's scale, GPU).
 
-Only what differs from the dataclass defaults in `e2gan.config` is written here.
+Only what differs from the dataclass defaults in `e2gan.config` is written here. A config file is
+read on top of its preset (`load_config`), so loading lives here and `e2gan.config` knows no preset.
 """
 from __future__ import annotations
 
-from e2gan.config import Config, apply_overrides
+from pathlib import Path
+
+from e2gan.config import Config, apply_overrides, load_toml
 from e2gan.errors import InputError
 
 PRESETS: dict[str, dict] = {
@@ -52,3 +55,10 @@ def get_preset(name: str) -> Config:
         raise InputError(f"unknown preset '{name}'", "--preset", f"one of {sorted(PRESETS)}")
     cfg = Config(preset=name)
     return apply_overrides(cfg, PRESETS[name], f"preset {name}")
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None) -> Config:
+    """Preset defaults, then the file's overrides. The file may name its preset with `preset = "..."`."""
+    overrides = load_toml(path) if path else {}
+    cfg = get_preset(preset or overrides.get("preset", "tiny"))
+    return apply_overrides(cfg, overrides, str(path) if path else "preset")

@@ -88,7 +88,7 @@ class StudySpec:
         return METRICS[self.metric]
 
     def base_config(self, preset: str | None = None) -> Config:
-        from e2gan.config import load_config
+        from e2gan.presets import load_config
 
         cfg = load_config(self.user_config or None, preset or self.preset)
         return apply_overrides(cfg, copy.deepcopy(self.config), self.path)

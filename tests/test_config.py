@@ -1,8 +1,8 @@
 import pytest
 
-from e2gan.config import Config, apply_overrides, load_config
+from e2gan.config import Config, apply_overrides
 from e2gan.errors import InputError
-from e2gan.presets import PRESETS, get_preset
+from e2gan.presets import PRESETS, get_preset, load_config
 
 
 @pytest.mark.parametrize("name,resolution,width", [("tiny", 64, 16), ("small", 128, 32), ("paper", 256, 64)])
