@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from e2gan.data.dataset import PairedDataset, to_uint8
+from e2gan.data.manifest import instructions_in_manifest
 
 
 @torch.no_grad()
@@ -31,27 +32,8 @@ def predict(generator: nn.Module, dataset: PairedDataset, batch_size: int = 32,
     return {
         "sources": torch.cat(srcs), "targets": torch.cat(tgts), "outputs": torch.cat(outs),
         "concepts": [p.concept for p in dataset.pairs], "source_ids": [p.source_id for p in dataset.pairs],
-        "instructions": concept_instructions(dataset.root, {p.concept for p in dataset.pairs}),
+        "instructions": instructions_in_manifest(dataset.root, {p.concept for p in dataset.pairs}),
     }
-
-
-def concept_instructions(root, concepts: set[str] | None = None) -> dict[str, str]:
-    """concept -> the instruction its pairs were distilled with (from the data's manifest.jsonl)."""
-    import json
-
-    out: dict[str, str] = {}
-    path = Path(root) / "manifest.jsonl"
-    if not path.is_file():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        c, text = rec.get("concept"), rec.get("instruction")
-        if isinstance(c, str) and isinstance(text, str) and (concepts is None or c in concepts):
-            out.setdefault(c, text)
-    return out
 
 
 def _set_psnr_uint8(a: torch.Tensor, b: torch.Tensor) -> float:
