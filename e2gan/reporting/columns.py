@@ -1,9 +1,6 @@
 """The quality and cost columns a study table shows: result keys, titles, decimals, directions."""
 from __future__ import annotations
 
-
-
-
 QUALITY = [  # (result key, column title, decimals)
     ("fid", "FID", 2), ("kid_mean", "KID", 4), ("perceptual", "perceptual", 4), ("psnr", "PSNR dB", 2),
     ("ssim", "SSIM", 3),

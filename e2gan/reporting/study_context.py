@@ -196,7 +196,9 @@ def _fill_from_results(frame: pd.DataFrame, results: dict[str, dict]) -> None:
 
 
 def estimates(ctx: StudyContext, value: str, keys: list[str] | None = None, groups: list[tuple] | None = None,
-               concepts: list[str] | None | bool = True) -> dict[tuple, Estimate]:
+              concepts: list[str] | None | bool = True) -> dict[tuple, Estimate]:
+    """``value`` per group: averaged over the held-out concepts per seed (``concepts=False``: per row),
+    then mean ± 95% CI over seeds."""
     keys = ctx.cell_cols if keys is None else keys
     groups = ctx.groups if groups is None else groups
     cons = ctx.concepts if concepts is True else (None if concepts is False else concepts)
