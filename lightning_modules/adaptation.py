@@ -19,14 +19,14 @@ import lightning as L
 import torch
 from torch import nn
 
-from e2gan.nets.lora import LoraSpec, add_lora, merge_lora, save_adapter, use_merged_weight_forward
 from e2gan.config import Config, ModelConfig, apply_overrides, clip_model_of
 from e2gan.data.dataset import PairedDataset
 from e2gan.errors import InputError
 from e2gan.io import atomic_write_json
 from e2gan.metrics.cost import bytes_of_tensors
-from e2gan.nets.params import count_params
 from e2gan.metrics.train_cost import gan_step_flops
+from e2gan.nets.lora import LoraSpec, add_lora, merge_lora, save_adapter, use_merged_weight_forward
+from e2gan.nets.params import count_params
 from e2gan.nets.registry import concept_instructions, load_generator, make_discriminator, make_generator, save_generator
 from lightning_modules.training import fit, long_lived_objects_frozen
 
@@ -111,6 +111,26 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
     return out
 
 
+def training_config(cfg: Config, lr_g: float) -> Config:
+    """The adaptation's budget in the training loop's names: the one place ``adapt.*`` becomes ``train.*``.
+
+    ``fit`` is the one GAN loop, for the base and for every adaptation, and reads ``cfg.train``. Up to
+    here an adaptation's values keep the names the user gave them (``e2gan adapt --steps`` sets
+    ``adapt.steps``, a study spec's ``[adapt]`` table the same keys); here they map onto the loop's:
+
+    - ``adapt.steps`` -> ``train.steps`` (and ``train.ckpt_every`` is capped at it)
+    - ``adapt.max_time_s`` -> ``train.max_time_s``
+    - ``lr_g`` (``adapt.lr`` for LoRA, ``train.lr_g`` otherwise: see ``build``) -> ``train.lr_g``
+    - ``adapt.lr_d`` -> ``train.lr_d``, ``adapt.seed`` -> ``train.seed``
+
+    The copy is what the run's ``config.json`` records; ``cfg`` itself is left unchanged.
+    """
+    a = cfg.adapt
+    return apply_overrides(copy.deepcopy(cfg), {"train": {
+        "steps": a.steps, "max_time_s": a.max_time_s, "lr_g": lr_g, "lr_d": a.lr_d,
+        "ckpt_every": min(cfg.train.ckpt_every, a.steps), "seed": a.seed}}, "adapt")
+
+
 def adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, run_dir: Path,
           progress: bool = True, train_indices: list[int] | None = None,
           extra_callbacks: list | None = None) -> dict | None:
@@ -127,9 +147,7 @@ def _adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, ru
     a = cfg.adapt
     parts = build(cfg, base_run, data_root, concept)
     generator, disc = parts["generator"], parts["discriminator"]
-    train_cfg = apply_overrides(copy.deepcopy(cfg), {"train": {
-        "steps": a.steps, "max_time_s": a.max_time_s, "lr_g": parts["lr_g"], "lr_d": a.lr_d,
-        "ckpt_every": min(cfg.train.ckpt_every, a.steps), "seed": a.seed}}, "adapt")
+    train_cfg = training_config(cfg, parts["lr_g"])
     trainable = {k: v for k, v in generator.named_parameters() if v.requires_grad}
     flops_step = gan_step_flops(generator, disc, cfg.train.batch_size, cfg.data.resolution, cfg.train.lambda_l1)
     run_dir.mkdir(parents=True, exist_ok=True)

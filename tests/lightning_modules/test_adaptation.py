@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from e2gan.nets.lora import load_adapter
 from e2gan.errors import InputError
+from e2gan.nets.lora import load_adapter
 from e2gan.nets.registry import load_generator, make_generator
 from e2gan.pipeline.adapt import ensure_adapt
 from e2gan.pipeline.base import ensure_base
@@ -168,3 +168,19 @@ def test_lora_adapt_changes_only_adapter_and_embedding(micro_data, micro_runs, m
     assert not torch.equal(mapped["concepts.tables.1"], base_state["concepts.tables.0"].mean(0, keepdim=True))
     lora_b = [v for k, v in state.items() if "lora_B" in k]
     assert lora_b and any(v.abs().max() > 0 for v in lora_b)  # B starts at zero
+
+
+def test_training_config_maps_the_adaptation_budget_onto_the_loop_and_leaves_cfg_alone():
+    from e2gan.config import apply_overrides
+    from e2gan.presets import get_preset
+    from lightning_modules.adaptation import training_config
+
+    cfg = apply_overrides(get_preset("tiny"), {"adapt": {"steps": 7, "max_time_s": 3.0, "lr_d": 5e-4, "seed": 11},
+                                               "train": {"steps": 900, "ckpt_every": 200}}, "test")
+    before = cfg.to_dict()
+    t = training_config(cfg, lr_g=2e-3)
+    assert (t.train.steps, t.train.max_time_s, t.train.lr_g, t.train.lr_d, t.train.seed, t.train.ckpt_every) == \
+        (7, 3.0, 2e-3, 5e-4, 11, 7)
+    assert cfg.to_dict() == before and t.adapt == cfg.adapt and t.train.batch_size == cfg.train.batch_size
+    assert training_config(apply_overrides(get_preset("tiny"), {"adapt": {"steps": 5000}}, "test"),
+                           1e-3).train.ckpt_every == get_preset("tiny").train.ckpt_every
