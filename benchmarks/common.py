@@ -113,7 +113,7 @@ def make_context(preset: str, scale: str | None, runs: str | Path, work: str | P
                  threads: int, progress: bool = False) -> Context:
     from e2gan.config import apply_overrides
     from e2gan.presets import get_preset
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     if (scale or preset) not in SCALES:
         raise ValueError(f"unknown benchmark scale {scale or preset!r}: one of {', '.join(SCALES)}")

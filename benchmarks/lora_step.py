@@ -25,7 +25,7 @@ def _sides(ctx: Context) -> dict:
     from e2gan.nets.lora import add_lora, use_merged_weight_forward
     from e2gan.nets.registry import make_discriminator, make_generator
     from lightning_modules.adaptation import _lora_spec
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     cfg = ctx.cfg
     n_base = len(concept_names(cfg)[0])

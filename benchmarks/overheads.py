@@ -106,7 +106,7 @@ def study_trial(ctx: Context) -> dict:
     import e2gan.metrics.evaluation as evaluate
     from studies import runner
     from e2gan.pipeline.base import base_dir
-    from studies.prerequisites import data_dir
+    from e2gan.teachers.data_key import data_dir
     from studies.spec import load_spec
 
     data, base_run, _ = wait_for_base(ctx, ctx.cfg)
@@ -185,8 +185,8 @@ def study_trial(ctx: Context) -> dict:
 
 
 def run(ctx: Context) -> dict:
-    from e2gan.teachers import load_concepts
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import load_concepts
+    from e2gan.data.concepts import concept_names
 
     sc = ctx.scale
     parts = set(ctx.parts.get(NAME) or PARTS)

@@ -70,7 +70,7 @@ def _worker(batch: int, threads: int, device: str, scale: str) -> dict:
     from benchmarks.common import make_gan_step
     from benchmarks.paper_flops import paper_models
     from e2gan.metrics.cost import peak_memory_bytes, reset_peak_memory
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     torch.set_num_threads(threads)
     cfg = paper_config(scale)
@@ -104,7 +104,7 @@ def _worker(batch: int, threads: int, device: str, scale: str) -> dict:
 def counted(cfg, scale: str = "paper") -> dict:
     from benchmarks import paper_flops as pf
     from e2gan.metrics.train_cost import gan_step_flops
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     base, new = concept_names(cfg)
     r, t = cfg.data.resolution, cfg.train

@@ -23,7 +23,7 @@ TITLE = "Generator speed: E²GAN vs pix2pix ResNet-9"
 
 
 def _n_base(ctx: Context) -> int:
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     return len(concept_names(ctx.cfg)[0])
 

@@ -31,7 +31,7 @@ def run(ctx: Context) -> dict:
     from e2gan.metrics.train_cost import gan_step_flops
     from e2gan.nets.registry import make_discriminator, make_generator
     from lightning_modules.training import fit
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     sc, cfg, t = ctx.scale, ctx.cfg, ctx.cfg.train
     data, base_run, base_summary = wait_for_base(ctx, cfg)

@@ -75,7 +75,7 @@ def _is_worker_rank() -> bool:
 
 def cmd_distill(args) -> str:
     from e2gan.pipeline.data import ensure_data
-    from studies.prerequisites import data_dir
+    from e2gan.teachers.data_key import data_dir
 
     cfg = _config(args)
     if args.merge_shards:
@@ -117,7 +117,7 @@ def cmd_adapt(args) -> str:
     from e2gan.pipeline.base import ensure_base
     from e2gan.pipeline.data import ensure_data
 
-    from e2gan.teachers.base import check_concept_name
+    from e2gan.data.concepts import check_concept_name
 
     check_concept_name(args.concept, "--concept")  # before anything is distilled; it becomes a folder name
     cfg = _config(args, budget_section="adapt")
@@ -140,7 +140,7 @@ def cmd_adapt(args) -> str:
 def _check_new_concepts(cfg, concepts: list[str]) -> None:
     """Every name must be a new concept of the configuration's concepts file (nothing runs before)."""
     from e2gan.errors import InputError
-    from studies.prerequisites import concept_names
+    from e2gan.data.concepts import concept_names
 
     new = concept_names(cfg)[1]
     unknown = [c for c in concepts if c not in new]

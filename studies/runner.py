@@ -170,7 +170,7 @@ def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, 
     """Run one cell (train if needed, evaluate) and return its metrics and where it lives."""
     from e2gan.pipeline.adapt import ensure_adapt
     from e2gan.pipeline.base import base_dir
-    from studies.prerequisites import data_dir
+    from e2gan.teachers.data_key import data_dir
 
     cfg = spec.cell_config(params, preset)
     data = data_dir(cfg, runs)

@@ -94,8 +94,8 @@ class StudySpec:
         return apply_overrides(cfg, copy.deepcopy(self.config), self.path)
 
     def concept_names(self, preset: str | None = None) -> list[str]:
-        from e2gan.teachers import load_concepts
-        from studies.prerequisites import select_names_or_roles
+        from e2gan.data.concepts import load_concepts
+        from e2gan.data.concepts import select_names_or_roles
 
         cfg = self.base_config(preset)
         concepts = load_concepts(cfg.data.concepts_file or None)

@@ -233,7 +233,8 @@ def load_checkpoint_generator(ckpt, run_dir, cfg) -> tuple[nn.Module, dict, dict
     if (run_dir / "model.json").is_file():
         meta = json.loads((run_dir / "model.json").read_text())
     else:  # a base run that has not finished: its config says what it trains
-        from studies.prerequisites import concept_names, data_dir
+        from e2gan.data.concepts import concept_names
+        from e2gan.teachers.data_key import data_dir
 
         meta = {"model": dataclasses.asdict(cfg.model), "concepts": concept_names(cfg)[0], "kind": "base",
                 "data": str(data_dir(cfg, run_dir.parent))}

@@ -56,7 +56,7 @@ def make_generator(model: ModelConfig, n_concepts: int, instructions: Sequence[s
 
 def concept_instructions(concepts_file: str | Path | None, names: Sequence[str]) -> list[str]:
     """The instruction of each named concept, from a concepts file (empty/None: the packaged one)."""
-    from e2gan.teachers import load_concepts
+    from e2gan.data.concepts import load_concepts
 
     by_name = {c.name: c.instruction for c in load_concepts(concepts_file or None)}
     missing = [n for n in names if n not in by_name]

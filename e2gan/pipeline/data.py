@@ -15,8 +15,10 @@ def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True,
     """
     from e2gan.data.distill import distill
     from e2gan.data.sources import load_sources
-    from e2gan.teachers import load_concepts, load_teacher
-    from studies.prerequisites import data_dir, select_names_or_roles
+    from e2gan.data.concepts import load_concepts
+    from e2gan.teachers.loading import load_teacher
+    from e2gan.data.concepts import select_names_or_roles
+    from e2gan.teachers.data_key import data_dir
 
     out = data_dir(cfg, runs)
     concepts = load_concepts(cfg.data.concepts_file or None)

@@ -1,14 +1,6 @@
-"""Teachers turn (image, instruction) into an edited image; concepts name the edits to learn."""
-from e2gan.teachers.base import (
-    KINDS,
-    ROLES,
-    Concept,
-    Teacher,
-    check_concept_name,
-    load_concepts,
-    select_concepts,
-)
+"""Teachers turn (image, instruction) into an edited image. The concepts that name the edits to
+learn are ``e2gan.data.concepts``."""
+from e2gan.teachers.base import Teacher
 from e2gan.teachers.loading import load_teacher
 
-__all__ = ["KINDS", "ROLES", "Concept", "Teacher", "check_concept_name", "load_concepts", "load_teacher",
-           "select_concepts"]
+__all__ = ["Teacher", "load_teacher"]

@@ -44,7 +44,7 @@ from PIL import Image
 
 from e2gan.errors import InputError
 from e2gan.stand_in import folder_note
-from e2gan.teachers.base import check_teacher_settings
+from e2gan.data.concepts import check_teacher_settings
 from e2gan.teachers.diffusion_pipeline import (diffusers_class, jsonable, load_pipeline, native_resolution, pick_device,
                                                pick_dtype, size_multiple)
 from e2gan.teachers.diffusion_spec import CALL_ARGS, DEFAULT_PIPELINE, parse_spec

@@ -9,7 +9,7 @@ import re
 from urllib.parse import parse_qsl
 
 from e2gan.errors import InputError
-from e2gan.teachers.base import TEACHER_SETTINGS, check_teacher_settings
+from e2gan.data.concepts import TEACHER_SETTINGS, check_teacher_settings
 
 __all__ = ["parse_spec", "DEFAULT_PIPELINE", "OPTION_KEYS", "CALL_ARGS"]
 

@@ -9,7 +9,7 @@ import pytest
 from benchmarks.distill_overhead import Recorder, distill_once, write_floor
 from e2gan.io import sha256_file
 from e2gan.data.sources import builtin_sources
-from e2gan.teachers import load_concepts, select_concepts
+from e2gan.data.concepts import load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 
 

@@ -10,7 +10,7 @@ from e2gan.data.manifest import MANIFEST, RECORD_KEYS, read_manifest, teacher_ha
 from e2gan.errors import InputError
 from e2gan.io import sha256_file
 from e2gan.data.sources import SourceImage, builtin_sources
-from e2gan.teachers import Concept, load_concepts, select_concepts
+from e2gan.data.concepts import Concept, load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 
 

@@ -157,7 +157,7 @@ def test_report_html_escapes_user_strings():
 
 @pytest.mark.parametrize("name", ["../x", "..", "a/b", "a\\b", "/etc", ".hidden", "x\x00y", "Upper", "", "a b"])
 def test_concept_names_that_could_escape_a_folder_are_refused(name):
-    from e2gan.teachers.base import check_concept_name
+    from e2gan.data.concepts import check_concept_name
 
     with pytest.raises(InputError, match="concept name"):
         check_concept_name(name, "test")
@@ -169,7 +169,8 @@ def test_source_ids_that_could_escape_a_folder_are_refused(source_id, tmp_path):
 
     from e2gan.data.distill import distill
     from e2gan.data.sources import SourceImage
-    from e2gan.teachers import load_concepts, load_teacher
+    from e2gan.data.concepts import load_concepts
+    from e2gan.teachers.loading import load_teacher
 
     src = SourceImage(source_id, "train", Image.new("RGB", (8, 8)))
     concepts = [c for c in load_concepts() if c.name == "warm"]

@@ -17,7 +17,8 @@ from e2gan.data.shards import merge_shards, parse_shard, shard_of
 from e2gan.errors import InputError
 from e2gan.io import sha256_file
 from e2gan.data.sources import builtin_sources
-from e2gan.teachers import Concept, load_concepts, load_teacher, select_concepts
+from e2gan.data.concepts import Concept, load_concepts, select_concepts
+from e2gan.teachers.loading import load_teacher
 from e2gan.teachers.procedural import ProceduralTeacher
 from tests.tiny_pipelines import RESOLUTION, ip2p_dir, sd_dir
 
@@ -397,7 +398,7 @@ SHARD_SCRIPT = """
 import sys
 from e2gan.data.distill import distill
 from e2gan.data.sources import builtin_sources
-from e2gan.teachers import load_concepts, select_concepts
+from e2gan.data.concepts import load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 concepts = select_concepts(load_concepts(), ["pixelate", "emboss", "sketch", "vignette", "sepia"])
 distill(builtin_sources(24, crops_per_photo=2), concepts, ProceduralTeacher(), sys.argv[1],
@@ -436,7 +437,7 @@ def test_shards_on_other_devices_and_paths_share_one_data_folder(tmp_path):
 
     from e2gan.config import apply_overrides
     from e2gan.presets import get_preset
-    from studies.prerequisites import data_dir
+    from e2gan.teachers.data_key import data_dir
 
     a, b = tmp_path / "m1" / "ip2p", tmp_path / "m2" / "ip2p"
     shutil.copytree(ip2p_dir(), a)

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from e2gan.errors import InputError
-from e2gan.teachers import Concept, Teacher, load_concepts, load_teacher, select_concepts
+from e2gan.data.concepts import Concept, load_concepts, select_concepts
+from e2gan.teachers import Teacher, load_teacher
 from e2gan.teachers.procedural import ProceduralTeacher
 
 PLUGIN = textwrap.dedent('''

@@ -7,8 +7,8 @@ from PIL import Image
 
 from e2gan import __version__
 from e2gan.errors import InputError
-from e2gan.teachers import load_concepts, select_concepts
-from e2gan.teachers.base import NAME_RE
+from e2gan.data.concepts import load_concepts, select_concepts
+from e2gan.data.concepts import NAME_RE
 from e2gan.teachers.procedural import EDITS, ProceduralTeacher
 
 T = ProceduralTeacher()
