@@ -1,4 +1,5 @@
-"""What the training pairs are and where they live: source images (``sources``), the distilled
-folder's manifest format (``manifest``), the dataset over it (``dataset``), subset selection
-(``selection``) and the folder layout per config (``layout``). Distillation, which writes the
-folders, is ``distill`` (it sits above the teachers)."""
+"""What the training pairs are and where they come from: concepts (``concepts``: the named edits
+and which ones a config names), source images (``sources``), the distilled folder's format
+(``manifest``, with ``cost`` and ``shards``), the dataset over it (``dataset``) and subset
+selection (``selection``). Distillation, which writes the folders (``distill``, with the write
+path in ``writes``), sits above the teachers it drives."""
