@@ -116,7 +116,7 @@ class EvalConfig:
     batch_size: int = 32
     # Images per concept in the test split (reported numbers) and the validation split (every
     # choice a study makes): the built-in set's sizes, a folder's caps. They decide which sources
-    # are distilled, so they are part of the data folder's key (``data_identity``).
+    # are distilled, so they are part of the data folder's key (``e2gan.teachers.data_key``).
     n_test: int = 500
     n_val: int = 250
 
@@ -152,98 +152,10 @@ class Config:
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
-    def data_key(self) -> str:
-        """Key of the distilled data folder (a hash of ``data_identity()``).
-
-        The concept lists are left out because distillation only adds the concepts a folder
-        lacks, so every concept selection shares one folder. What identifies the data is content,
-        not where it sits, so shards on many GPUs and machines land in one folder and
-        ``--merge-shards`` combines them: see ``data_identity``.
-        """
-        return hashlib.sha256(json.dumps(self.data_identity(), sort_keys=True).encode()).hexdigest()[:10]
-
-    def data_identity(self) -> dict:
-        """The data section as the data key sees it (recorded in the folder's data.json).
-
-        - ``teacher``: a ``diffusers:`` spec becomes its model and options with ``device`` and
-          ``max_batch`` dropped (where and how many at once: per-image seeds make the pairs the
-          same) and options sorted; a local model folder is named by its basename and a
-          fingerprint of its files (configs hashed whole, weights by size and first/last MiB,
-          see ``teachers.pretrained.fingerprint_folder``), not its absolute path. A hub id stays.
-          ``procedural`` and plug-in specs stay as written.
-        - ``sources``: a folder becomes its image count and a hash of the sorted relative paths
-          and sizes of the images it holds; ``builtin`` stays.
-        - ``concepts_file``: a file becomes a hash of each concept's name, instruction and
-          teacher settings (what the pairs depend on; roles and notes are left out); empty (the
-          packaged file) and packaged names stay.
-
-        - ``n_test`` / ``n_val`` (from ``eval``) and, for the built-in set, its split rule.
-
-        Otherwise defaults map to themselves.
-        """
-        d = {k: v for k, v in self.to_dict()["data"].items() if k not in ("base_concepts", "new_concepts")}
-        d.update(n_test=self.eval.n_test, n_val=self.eval.n_val)  # how many val/test sources are distilled
-        if d["sources"] == "builtin":
-            d["split"] = BUILTIN_SPLIT
-        d["teacher"] = _teacher_identity(d["teacher"])
-        d["sources"] = _sources_identity(d["sources"])
-        d["concepts_file"] = _concepts_identity(d["concepts_file"])
-        return d
-
 
 # The built-in set's split rule (``e2gan.data.sources``): in every data and base key, so caches made
 # under an earlier rule are never reused.
 BUILTIN_SPLIT = "by-photo-v1"
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# Teacher options that choose where and in what batches the teacher runs, not what it makes.
-PLACEMENT_OPTIONS = ("device", "max_batch")
-
-
-def _teacher_identity(spec: str) -> Any:
-    if not isinstance(spec, str) or not spec.strip().startswith("diffusers:"):
-        return spec
-    from e2gan.teachers.diffusion_spec import parse_spec
-    from e2gan.teachers.pretrained import fingerprint_folder
-
-    model, options = parse_spec(spec.strip())
-    options = {k: v for k, v in sorted(options.items()) if k not in PLACEMENT_OPTIONS}
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        files = fingerprint_folder(folder, options.get("variant") or None)
-        ident: Any = {"folder": folder.resolve().name, "fingerprint": _digest(sorted(files.items()))}
-    else:
-        ident = model
-    return {"kind": "diffusers", "model": ident, "options": options}
-
-
-def _sources_identity(sources: str) -> Any:
-    folder = Path(sources).expanduser()
-    if sources == "builtin" or not folder.is_dir():
-        return sources
-    from e2gan.data.sources import IMAGE_SUFFIXES
-
-    listing = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*")
-                     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)  # what folder_sources reads
-    return {"folder_images": len(listing), "listing": _digest(listing)}
-
-
-def _concepts_identity(concepts_file: str) -> Any:
-    from e2gan.teachers.base import PACKAGED_CONCEPTS
-
-    if not concepts_file or (concepts_file in PACKAGED_CONCEPTS and not Path(concepts_file).exists()):
-        return concepts_file
-    if not Path(concepts_file).expanduser().is_file():
-        return concepts_file  # reading it fails later, with the loader's own message
-    from e2gan.teachers.base import load_concepts
-
-    concepts = load_concepts(Path(concepts_file).expanduser())
-    return {"concepts": _digest(sorted((c.name, c.instruction, list(map(list, c.teacher_settings)))
-                                       for c in concepts))}
 
 
 CHOICES = {

@@ -150,6 +150,7 @@ def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = Tru
     """Build shared prerequisites once, before any worker starts: the data and every base model."""
     from e2gan.pipeline.base import ensure_base
     from e2gan.pipeline.data import ensure_data
+    from e2gan.teachers.data_key import data_key
 
     cells = spec.grid(preset) if spec.sampler == "grid" else [{"concept": c, "seed": s}
                                                                for c in spec.concept_names(preset) for s in spec.seeds]
@@ -158,7 +159,7 @@ def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = Tru
         cfg = spec.cell_config(cell, preset)
         if cfg.adapt.method in ("lora", "full"):
             configs.setdefault(cfg.key("data", "model", "disc", "train"), cfg)
-        configs.setdefault("data-" + cfg.data_key(), cfg)
+        configs.setdefault("data-" + data_key(cfg), cfg)
     for key, cfg in configs.items():
         data, _ = ensure_data(cfg, runs, progress=progress)
         if not key.startswith("data-"):
