@@ -21,7 +21,7 @@ from pathlib import Path
 
 KEY = "e2gan_stand_in"
 INDEX_KEY = "_e2gan_stand_in"
-TEACHER_FILE = "teacher.json"  # the teacher's description in a distilled data folder (e2gan.data.distill)
+TEACHER_FILE = "teacher.json"  # as e2gan.data.manifest.TEACHER_FILE (stand_in sits below the data layer)
 
 
 @lru_cache(maxsize=32)
