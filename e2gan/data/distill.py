@@ -43,7 +43,7 @@ from typing import Callable
 from PIL import Image
 from tqdm import tqdm
 
-from e2gan.data.dataset import writes
+from e2gan.data import writes
 from e2gan.data.cost import COST_FILE, CostLog
 from e2gan.data.manifest import (MANIFEST, TEACHER_FILE, manifest_files, manifest_text, read_records,
                                  repair_manifest, shard_file, teacher_hash)
