@@ -44,6 +44,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from e2gan.data import writes
+from e2gan.data.concepts import Concept, check_concept_name
 from e2gan.data.cost import COST_FILE, CostLog
 from e2gan.data.manifest import (MANIFEST, TEACHER_FILE, manifest_files, manifest_text, read_records,
                                  repair_manifest, shard_file, teacher_hash)
@@ -51,7 +52,6 @@ from e2gan.data.shards import check_shard, merge_shard_files, shard_of
 from e2gan.data.sources import SourceImage, is_greyscale
 from e2gan.errors import InputError
 from e2gan.io import atomic_write_json, atomic_write_text, remove_stale_temps, sha256_file
-from e2gan.data.concepts import Concept, check_concept_name
 from e2gan.teachers.base import Teacher
 
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

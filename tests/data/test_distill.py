@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from e2gan.data.concepts import Concept, load_concepts, select_concepts
 from e2gan.data.distill import distill, pair_seed
 from e2gan.data.manifest import MANIFEST, RECORD_KEYS, read_manifest, teacher_hash, verify_manifest
+from e2gan.data.sources import SourceImage, builtin_sources
 from e2gan.errors import InputError
 from e2gan.io import sha256_file
-from e2gan.data.sources import SourceImage, builtin_sources
-from e2gan.data.concepts import Concept, load_concepts, select_concepts
 from e2gan.teachers.procedural import ProceduralTeacher
 
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from e2gan.config import CHOICES
-from e2gan.errors import InputError
 from e2gan.data.selection import nearest_to_centres, random_subset
+from e2gan.errors import InputError
 from e2gan.metrics.selection_features import SELECTION_FEATURES, selection_features
 from e2gan.pipeline.adapt import training_subset
 from tests.conftest import micro_config
