@@ -29,9 +29,9 @@ def ensure_base(cfg: Config, data_root: Path, runs: str | Path = "runs", progres
     """
     import lightning as L
 
+    from e2gan.data.concepts import concept_names
     from e2gan.nets.registry import concept_instructions, make_discriminator, make_generator, save_discriminator, save_generator
     from lightning_modules.training import fit, read_train_summary
-    from e2gan.data.concepts import concept_names
 
     run_dir = Path(run_dir) if run_dir else base_dir(cfg, runs)
     if base_is_complete(run_dir, cfg):

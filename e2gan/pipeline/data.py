@@ -13,12 +13,11 @@ def ensure_data(cfg: Config, runs: str | Path = "runs", progress: bool = True,
 
     ``shard`` ("i/n") distils only this worker's disjoint share; merge with `distill --merge-shards`.
     """
+    from e2gan.data.concepts import load_concepts, select_names_or_roles
     from e2gan.data.distill import distill
     from e2gan.data.sources import load_sources
-    from e2gan.data.concepts import load_concepts
-    from e2gan.teachers.loading import load_teacher
-    from e2gan.data.concepts import select_names_or_roles
     from e2gan.teachers.data_key import data_dir
+    from e2gan.teachers.loading import load_teacher
 
     out = data_dir(cfg, runs)
     concepts = load_concepts(cfg.data.concepts_file or None)
