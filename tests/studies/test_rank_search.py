@@ -245,6 +245,6 @@ def test_cli_bad_input_fails_before_training(extra, pattern, tmp_path, capsys):
 
 
 def test_budget_text_forms():
-    from e2gan.cli import _param_count
+    from e2gan.cli.options import param_count
 
-    assert _param_count("90000") == 90000 and _param_count("90k") == 90000 and _param_count("0.092M") == 92000
+    assert param_count("90000") == 90000 and param_count("90k") == 90000 and param_count("0.092M") == 92000

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from studies.reproduce import closing_lines, remaining_cells
+from e2gan.cli.reproduce import closing_lines, remaining_cells
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"
 

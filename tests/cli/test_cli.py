@@ -59,7 +59,7 @@ def test_describe_prints_groups(capsys):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from e2gan.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = "import sys; from e2gan.cli.parser import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -254,10 +254,10 @@ def test_max_time_alone_lifts_the_step_budget():
     """--max-time without --steps: the time budget stops training, not the preset's step count."""
     from types import SimpleNamespace
 
-    from e2gan.cli import _config
+    from e2gan.cli.options import config_from_args
 
-    timed = _config(SimpleNamespace(preset="tiny", config=None, max_time=30.0, steps=None), budget_section="adapt")
+    timed = config_from_args(SimpleNamespace(preset="tiny", config=None, max_time=30.0, steps=None), budget_section="adapt")
     assert timed.adapt.max_time_s == 30.0 and timed.adapt.steps == 10 ** 9
-    both = _config(SimpleNamespace(preset="tiny", config=None, max_time=30.0, steps=50), budget_section="adapt")
+    both = config_from_args(SimpleNamespace(preset="tiny", config=None, max_time=30.0, steps=50), budget_section="adapt")
     assert both.adapt.steps == 50
-    assert _config(SimpleNamespace(preset="tiny", config=None), budget_section="adapt").adapt.steps == 100
+    assert config_from_args(SimpleNamespace(preset="tiny", config=None), budget_section="adapt").adapt.steps == 100

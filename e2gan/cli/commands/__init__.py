@@ -1,0 +1,1 @@
+"""One module per family of commands; each command takes the parsed arguments and returns its last line."""
