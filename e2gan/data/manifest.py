@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 from e2gan.errors import InputError
@@ -110,29 +111,89 @@ def read_manifest(out_dir: str | Path) -> list[dict]:
 
 
 def verify_manifest(out_dir: str | Path, check_hashes: bool = True) -> list[dict]:
-    """read_manifest, then check every listed file exists (and matches its sha256)."""
+    """read_manifest, then check every listed file exists, lies inside the folder (symlinks
+    followed) and, with ``check_hashes``, matches its sha256.
+
+    Hashes are remembered per process with the file's stat (device, inode, size, mtime_ns,
+    ctime_ns): a file whose stat is unchanged since it was hashed is not read again, any change
+    re-hashes it. So every split a process opens over one folder is checked, for a stat per file.
+    """
     root = Path(out_dir).resolve()
-    records = read_manifest(root)
-    known: dict[Path, str] = {}
+    records = _read_manifest_memo(root)
+    prefix = str(root) + os.sep
+    parents: dict[str, str] = {}  # this call's resolved parent folders (a folder may become a link)
+    known: dict[str, str] = {}
     for rec in records:
         missing = [k for k in RECORD_KEYS if k not in rec]
         if missing:
             raise InputError(str(root / MANIFEST), "manifest",
                              f"records with {', '.join(RECORD_KEYS)}; a record lacks {', '.join(missing)}")
         for field in ("source", "target"):
-            path = (root / str(rec[field])).resolve()
-            if not path.is_relative_to(root):
+            path, st = _resolve_file(root, str(rec[field]), parents)
+            if not path.startswith(prefix):
                 raise InputError(str(rec[field]), f"{root / MANIFEST}", "paths inside the data folder")
-            if not path.is_file():
-                raise InputError(str(path), "distilled data",
+            if st is None or not stat.S_ISREG(st.st_mode):
+                raise InputError(path, "distilled data",
                                  "an existing file listed in manifest.jsonl (re-run distillation to resume)")
             if check_hashes:
                 if path not in known:
-                    known[path] = sha256_file(path)
+                    known[path] = _sha256_memo(path, st)
                 if known[path] != rec[f"{field}_sha256"]:
-                    raise InputError(str(path), "distilled data",
+                    raise InputError(path, "distilled data",
                                      "the sha256 recorded in manifest.jsonl (file changed; re-run distillation)")
     return records
+
+
+_HASHES: dict[str, tuple[tuple, str]] = {}           # file -> (its stat key when hashed, sha256)
+_MANIFESTS: dict[str, tuple[tuple, list[dict]]] = {}  # manifest.jsonl -> (stat key when read, records)
+
+
+def _stat_key(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _sha256_memo(path: str, st: os.stat_result) -> str:
+    key = _stat_key(st)
+    hit = _HASHES.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    digest = sha256_file(path)
+    _HASHES[path] = (key, digest)
+    return digest
+
+
+def _read_manifest_memo(root: Path) -> list[dict]:
+    """read_manifest(root), parsed again only when manifest.jsonl's stat changed; fresh dicts each call."""
+    path = root / MANIFEST
+    try:
+        key = _stat_key(path.stat())
+    except OSError:
+        return read_manifest(root)  # missing: read_manifest says what is wrong
+    hit = _MANIFESTS.get(str(path))
+    if hit is None or hit[0] != key:
+        hit = (key, read_manifest(root))
+        _MANIFESTS[str(path)] = hit
+    return [dict(r) for r in hit[1]]  # callers may edit what they get
+
+
+def _resolve_file(root: Path, rel: str, parents: dict[str, str]) -> tuple[str, os.stat_result | None]:
+    """(real path, its stat or None) of ``root/rel``, as ``Path.resolve`` gives it, for one lstat
+    per file: the file's folder is resolved once per call, the file itself only if it is a link."""
+    joined = os.path.join(str(root), rel)
+    folder, name = os.path.split(joined)
+    try:
+        lst = os.lstat(joined)
+    except OSError:
+        lst = None
+    if lst is None or stat.S_ISLNK(lst.st_mode) or name in ("", ".", ".."):
+        real = os.path.realpath(joined)
+        try:
+            return real, os.stat(real)
+        except OSError:
+            return real, None
+    if folder not in parents:
+        parents[folder] = os.path.realpath(folder)
+    return os.path.join(parents[folder], name), lst
 
 
 def manifest_files(out: Path, shard: tuple[int, int] | None) -> list[Path]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -169,10 +170,35 @@ def proxy_per_image(outputs: torch.Tensor, targets: torch.Tensor, device: str = 
     net = load_effnet_lite0(device)
     values = []
     for o, t in zip(outputs.split(_CHUNK), targets.split(_CHUNK)):
-        fo, ft = (net.taps(lite_normalise(_unit(x).to(device) * 255.0)) for x in (o, t))
-        per_layer = [((_unit_norm(a) - _unit_norm(b)) ** 2).sum(1).mean((1, 2)) for a, b in zip(fo, ft)]
+        fo = net.taps(lite_normalise(_unit(o).to(device) * 255.0))
+        per_layer = [((_unit_norm(a) - b) ** 2).sum(1).mean((1, 2)) for a, b in zip(fo, _target_taps(net, t, device))]
         values.append(torch.stack(per_layer).mean(0).cpu())
     return torch.cat(values)
+
+
+# Every run of a concept is scored against the same targets: their unit-normalised taps are kept
+# per process (least recently used dropped past this many bytes) instead of recomputed per run.
+TAP_MEMO_BYTES = 256 << 20
+_TAP_MEMO: OrderedDict = OrderedDict()
+
+
+def _target_taps(net, targets: torch.Tensor, device) -> list[torch.Tensor]:
+    """``_unit_norm`` of ``net.taps`` of one chunk of targets, remembered by the chunk's bytes, the
+    net and the thread count (a reduction's rounding may follow the threads): a hit is the same tensors."""
+    import hashlib
+
+    digest = hashlib.sha256(targets.contiguous().cpu().numpy().tobytes()).hexdigest()
+    key = (id(net), str(device), torch.get_num_threads(), str(targets.dtype), tuple(targets.shape), digest)
+    hit = _TAP_MEMO.get(key)
+    if hit is not None:
+        _TAP_MEMO.move_to_end(key)
+        return hit[1]
+    taps = [_unit_norm(b) for b in net.taps(lite_normalise(_unit(targets).to(device) * 255.0))]
+    size = sum(x.numel() * x.element_size() for x in taps)
+    _TAP_MEMO[key] = (net, taps, size)  # the net is held so that its id is not reused while the entry lives
+    while len(_TAP_MEMO) > 1 and sum(v[2] for v in _TAP_MEMO.values()) > TAP_MEMO_BYTES:
+        _TAP_MEMO.popitem(last=False)
+    return taps
 
 
 def _unit_norm(x: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:

@@ -160,3 +160,26 @@ def test_lpips_loads_trunk_from_found_file_and_linear_layers_from_package(monkey
     assert torch.equal(model.lin0.model[1].weight, shipped["lin0.model.1.weight"])
     r = q.evaluate_images(x, _blur(x, 1.5))  # 'auto' now picks LPIPS
     assert r["protocol"]["perceptual"] == "lpips-alex" and r["metrics"]["perceptual"] > 0
+
+
+def test_proxy_reuses_the_targets_taps_bit_for_bit_and_only_for_the_same_targets(monkeypatch):
+    """The targets' taps are remembered per process: a second scoring against the same targets runs
+    the backbone on the outputs only, and gives the very same per-image distances."""
+    monkeypatch.setattr(q, "_TAP_MEMO", type(q._TAP_MEMO)())
+    targets = _crops(40, seed=4)  # two chunks of 32 and 8
+    outputs = _blur(targets, 1.5)
+    net = q.load_effnet_lite0("cpu")
+    calls = []
+    real = type(net).taps
+    monkeypatch.setattr(type(net), "taps", lambda self, x, *a: calls.append(len(x)) or real(self, x, *a))
+    cold = q.proxy_per_image(outputs, targets)
+    assert sorted(calls) == [8, 8, 32, 32]
+    warm = q.proxy_per_image(outputs, targets)
+    assert torch.equal(cold, warm) and sorted(calls[4:]) == [8, 32]  # outputs only
+    edited = targets.clone()
+    edited[0, 0, 0, 0] ^= 1  # one pixel of one target
+    q.proxy_per_image(outputs, edited)
+    assert sorted(calls[6:]) == [8, 32, 32]  # its chunk is new, the other chunk is remembered
+    monkeypatch.setattr(q, "TAP_MEMO_BYTES", 0)  # past the bound a new entry drops every older one
+    q.proxy_per_image(outputs[:8], edited[:8] ^ 1)
+    assert len(q._TAP_MEMO) == 1
