@@ -132,14 +132,14 @@ def test_reproduce_log_is_quiet_and_leaves_the_reference_report_alone(tmp_path):
     reports/tiny/ is the committed reference."""
     import shutil
 
-    committed = Path(__file__).resolve().parents[1] / "reports" / "tiny"
+    committed = Path(__file__).resolve().parents[2] / "reports" / "tiny"
     reference = tmp_path / "reports" / "tiny"
     for part in ("base", "main/tables"):
         shutil.copytree(committed / part, reference / part)
     before = _tree(tmp_path / "reports")
     write_micro_toml(tmp_path / "micro.toml", train={"steps": 4, "ckpt_every": 2})
     (tmp_path / "mini.toml").write_text(MICRO_SPEC)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "e2gan.cli", "reproduce", "--config", "micro.toml", "--specs",
                            "mini.toml", "--reference", "reports"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=900)
