@@ -137,8 +137,12 @@ def run_fleet(spec: Path, url: str, runs: Path, logs: Path, *, workers: int = 4,
                 i, p = rng.choice(targets)
                 p.send_signal(signal.SIGKILL)
                 p.wait()
+                # The snapshot is up to one poll old: the worker may have recorded its cell COMPLETE
+                # just before it died. Read again now that it is dead: RUNNING means it interrupted.
+                after = {r["number"]: r["state"] for r in read_trials(url, name) or []}
                 kills.append({"pid": p.pid, "trial": held[p.pid]["number"], "cell": held[p.pid]["cell"],
-                              "at_s": round(now - t0, 1)})
+                              "at_s": round(now - t0, 1),
+                              "interrupted": after.get(held[p.pid]["number"], "RUNNING") == "RUNNING"})
                 if len(kills) > 1:  # the first one killed is never replaced
                     start("worker")
                 next_kill = now + kill_every * rng.uniform(0.5, 1.5)
