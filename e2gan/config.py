@@ -107,6 +107,7 @@ class AdaptConfig:
     pix2pix_ngf: int = 64
     pix2pix_blocks: int = 9
     seed: int = 0
+    curve_points: int = 0             # validations per run for the learning curve (0: once per epoch)
 
 
 @dataclass
@@ -149,6 +150,8 @@ class Config:
             d["model"].pop("concept_encoder")
         if d["adapt"]["selection_features"] == "encoder":  # the default: keys of earlier runs stay valid
             d["adapt"].pop("selection_features")
+        if not d["adapt"]["curve_points"]:  # the default: keys of earlier runs stay valid
+            d["adapt"].pop("curve_points")
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -185,7 +188,7 @@ POSITIVE = {
 }
 NON_NEGATIVE = {("model", "n_blocks_before"), ("model", "n_blocks_after"), ("train", "lambda_l1"),
                 ("train", "max_time_s"), ("train", "num_workers"), ("adapt", "max_time_s"),
-                ("adapt", "train_pairs")}
+                ("adapt", "train_pairs"), ("adapt", "curve_points")}
 
 
 def _merge_section(obj: Any, values: dict, where: str, section: str) -> None:

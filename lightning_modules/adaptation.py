@@ -154,7 +154,8 @@ def _adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, ru
     atomic_write_json(run_dir / "config.json", train_cfg.to_dict())
     t0 = time.perf_counter()
     summary = fit(train_cfg, run_dir, data_root, [concept], {concept: parts["concept_id"]}, generator, disc,
-                  progress=progress, train_indices=train_indices, extra_callbacks=extra_callbacks)
+                  progress=progress, train_indices=train_indices, extra_callbacks=extra_callbacks,
+                  curve_points=a.curve_points)
     if summary is None:
         return None
     summary.update(fit_wall_seconds=time.perf_counter() - t0, method=a.method, concept=concept,
@@ -163,6 +164,9 @@ def _adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, ru
                    flops_per_step=flops_step, embedding_init=parts["embedding_init"] or
                    (a.embedding_init if a.method in ("lora", "full") else None),
                    train_pairs=len(train_indices) if train_indices is not None else None)
+    # Counted FLOPs to each point, as the run's train_flops is counted (per step, every device).
+    for point in summary.get("curve") or []:
+        point["flops"] = point["step"] * flops_step * summary.get("world_size", 1)
     extra = {"gan_step": summary["gan_step"], "data": str(data_root), "kind": "adapt", "method": a.method,
              "n_base_concepts": parts["n_base"], "base": str(base_run) if base_run else None}
     if parts["spec"] is not None:

@@ -1,4 +1,5 @@
-"""Callbacks: training wall time that excludes validation, carried across resumes, and its budget."""
+"""Callbacks: training wall time that excludes validation, carried across resumes, its budget, and the
+learning curve recorded at each validation."""
 from __future__ import annotations
 
 import time
@@ -35,6 +36,33 @@ class TrainClock(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.train_seconds = float(state_dict.get("train_seconds", 0.0))
         self.images_seen = int(state_dict.get("images_seen", 0))
+
+
+class LearningCurve(L.Callback):
+    """One point per validation: {step, train_seconds, images_seen, val_psnr}, read from ``clock``.
+
+    The points travel in every checkpoint, so a resumed run's curve is the uninterrupted one's.
+    """
+
+    def __init__(self, clock: TrainClock, monitor: str = "val_psnr"):
+        self.clock, self.monitor = clock, monitor
+        self.points: list[dict] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        step = int(getattr(pl_module, "gan_step", trainer.global_step))
+        if self.points and self.points[-1]["step"] >= step:  # a stop that lands on a validation step
+            return
+        self.points.append({"step": step, "train_seconds": self.clock.train_seconds,
+                            "images_seen": self.clock.images_seen,
+                            self.monitor: float(trainer.callback_metrics[self.monitor])})
+
+    def state_dict(self) -> dict:
+        return {"points": [dict(p) for p in self.points]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.points = [dict(p) for p in state_dict.get("points", [])]
 
 
 class OptunaPruning(L.Callback):

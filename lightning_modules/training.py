@@ -19,7 +19,7 @@ from e2gan.errors import InputError
 from e2gan.io import atomic_write, atomic_write_json, remove_stale_temps
 from e2gan.metrics.cost import peak_memory_bytes
 from e2gan.nets.registry import read_checkpoint
-from lightning_modules.callbacks import TrainClock
+from lightning_modules.callbacks import LearningCurve, TrainClock
 from lightning_modules.data_module import PairedDataModule
 from lightning_modules.gan_module import NonFiniteLoss, PairedGANModule
 
@@ -110,14 +110,30 @@ class StepReport(L.Callback):
             self.report(pl_module.gan_step, self.total, "steps")
 
 
+def val_check_interval(steps_per_epoch: int, epochs: int, curve_points: int) -> int | float:
+    """Lightning's ``val_check_interval`` for at least ``curve_points`` validations per run.
+
+    Extra validations fall inside the existing epochs (epochs, and so the per-epoch seeding of the
+    sampler, stay as they are); the interval divides the epoch, so every epoch still ends with one.
+    1.0 (once per epoch, as without curve points) when the epochs already give enough.
+    """
+    per_epoch = math.ceil(curve_points / max(1, epochs))
+    if per_epoch <= 1:
+        return 1.0
+    k = next(k for k in range(min(per_epoch, steps_per_epoch), steps_per_epoch + 1) if steps_per_epoch % k == 0)
+    return steps_per_epoch // k if k > 1 else 1.0
+
+
 def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[str],
         concept_index: dict[str, int], generator: torch.nn.Module, discriminator: torch.nn.Module | None,
         *, progress: bool | Callable[[int, int, str], None] = True, train_indices: list[int] | None = None,
-        extra_callbacks: list | None = None) -> dict | None:
+        extra_callbacks: list | None = None, curve_points: int = 0) -> dict | None:
     """Train ``generator`` (and ``discriminator``) on ``concepts``; returns a summary on rank 0.
 
     Re-running with the same ``run_dir`` resumes from its newest checkpoint (see ``resume_point``).
     ``progress``: Lightning's bar (True), nothing (False), or a callable (step, total, "steps").
+    ``curve_points``: validate at least this many times per run (0: once per epoch); every
+    validation adds a point to the summary's ``curve``.
     """
     run_dir = Path(run_dir)
     if run_dir.is_dir():
@@ -132,6 +148,7 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                             steps_per_epoch=steps_per_epoch, seed=t.seed, num_workers=t.num_workers,
                             train_indices=train_indices)
     clock = TrainClock(max_train_seconds=t.max_time_s)
+    curve = LearningCurve(clock)
     ckpt_dir = run_dir / "checkpoints"
     # No version counter: an epoch replayed after a kill overwrites its step file, never adds a "-v1".
     checkpoints = ModelCheckpoint(dirpath=ckpt_dir, filename="step-{gan_step:06.0f}", auto_insert_metric_name=False,
@@ -139,11 +156,12 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
                                   enable_version_counter=False)
     attempt = len(list((run_dir / "logs").glob("attempt-*"))) if (run_dir / "logs").exists() else 0
     trainer = L.Trainer(max_epochs=epochs, logger=CSVLogger(run_dir, name="logs", version=f"attempt-{attempt}"),
-                        callbacks=[clock, checkpoints, *(extra_callbacks or []),
+                        callbacks=[clock, curve, checkpoints, *(extra_callbacks or []),
                                    *([StepReport(progress, t.steps)] if callable(progress) else [])],
                         enable_progress_bar=bool(progress) and not callable(progress),
                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=min(10, steps_per_epoch),
                         use_distributed_sampler=False, check_val_every_n_epoch=1,
+                        val_check_interval=val_check_interval(steps_per_epoch, epochs, curve_points),
                         plugins=[AtomicCheckpointIO()], **_trainer_device_args(cfg))
     resume = resume_point(ckpt_dir) if ckpt_dir.is_dir() else None
     try:
@@ -152,7 +170,8 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
     except NonFiniteLoss as exc:  # diverged: record why, then stop this run with one line
         if trainer.is_global_zero:
             atomic_write_json(run_dir / "train.json", {"gan_step": module.gan_step, "stopped_by": "diverged",
-                                                       "reason": str(exc), "train_seconds": clock.train_seconds})
+                                                       "reason": str(exc), "train_seconds": clock.train_seconds,
+                                                       "curve": curve.points})
         raise InputError(f"training diverged: {exc}", str(run_dir),
                          "finite losses and weights (lower the learning rate)") from None
     if not trainer.is_global_zero:
@@ -168,6 +187,7 @@ def fit(cfg: Config, run_dir: str | Path, data_root: str | Path, concepts: list[
         "world_size": trainer.world_size,
         "precision": str(trainer.precision),
         "peak_memory": peak_memory_bytes(trainer.strategy.root_device),
+        "curve": curve.points,   # one point per validation (val split), training seconds exclude validation
     }
     atomic_write_json(run_dir / "train.json", summary)
     return summary

@@ -164,6 +164,9 @@ def run_cost(generator: nn.Module, cfg, train_summary: dict | None, n_concepts_t
         "concepts_trained": n_concepts_trained,
         "peak_memory": s.get("peak_memory"),
         "stopped_by": s.get("stopped_by"),
+        # The learning curve (val split) up to this run's or checkpoint's step, FLOPs counted like train_flops.
+        "curve": [{**p, "flops": p.get("flops", p["step"] * flops_step * world)}
+                  for p in s.get("curve") or [] if p["step"] <= steps],
     }
 
 
