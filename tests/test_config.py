@@ -26,6 +26,7 @@ def test_unknown_preset_names_choices():
     ({"train": {"lambda_l1": -1.0}}, r">= 0"),
     ({"eval": {"n_test": 0}}, r"'eval.n_test' = 0 .*a positive number"),
     ({"eval": {"n_val": 2.5}}, r"'eval.n_val' = 2.5 .*a int"),
+    ({"adapt": {"curve_points": -1}}, r"'adapt.curve_points' = -1 .*a number >= 0"),
 ])
 def test_bad_overrides_name_the_key(overrides, message):
     with pytest.raises(InputError, match=message):
@@ -107,7 +108,7 @@ def test_selection_features_is_recorded_and_the_default_leaves_keys_unchanged():
 
     default = get_preset("tiny")
     assert default.adapt.selection_features == "encoder" and default.to_dict()["adapt"]["selection_features"] == "encoder"
-    old = {k: v for k, v in default.to_dict()["adapt"].items() if k != "selection_features"}
+    old = {k: v for k, v in default.to_dict()["adapt"].items() if k not in ("selection_features", "curve_points")}
     assert default.key("adapt") == hashlib.sha256(json.dumps({"adapt": old}, sort_keys=True).encode()).hexdigest()[:10]
     keys = {default.key("adapt")}
     for kind in ("effnet-lite0", "clip"):
@@ -115,3 +116,11 @@ def test_selection_features_is_recorded_and_the_default_leaves_keys_unchanged():
         assert cfg.to_dict()["adapt"]["selection_features"] == kind  # what result.json's config records
         keys.add(cfg.key("adapt"))
     assert len(keys) == 3
+
+
+def test_curve_points_default_leaves_keys_unchanged_and_a_curve_run_gets_its_own():
+    default = get_preset("tiny")
+    assert default.adapt.curve_points == 0
+    zero = apply_overrides(get_preset("tiny"), {"adapt": {"curve_points": 0}}, "x")
+    five = apply_overrides(get_preset("tiny"), {"adapt": {"curve_points": 5}}, "x")
+    assert zero.key("adapt") == default.key("adapt") != five.key("adapt")
