@@ -89,6 +89,9 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
                               xlabel="trainable parameters per concept", ylabel=ylab,
                               title="Trainable parameters vs quality", maximize_y=ctx.maximize, log_x=True)
         add("params-quality", "Trainable parameters vs quality", p, ci)
+        from e2gan.reporting.curves import curve_figures  # none without recorded curves: the table says so
+        for key, title, path, caption in curve_figures(ctx, folder, label):
+            add(key, title, path, caption)
     elif ctx.kind == "ranks":
         p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric, label), folder / "rank-budget.png",
                               xlabel="trainable parameters (rank budget)", ylabel=ylab,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from e2gan.reporting.curves import steps_to_target_table
 from e2gan.reporting.paper_tables.base_model import base_model_table
 from e2gan.reporting.paper_tables.cost import training_cost_table
 from e2gan.reporting.paper_tables.data_count import data_count_table
@@ -16,7 +17,7 @@ from e2gan.reporting.table import Table
 
 
 BUILDERS: dict[str, list[Callable[[StudyContext], Table]]] = {
-    "main": [main_quality_table, per_concept_table, training_cost_table, latency_table],
+    "main": [main_quality_table, per_concept_table, training_cost_table, steps_to_target_table, latency_table],
     "base-model": [base_model_table, per_concept_table],
     "layers": [layers_table, per_concept_table],
     "ranks": [ranks_table, per_concept_table],
