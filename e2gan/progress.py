@@ -20,8 +20,9 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def eta_seconds(finished: list[float], remaining: int) -> float | None:
-    """Time left: the mean time of the cells finished so far times the cells still to run.
+def eta_seconds(finished: list[float], remaining: int, workers: int = 1) -> float | None:
+    """Time left: the mean time of the cells finished so far times the cells still to run, shared
+    by ``workers`` running cells side by side.
 
     None before the first cell has finished (nothing to estimate from); 0 when none remain.
     """
@@ -29,7 +30,7 @@ def eta_seconds(finished: list[float], remaining: int) -> float | None:
         return 0.0
     if not finished:
         return None
-    return sum(finished) / len(finished) * remaining
+    return sum(finished) / len(finished) * remaining / max(1, workers)
 
 
 def cell_label(cell: dict) -> str:
@@ -69,6 +70,7 @@ class RunDisplay:
         self.counts: _Counts | None = None
         self.finished: list[float] = []  # seconds of every cell finished in this run (the ETA's sample)
         self._cell_t0: float | None = None
+        self.workers = 1  # processes running cells side by side (the ETA shares the cells left)
         self._steps: tuple | None = None  # (time, done, total, unit) when the current job was first seen
         self._step_eta: float | None = None
         self._printed_fraction = 0
@@ -147,8 +149,12 @@ class RunDisplay:
     def cell_finished(self, label: str, outcome: str) -> float:
         """Record the cell's time for the ETA; on a log, print its line. Call after ``cells``."""
         seconds = self.clock() - (self._cell_t0 if self._cell_t0 is not None else self.clock())
-        self.finished.append(seconds)
         self._cell_t0 = None
+        return self.cell_done(label, outcome, seconds)
+
+    def cell_done(self, label: str, outcome: str, seconds: float) -> float:
+        """A cell finished in ``seconds`` (timed elsewhere: by a worker process)."""
+        self.finished.append(seconds)
         if self.enabled and not self.tty:
             self.line(f"{self.stage_text}: {label} {outcome} in {format_duration(seconds)} | "
                       f"{self._count_text()} | {self._times(self.eta())}")
@@ -158,7 +164,7 @@ class RunDisplay:
     # -- rendering --------------------------------------------------------------------------------
     def eta(self) -> float | None:
         if self.counts is not None:
-            left = eta_seconds(self.finished, self.counts.remaining)
+            left = eta_seconds(self.finished, self.counts.remaining, self.workers)
             if left and self._cell_t0 is not None:  # the running cell counts down, up to a mean cell's time
                 mean = sum(self.finished) / len(self.finished)
                 left -= min(self.clock() - self._cell_t0, mean)

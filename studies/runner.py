@@ -346,16 +346,26 @@ def status_line(st: dict) -> str:
             f"{s.get('waiting', 0)} waiting, {s.get('fail', 0)} failed, {s.get('pruned', 0)} pruned{best}")
 
 
+def worker_command(spec: StudySpec, storage_url: str, preset: str, runs: str | Path,
+                   max_retries: int = MAX_RETRIES, patience: float | None = None) -> list[str]:
+    """The command line of one `e2gan study worker` process on this study."""
+    return [sys.executable, "-m", "e2gan.cli", "study", "worker", spec.path, "--storage", storage_url,
+            "--preset", preset, "--runs", str(runs), "--no-progress", "--max-retries", str(max_retries),
+            "--storage-patience", str(PATIENCE_S if patience is None else patience),
+            *(["--config", spec.user_config] if spec.user_config else [])]
+
+
+def worker_env(threads: int) -> dict:
+    """The environment of a worker process limited to ``threads`` CPU threads."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
 def spawn_workers(spec: StudySpec, storage_url: str, preset: str, runs: str | Path, n: int,
                   poll_s: float = 2.0, progress: bool = True, max_retries: int = MAX_RETRIES,
                   patience: float | None = None, study=None) -> list[int]:
     """Start ``n`` worker processes on the study and show progress until they all exit."""
-    threads = max(1, (os.cpu_count() or 1) // n)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [sys.executable, "-m", "e2gan.cli", "study", "worker", spec.path, "--storage", storage_url,
-           "--preset", preset, "--runs", str(runs), "--no-progress", "--max-retries", str(max_retries),
-           "--storage-patience", str(PATIENCE_S if patience is None else patience),
-           *(["--config", spec.user_config] if spec.user_config else [])]
+    env = worker_env(max(1, (os.cpu_count() or 1) // n))
+    cmd = worker_command(spec, storage_url, preset, runs, max_retries, patience)
     procs = [subprocess.Popen(cmd, env=env) for _ in range(n)]
     study = study or load_study(spec, storage_url, preset, patience=patience)
     last = ""

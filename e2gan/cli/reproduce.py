@@ -1,7 +1,8 @@
 """`reproduce`: data, base model, every study's cells, reports — behind one display.
 
 Each stage either does its work or, when there is none left, prints the one line saying it was
-found complete. Cells run one at a time through ``runner.work(max_trials=1)``; the display's
+found complete. Cells run one at a time through ``runner.work(max_trials=1)``, or a grid's on several
+worker processes (``grid_workers``); the display's
 counts come from the study storage (``runner.status``), its ETA from the cells finished in this
 run. The reports land where the caller says (by default under the runs folder), never over the
 committed reference report, which is compared with them at the end.
@@ -107,7 +108,9 @@ def _reporter(display: RunDisplay):
     return lambda done, total, unit: display.steps(done, total, unit)
 
 
-def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage: int) -> None:
+def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage: int, workers: int = 1) -> None:
+    """Every study's cells; a grid's on ``workers`` processes side by side when more than 1."""
+    from e2gan.cli.grid_workers import run_grid_in_workers
     from studies import runner
 
     opened = []
@@ -129,7 +132,10 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
         display.task("data and base models")
         runner.prepare(spec, preset, runs, progress=_reporter(display) if display.enabled else False)
         failed = 0
-        while True:
+        if grid and workers > 1:
+            run_grid_in_workers(spec, url, study, preset, runs, display, workers, later,
+                                max_retries=_retries(spec).get("max_retries"))
+        while not (grid and workers > 1):
             st = runner.status(study, spec, preset)
             left = remaining_cells(st, grid)
             display.cells(st["expected"], st["done"], 1 if left else 0, failed, left + later)
@@ -154,8 +160,10 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
         display.line(f"  {runner.status_line(runner.status(study, spec, preset))}")
 
 
-def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay) -> tuple[Path, dict] | None:
-    """Every stage; returns (index.html, the base's result), None in DDP worker processes."""
+def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay,
+              workers: int = 1) -> tuple[Path, dict] | None:
+    """Every stage; returns (index.html, the base's result), None in DDP worker processes.
+    ``workers``: processes running a grid's cells side by side (``grid_workers``)."""
     from e2gan.pipeline.base import base_dir, base_is_complete, ensure_base
     from e2gan.pipeline.data import ensure_data
     from e2gan.pipeline.evaluate import ensure_result
@@ -190,7 +198,7 @@ def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDispl
     else:
         display.line(f"[2/{display.n_stages}] base model: {done} -> {run_dir}")
 
-    run_studies(specs, cfg.preset, runs, display, first_stage=3)
+    run_studies(specs, cfg.preset, runs, display, first_stage=3, workers=workers)
     display.stage(display.n_stages, "writing the reports")
     index = write_reports(specs, cfg.preset, runs, reports_root, result, run_dir)
     return index, result

@@ -113,6 +113,21 @@ def cmd_report(args) -> str:
     return f"report {cfg.preset}: {len(specs)} studies (what is in storage now, nothing run) -> {index}"
 
 
+def workers_from_args(args, cfg) -> int:
+    from e2gan.cli.grid_workers import auto_workers
+    from e2gan.errors import InputError
+
+    if args.workers == "auto":
+        return auto_workers(cfg)
+    try:
+        n = int(args.workers)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"--workers {args.workers}", "reproduce", "'auto' or a whole number of processes >= 1")
+    return n
+
+
 def cmd_reproduce(args) -> str:
     from e2gan.progress import RunDisplay
     from e2gan.cli.reproduce import closing_lines, reproduce
@@ -122,7 +137,7 @@ def cmd_reproduce(args) -> str:
     specs = specs_from_args(args)
     reports = reports_root(args)
     with RunDisplay(3 + len(specs), enabled=not args.no_progress and not is_worker_rank()) as display:
-        done = reproduce(cfg, specs, args.runs, reports, display)
+        done = reproduce(cfg, specs, args.runs, reports, display, workers=workers_from_args(args, cfg))
     if done is None:  # a DDP worker process: rank 0 reports
         return ""
     index, result = done
