@@ -361,9 +361,19 @@ def _eval_share(d: dict) -> list[str]:
             f"Metrics of the two paths agree to {d['max_relative_metric_difference']:.1e} relative."]
 
 
+def _cell_rate(d: dict) -> list[str]:
+    w, r, t = d["wall_seconds"], d["cells_per_minute"], d["threads"]
+    return [f"{d['cells']} cells ({', '.join(d['arms'])} on {d['concept']}, seeds {d['seeds']}), each side in a fresh runs "
+            "folder sharing the data and base model, cold feature cache.", "",
+            "| side | threads per process | wall s | cells/min |", "|---|---|---|---|",
+            f"| one process | {t['one_process']} | {w['one_process']:.0f} | {r['one_process']:.2f} |",
+            f"| two workers | {t['two_workers']} | {w['two_workers']:.0f} | {r['two_workers']:.2f} |", "",
+            f"One process ÷ two workers: {d['speedup']:.2f}×."]
+
+
 DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
            "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost, "chaos": _chaos,
-           "eval_share": _eval_share}
+           "eval_share": _eval_share, "cell_rate": _cell_rate}
 
 
 def render_run(report: dict) -> str:

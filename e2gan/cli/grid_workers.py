@@ -5,10 +5,11 @@ through the study storage (never one cell twice), and their output goes to a log
 ``<runs>/logs/`` so that the display stays one line. The display's counts, the cells finished and
 their times come from the storage, polled; the ETA divides the cells left by the workers.
 
-Why: on 2 CPU cores a 100-step cell's small convolutions use a second thread poorly (1 thread:
-41 s of training, 2 threads: 27 s), so two one-thread workers finish more cells per minute than
-one two-thread process (measured in ``benchmarks.cell_rate``). A cell's numbers depend on its
-thread count (a reduction's rounding), not on which worker ran it or next to what.
+Measured on 2 CPU cores (``benchmarks.cell_rate``), two one-thread workers finished the main
+comparison's cells 0.91x as fast as one two-thread process: one thread trains a cell in 41 s
+against 27 s for two, and two cells side by side contend for the same memory bandwidth. So the
+default stays one process; more workers are for machines with more cores than a cell can use.
+A cell's numbers depend on its thread count (a reduction's rounding), not on which worker ran it.
 """
 from __future__ import annotations
 
@@ -20,13 +21,6 @@ from pathlib import Path
 from e2gan.progress import RunDisplay, cell_label
 
 OUTCOMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
-
-
-def auto_workers(cfg, cores: int | None = None) -> int:
-    """Worker processes for ``reproduce --workers auto``: two one-thread workers on a CPU with at
-    least 2 cores (the measured gain), one process otherwise (an accelerator, or a single core)."""
-    cores = cores or os.cpu_count() or 1
-    return 2 if cfg.train.accelerator == "cpu" and cores >= 2 else 1
 
 
 def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, display: RunDisplay, n: int,
@@ -84,11 +78,10 @@ def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, di
 
 def _update(display: RunDisplay, spec, study, preset: str, failed: int, later: int) -> None:
     from studies import runner
-    from e2gan.cli.reproduce import remaining_cells
 
     st = runner.status(study, spec, preset)
-    display.cells(st["expected"], st["done"], st["states"].get("running", 0), failed,
-                  remaining_cells(st, True) + later)
+    running = st["states"].get("running", 0)  # a grid's cells left: waiting + running
+    display.cells(st["expected"], st["done"], running, failed, st["states"].get("waiting", 0) + running + later)
 
 
 def _seconds(trial) -> float:

@@ -163,9 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None,
                    help="reference reports to compare with (default: the checkout's reports/, when present)")
     p.add_argument("--specs", default=None, help="comma-separated study specs or files, 'all' (the default: every built-in spec) or 'none' (the base model only)")
-    p.add_argument("--workers", default="auto",
-                   help="processes running a grid's cells side by side, each with cores/N threads "
-                        "(default auto: 2 on a CPU with 2+ cores, else 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes running a grid's cells side by side, each with cores/N threads (default 1)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("report", help="rebuild <runs>/reports/<preset>/ from the studies' storage and result.json files")

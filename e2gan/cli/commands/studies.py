@@ -113,19 +113,12 @@ def cmd_report(args) -> str:
     return f"report {cfg.preset}: {len(specs)} studies (what is in storage now, nothing run) -> {index}"
 
 
-def workers_from_args(args, cfg) -> int:
-    from e2gan.cli.grid_workers import auto_workers
+def workers_from_args(args) -> int:
     from e2gan.errors import InputError
 
-    if args.workers == "auto":
-        return auto_workers(cfg)
-    try:
-        n = int(args.workers)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise InputError(f"--workers {args.workers}", "reproduce", "'auto' or a whole number of processes >= 1")
-    return n
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers}", "reproduce", "a whole number of processes >= 1")
+    return args.workers
 
 
 def cmd_reproduce(args) -> str:
@@ -137,7 +130,7 @@ def cmd_reproduce(args) -> str:
     specs = specs_from_args(args)
     reports = reports_root(args)
     with RunDisplay(3 + len(specs), enabled=not args.no_progress and not is_worker_rank()) as display:
-        done = reproduce(cfg, specs, args.runs, reports, display, workers=workers_from_args(args, cfg))
+        done = reproduce(cfg, specs, args.runs, reports, display, workers=workers_from_args(args))
     if done is None:  # a DDP worker process: rank 0 reports
         return ""
     index, result = done
