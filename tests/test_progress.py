@@ -97,3 +97,11 @@ def test_step_progress_eta_from_its_own_rate_and_a_log_line_per_quarter():
     clock.t += 4.0
     display.steps(20, 100)
     assert display.eta() == pytest.approx(16.0)  # 80 steps left at 5 steps/s
+
+
+def test_eta_shares_the_cells_left_among_workers():
+    from e2gan.progress import eta_seconds
+
+    assert eta_seconds([10.0, 20.0], 4) == 60.0
+    assert eta_seconds([10.0, 20.0], 4, workers=2) == 30.0
+    assert eta_seconds([10.0], 0, workers=2) == 0.0 and eta_seconds([], 3, workers=2) is None

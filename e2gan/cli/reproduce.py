@@ -131,33 +131,41 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
         display.stage(index, f"{title}: {spec.title}", short=title)
         display.task("data and base models")
         runner.prepare(spec, preset, runs, progress=_reporter(display) if display.enabled else False)
-        failed = 0
         if grid and workers > 1:
             run_grid_in_workers(spec, url, study, preset, runs, display, workers, later,
                                 max_retries=_retries(spec).get("max_retries"))
-        while not (grid and workers > 1):
-            st = runner.status(study, spec, preset)
-            left = remaining_cells(st, grid)
-            display.cells(st["expected"], st["done"], 1 if left else 0, failed, left + later)
-            if not left:
-                break
-            label = _next_label(study, spec)
-            display.cell_started(label)
-            # The study loaded above is reused (work reseeds its sampler): one storage for the run.
-            counts = runner.work(spec, url, preset, runs, max_trials=1, study=study, **_retries(spec))
-            if not any(counts.values()):
-                break
-            failed += counts["failed"]
-            outcome = next(k for k, v in counts.items() if v)
-            st = runner.status(study, spec, preset)
-            display.cells(st["expected"], st["done"], 0, failed, remaining_cells(st, grid) + later)
-            display.cell_finished(label, outcome)
+        else:
+            _run_cells_here(spec, url, study, preset, runs, display, grid, later)
         display.counts = None
         if spec.greedy or spec.latency:
             display.task("greedy rank search and latency" if spec.greedy and spec.latency
                          else "greedy rank search" if spec.greedy else "latency per arm")
             after_grid(spec, study, preset, runs, progress=False, say=display.line)
         display.line(f"  {runner.status_line(runner.status(study, spec, preset))}")
+
+
+def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunDisplay, grid: bool, later: int) -> None:
+    """The study's cells one at a time in this process. ``later``: cells of the studies after it."""
+    from studies import runner
+
+    failed = 0
+    while True:
+        st = runner.status(study, spec, preset)
+        left = remaining_cells(st, grid)
+        display.cells(st["expected"], st["done"], 1 if left else 0, failed, left + later)
+        if not left:
+            break
+        label = _next_label(study, spec)
+        display.cell_started(label)
+        # The study loaded above is reused (work reseeds its sampler): one storage for the run.
+        counts = runner.work(spec, url, preset, runs, max_trials=1, study=study, **_retries(spec))
+        if not any(counts.values()):
+            break
+        failed += counts["failed"]
+        outcome = next(k for k, v in counts.items() if v)
+        st = runner.status(study, spec, preset)
+        display.cells(st["expected"], st["done"], 0, failed, remaining_cells(st, grid) + later)
+        display.cell_finished(label, outcome)
 
 
 def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay,
