@@ -10,6 +10,7 @@ import json
 
 from studies.heartbeat import WORKER_ATTR, reap_stale, worker_id
 from studies.spec import StudySpec
+from studies.storage import rdb_of, retry
 
 MAX_RETRIES = 3
 DUPLICATE_ATTR = "e2gan:duplicate"
@@ -84,7 +85,7 @@ def _claim_waiting(study):
 
     storage = study._storage
     for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
-        if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+        if _claim(storage, t._trial_id):
             # Beat at once: a trial with no heartbeat yet is never found stale, so a worker killed
             # right after claiming would otherwise leave its cell RUNNING for ever.
             storage.record_heartbeat(t._trial_id)
@@ -98,3 +99,41 @@ def _claim_waiting(study):
                 continue
             return optuna.Trial(study, t._trial_id)
     return None
+
+
+def _claim(storage, trial_id: int) -> bool:
+    """WAITING -> RUNNING in one conditional UPDATE; True only for the one caller whose update hit.
+
+    Optuna's own claim reads the row, then writes it: on SQLite the read holds no lock (the driver
+    begins a transaction only at the write), so two workers can both see WAITING and both claim it.
+    """
+    from optuna.trial import TrialState
+
+    rdb = rdb_of(storage)
+    if rdb is None:
+        return storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)
+    return retry(storage.outage, _claim_row, rdb, trial_id) if hasattr(storage, "outage") else _claim_row(rdb, trial_id)
+
+
+def _claim_row(rdb, trial_id: int) -> bool:
+    import datetime
+
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    session = rdb.scoped_session()
+    try:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)  # the column holds UTC
+        done = session.execute(
+            sqlalchemy.update(models.TrialModel)
+            .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.WAITING)
+            .values(state=TrialState.RUNNING, _datetime_start_utc=now)
+            .execution_options(synchronize_session=False))
+        session.commit()
+        return done.rowcount == 1
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()

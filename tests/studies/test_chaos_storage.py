@@ -338,3 +338,39 @@ def test_a_worker_starting_while_the_server_restarts_waits_for_it(tmp_path, monk
     assert storage.get_all_studies() == []
     err = capsys.readouterr().err.strip().splitlines()
     assert [line.split(":")[0] for line in err] == ["storage lost", "storage back"]
+
+
+CLAIM_ALL = """
+import json, sys
+import optuna
+from studies.queue import _claim_waiting
+study = optuna.load_study(study_name="q", storage=sys.argv[1])
+got = []
+while (t := _claim_waiting(study)) is not None:
+    got.append(t._trial_id)
+print(json.dumps(got))
+"""
+
+
+def test_workers_claiming_at_once_never_claim_one_trial_twice(tmp_path):
+    """On SQLite a read-then-write claim let two workers both take a trial (and train one run
+    directory twice at once); the claim is one conditional UPDATE, so each trial has one owner."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=url)
+    for i in range(60):
+        study.enqueue_trial({}, user_attrs={"i": i})
+    root = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_ALL, url], cwd=root, stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    claimed = []
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0
+        claimed += json.loads(out.strip().splitlines()[-1])
+    assert sorted(claimed) == sorted(t._trial_id for t in study.get_trials(deepcopy=False))

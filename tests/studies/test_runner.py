@@ -223,7 +223,8 @@ def _four_workers(tmp_path, storage: str, name: str):
                           env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     states = cells_by_state(storage, f"{name}-tiny")
-    assert set(states) == {"COMPLETE"}
+    reasons = [t.user_attrs.get("fail_reason") for t in trials(storage, f"{name}-tiny") if t.state.name == "FAIL"]
+    assert set(states) == {"COMPLETE"}, f"failed cells' reasons: {reasons}; worker output: {proc.stderr[-3000:]}"
     assert len(states["COMPLETE"]) == len(set(states["COMPLETE"])) == 6
 
 
