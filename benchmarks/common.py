@@ -255,13 +255,13 @@ def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: f
     import torch
     import torch.nn.functional as F
 
-    from lightning_modules.gan_module import gan_loss
+    from lightning_modules.gan_module import gan_loss, nhwc, no_weight_grads
 
     g, d = generator.to(device).train(), discriminator.to(device).train()
     opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=lr_g, betas=betas)
     d_params = [p for p in d.parameters() if p.requires_grad]
     opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas) if d_params else None
-    src, tgt = batch["source"].to(device), batch["target"].to(device)
+    src, tgt = nhwc(batch["source"].to(device)), nhwc(batch["target"].to(device))
     cid = batch["concept_id"].to(device)
 
     def step() -> None:
@@ -271,9 +271,10 @@ def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: f
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-        loss_g = lambda_l1 * F.l1_loss(fake, tgt) + gan_loss(d(src, fake), True, gan_mode)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        with no_weight_grads(d):
+            loss_g = lambda_l1 * F.l1_loss(fake, tgt) + gan_loss(d(src, fake), True, gan_mode)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
         opt_g.step()
 
     return step

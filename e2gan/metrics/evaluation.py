@@ -24,7 +24,7 @@ def predict(generator: nn.Module, dataset: PairedDataset, batch_size: int = 32,
     generator = generator.to(device).eval()
     srcs, tgts, outs = [], [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        src = batch["source"].to(device)
+        src = batch["source"].to(device).contiguous(memory_format=torch.channels_last)  # as training runs
         out = generator(src, batch["concept_id"].to(device))
         srcs.append(to_uint8(batch["source"]))
         tgts.append(to_uint8(batch["target"]))
