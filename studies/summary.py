@@ -17,7 +17,7 @@ def trials_frame(study) -> pd.DataFrame:
 
 
 def summary_table(study, spec) -> str | None:
-    from e2gan.markdown_table import to_markdown
+    from e2gan.markdown_table import label_value, to_markdown
 
     df = trials_frame(study)
     if df.empty:
@@ -25,6 +25,8 @@ def summary_table(study, spec) -> str | None:
     keys = [k for k in ("arm", *spec.axes) if k in df.columns] or [c for c in spec.search if c in df.columns]
     if not keys:
         return None
+    for k in keys:  # list-valued axes (layer groups) as their report labels: a list cannot be grouped on
+        df[k] = df[k].map(lambda v: label_value(v) if isinstance(v, (list, tuple, dict)) else v)
     g = df.groupby(keys, sort=False)
     agg = pd.DataFrame({f"{spec.metric} mean": g[spec.metric].mean(), "std": g[spec.metric].std(),
                         "N": g[spec.metric].count()})
