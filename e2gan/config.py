@@ -95,7 +95,8 @@ class AdaptConfig:
     rank: int = 4                     # uniform rank when `ranks` is empty
     ranks: dict = field(default_factory=dict)   # per-group ranks, e.g. {tb = 8, up = 2}
     alpha_ratio: float = 2.0          # LoRA alpha = ratio x rank (r4 / alpha 8)
-    lr: float = 2e-3                  # LoRA learning rate (full / scratch / pix2pix use train.lr_g)
+    lr: float = 2e-3                  # LoRA learning rate
+    lr_g: float = 0.0                 # generator learning rate of full / scratch / pix2pix (0: train.lr_g, the base's)
     embedding_init: str = "mean"      # random | mean | nearest (the base concept the base model edits closest)
     disc: str = "fresh"               # fresh | base | frozen
     lr_d: float = 2e-4
@@ -188,7 +189,7 @@ POSITIVE = {
 }
 NON_NEGATIVE = {("model", "n_blocks_before"), ("model", "n_blocks_after"), ("train", "lambda_l1"),
                 ("train", "max_time_s"), ("train", "num_workers"), ("adapt", "max_time_s"),
-                ("adapt", "train_pairs"), ("adapt", "curve_points")}
+                ("adapt", "train_pairs"), ("adapt", "curve_points"), ("adapt", "lr_g")}
 
 
 def _merge_section(obj: Any, values: dict, where: str, section: str) -> None:

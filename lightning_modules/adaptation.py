@@ -66,7 +66,8 @@ def build(cfg: Config, base_run: Path | None, data_root: Path, concept: str) -> 
     """Generator, discriminator, concept index and what trains, for ``cfg.adapt.method``."""
     a = cfg.adapt
     L.seed_everything(a.seed, verbose=False)
-    out: dict = {"spec": None, "lr_g": cfg.train.lr_g, "embedding_init": None}
+    # A rate of its own for full / scratch / pix2pix (a sweep's choice), else the base's.
+    out: dict = {"spec": None, "lr_g": a.lr_g or cfg.train.lr_g, "embedding_init": None}
     if a.method in ("scratch", "pix2pix"):
         model = (dataclasses.replace(cfg.model, arch="pix2pix", width=a.pix2pix_ngf, n_blocks=a.pix2pix_blocks)
                  if a.method == "pix2pix" else cfg.model)
@@ -120,7 +121,8 @@ def training_config(cfg: Config, lr_g: float) -> Config:
 
     - ``adapt.steps`` -> ``train.steps`` (and ``train.ckpt_every`` is capped at it)
     - ``adapt.max_time_s`` -> ``train.max_time_s``
-    - ``lr_g`` (``adapt.lr`` for LoRA, ``train.lr_g`` otherwise: see ``build``) -> ``train.lr_g``
+    - ``lr_g`` (``adapt.lr`` for LoRA; ``adapt.lr_g``, or ``train.lr_g`` when it is 0, otherwise:
+      see ``build``) -> ``train.lr_g``
     - ``adapt.lr_d`` -> ``train.lr_d``, ``adapt.seed`` -> ``train.seed``
 
     The copy is what the run's ``config.json`` records; ``cfg`` itself is left unchanged.

@@ -184,3 +184,17 @@ def test_training_config_maps_the_adaptation_budget_onto_the_loop_and_leaves_cfg
     assert cfg.to_dict() == before and t.adapt == cfg.adapt and t.train.batch_size == cfg.train.batch_size
     assert training_config(apply_overrides(get_preset("tiny"), {"adapt": {"steps": 5000}}, "test"),
                            1e-3).train.ckpt_every == get_preset("tiny").train.ckpt_every
+
+
+@pytest.mark.parametrize("method", ["scratch", "pix2pix"])
+def test_a_method_trained_at_its_own_rate_or_the_bases(method, micro_data):
+    """adapt.lr_g (a sweep's choice) sets the rate of full / scratch / pix2pix; 0 keeps train.lr_g."""
+    from e2gan.config import apply_overrides
+    from lightning_modules.adaptation import build
+
+    cfg = apply_overrides(micro_config(), {"adapt": {"method": method}, "train": {"lr_g": 7e-4}}, "test")
+    assert build(cfg, None, micro_data, "hue-60")["lr_g"] == 7e-4
+    own = apply_overrides(cfg, {"adapt": {"lr_g": 3e-3}}, "test")
+    assert build(own, None, micro_data, "hue-60")["lr_g"] == 3e-3
+    with pytest.raises(InputError, match="adapt.lr_g"):
+        apply_overrides(cfg, {"adapt": {"lr_g": -1.0}}, "test")

@@ -39,7 +39,7 @@ def test_bad_claims_are_one_line_errors(tmp_path, change, what):
 
 def test_builtin_specs_decide_every_claim_with_three_or_more_seeds():
     claims = {}
-    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto"):
+    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto", "lr-sweep"):
         spec = load_spec(name)
         assert len(spec.seeds) >= 3, name
         for c in spec.claims:
