@@ -9,6 +9,7 @@ Conventions:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -249,9 +250,15 @@ def cuda_sync(device: str) -> Callable[[], None] | None:
 # ----------------------------------------------------------------------------- a GAN training step
 def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: float,
                   betas: tuple[float, float] = (0.5, 0.999), lambda_l1: float = 100.0,
-                  gan_mode: str = "vanilla", device: str = "cpu") -> Callable[[], None]:
+                  gan_mode: str = "vanilla", device: str = "cpu", channels_last: bool = True,
+                  d_weight_grads: bool = False) -> Callable[[], None]:
     """One batch of PairedGANModule's objective (D update, then G with L1 + adversarial), outside
-    Lightning, on the given modules: the compute of a training step without the loop around it."""
+    Lightning, on the given modules: the compute of a training step without the loop around it.
+
+    ``channels_last=False, d_weight_grads=True``: the step as it ran before 2026-12-06 (NCHW batches,
+    D's weight gradients computed in G's term and discarded), the other side of ``throughput``'s
+    step-speed-up row.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -261,7 +268,10 @@ def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: f
     opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=lr_g, betas=betas)
     d_params = [p for p in d.parameters() if p.requires_grad]
     opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas) if d_params else None
-    src, tgt = nhwc(batch["source"].to(device)), nhwc(batch["target"].to(device))
+    src, tgt = batch["source"].to(device), batch["target"].to(device)
+    if channels_last:
+        src, tgt = nhwc(src), nhwc(tgt)
+    d_term = contextlib.nullcontext if d_weight_grads else (lambda: no_weight_grads(d))
     cid = batch["concept_id"].to(device)
 
     def step() -> None:
@@ -271,7 +281,7 @@ def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: f
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-        with no_weight_grads(d):
+        with d_term():
             loss_g = lambda_l1 * F.l1_loss(fake, tgt) + gan_loss(d(src, fake), True, gan_mode)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()

@@ -11,6 +11,7 @@ images/s from the training clock vs the bare step's.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import shutil
@@ -44,8 +45,14 @@ def run(ctx: Context) -> dict:
         m = dataclasses.replace(cfg.model, arch="pix2pix", width=ngf, n_blocks=cfg.adapt.pix2pix_blocks)
         sides[f"pix2pix-ngf{ngf}"] = (make_generator(m, 1), make_discriminator(cfg.disc))
     flops = {k: gan_step_flops(g, d, t.batch_size, cfg.data.resolution, t.lambda_l1) for k, (g, d) in sides.items()}
+    before = tuple(copy.deepcopy(m) for m in sides["e2gan"])
     calls = {k: make_gan_step(g, d, batch, lr_g=t.lr_g, lr_d=t.lr_d, betas=(t.beta1, t.beta2), lambda_l1=t.lambda_l1,
                               gan_mode=t.gan_mode, device=ctx.device) for k, (g, d) in sides.items()}
+    # The E2GAN step as it ran before 2026-12-06 (NCHW batches, D's weight gradients computed in G's
+    # term), interleaved with today's: what those two changes bought.
+    calls["e2gan-before"] = make_gan_step(*before, batch, lr_g=t.lr_g, lr_d=t.lr_d, betas=(t.beta1, t.beta2),
+                                          lambda_l1=t.lambda_l1, gan_mode=t.gan_mode, device=ctx.device,
+                                          channels_last=False, d_weight_grads=True)
     on_cpu = ctx.device == "cpu"
     if on_cpu:   # the sweep's best GEMM, interleaved; the peak is the CPU's honest one (benchmarks.peak)
         best = cpu_peak.sweep(ctx)
@@ -74,6 +81,9 @@ def run(ctx: Context) -> dict:
     for k in sides:
         if k != "e2gan":
             steps[k]["slower_than_e2gan"] = ratio_of_medians(times[k], times["e2gan"])
+    speedup = {"before_step_seconds": median(times["e2gan-before"]), "now_step_seconds": median(times["e2gan"]),
+               "before_over_now": ratio_of_medians(times["e2gan-before"], times["e2gan"]),
+               "timing_before": timing_summary(times["e2gan-before"])}
 
     # The same step inside the real training loop (data loading, Lightning, logging; no validation).
     loop_dir = ctx.work / "throughput" / "fit"
@@ -102,7 +112,7 @@ def run(ctx: Context) -> dict:
                 "threads": torch.get_num_threads(), "peak_gflops": peak,
                 "gemm_peak_gflops": max(gemm_gflops, (machine or {}).get("measured_gemm_gflops") or 0),
                 "peak": machine, "gemm_interleaved_gflops": gemm_gflops, "rounds": sc.step_rounds,
-                "steps": steps, "loop": loop, "base_run": base_run_rate,
+                "steps": steps, "step_speedup": speedup, "loop": loop, "base_run": base_run_rate,
                 "models": {k: {"generator_params": sum(p.numel() for p in g_.parameters()),
                                "discriminator_params": sum(p.numel() for p in d_.parameters())}
                            for k, (g_, d_) in sides.items()}}
@@ -120,6 +130,11 @@ def run(ctx: Context) -> dict:
                     f"{100 * e['gemm_fraction']:.0f}% of the best GEMM measured"),
               basis=cpu_peak.describe(machine) if machine else f"median rate of a 1536² torch.mm on {ctx.device}"),
     ]
+    checks.append(check("throughput.step_speedup", "E²GAN step as it ran before 2026-12-06 (NCHW, D's weight "
+                        "gradients in G's term) ÷ today's (channels_last, none)", speedup["before_over_now"], None, unit="×",
+                        note=f"{speedup['before_step_seconds'] * 1000:.0f} → {speedup['now_step_seconds'] * 1000:.0f} ms/step, "
+                             "interleaved in one run; the same objective (the generator's gradients bit-identical "
+                             "without D's weight gradients: tests/lightning_modules/test_gan_module.py)"))
     omp = data_out["omp_wait_policy"]
     checks.append(check("throughput.omp_wait_policy", "E²GAN step time with spinning (ACTIVE) ÷ sleeping (PASSIVE) OpenMP threads",
                         omp["active_over_passive_step"], None, unit="×",
