@@ -83,8 +83,9 @@ def run(ctx: Context) -> dict:
                    f"{cells} cells)", basis=f"{cells} cells ({', '.join(ARMS)} × seeds {list(SEEDS)}), cold feature cache"),
         check("cell_rate.speedup", "main-comparison wall time, one process ÷ two workers", speedup, TARGET,
               unit="×", basis=f"{cells} cells, same data and base model, sequential sides",
-              cause=("a cell is compute-bound: its 100 steps take ~285 ms each inside or outside Lightning "
-                     "(conv backward 50% and forward 23% of a step); one thread trains a cell in 41 s against "
-                     "27 s for two, and two cells side by side share the memory bandwidth, so two one-thread "
-                     "workers were slower than one two-thread process"))]
+              cause=("a cell is compute-bound: its 100 steps (~230 ms each since the channels_last step, "
+                     "~285 before) are conv backward and forward, the large ones near the CPU's FMA peak; one "
+                     "thread trains a cell in 41 s against 27 s for two (12-05), and two cells side by side "
+                     "share the memory bandwidth, so two one-thread workers are no faster than one "
+                     "two-thread process"))]
     return {"checks": checks, "data": data}
