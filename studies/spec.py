@@ -39,7 +39,7 @@ TOP_KEYS = {"name", "title", "table", "metric", "concepts", "seeds", "sampler", 
             "preset", "config", "arms", "axes", "search", "description", "paper", "greedy", "latency", "claims",
             "max_retries",
             "dropped"}
-CLAIM_KEYS = {"claim", "kind", "better", "other", "metric", "delta", "reason", "paper"}
+CLAIM_KEYS = {"claim", "kind", "better", "other", "metric", "delta", "reason", "paper", "pooled"}
 CLAIM_METRICS = ("kid_mean", "perceptual", "psnr")  # what the paired bootstrap recomputes per draw
 GREEDY_SCHEMES = ("searched", "uniform-1x", "uniform-4x", "random")
 GREEDY_KEYS = {"seeds", "max_rounds", "budget", "delta", "concepts", "metric"}
@@ -239,6 +239,14 @@ def _check_claims(spec: StudySpec, where: str) -> None:
         for k in ("better", "other"):
             _expect(c.get(k) in arms, f"'{k}' = {c.get(k)!r}", at, f"one of {arms}")
         _expect(c["better"] != c["other"], "'better' = 'other'", at, "two different arms")
+        # More (better, other) pairs pooled into the two arms, e.g. the same methods on other base seeds.
+        pooled = c.get("pooled", [])
+        _expect(isinstance(pooled, list) and all(isinstance(p, list) and len(p) == 2 and all(x in arms for x in p)
+                                                 for p in pooled), f"'pooled' = {pooled!r}", at,
+                f"a list of [better, other] pairs of arms among {arms}")
+        used = [c["better"], c["other"], *(x for p in pooled for x in p)]
+        _expect(len(used) == len(set(used)), f"an arm twice in 'better', 'other' and 'pooled': {used}", at,
+                "every arm in one place only")
         if c["kind"] == "non-inferiority":
             d = c.get("delta")
             _expect(isinstance(d, (int, float)) and not isinstance(d, bool) and d >= 0, f"'delta' = {d!r}", at,

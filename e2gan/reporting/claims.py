@@ -39,12 +39,38 @@ def _cost(runs, key="params_trainable") -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
+def _pooled_runs(ctx: StudyContext, entry: dict) -> tuple[list, list, list[str]]:
+    """The two arms' runs, each ``pooled`` [better, other] pair's runs added to them (the same methods
+    on another base seed, say), and the arms with no finished runs.
+
+    A pooled run's seed becomes (pair number, seed), the entry's own pair being number 0, so the
+    bootstrap still pairs each run with the other arm's run of the same base and seed.
+    """
+    import dataclasses
+
+    pairs = [(entry["better"], entry["other"]), *[tuple(p) for p in entry.get("pooled") or []]]
+    a, b, missing = [], [], []
+    for i, (pa, pb) in enumerate(pairs):
+        ra, rb = arm_runs(ctx, pa), arm_runs(ctx, pb)
+        missing += [x for x, r in ((pa, ra), (pb, rb)) if not r]
+        if len(pairs) > 1:
+            ra, rb = [[dataclasses.replace(r, seed=(i, r.seed)) for r in rs or []] for rs in (ra, rb)]
+        a, b = a + (ra or []), b + (rb or [])
+    return a, b, missing
+
+
+def pooled_text(rec: dict) -> str:
+    """', pooled with e2gan-base1 vs full-base1' for an entry that pools more pairs, else ''."""
+    pairs = rec.get("pooled") or []
+    return f", pooled with {'; '.join(f'{x} vs {y}' for x, y in pairs)}" if pairs else ""
+
+
 def compare(ctx: StudyContext, entry: dict, draws: int = DEFAULT_DRAWS) -> dict:
     """One spec comparison: status, and the bootstrap Comparison when both arms have scores."""
-    row = {k: entry.get(k) for k in ("claim", "better", "other", "metric", "kind", "delta", "reason", "paper")}
-    a, b = arm_runs(ctx, entry["better"]), arm_runs(ctx, entry["other"])
-    if not a or not b:
-        missing = [x for x, r in ((entry["better"], a), (entry["other"], b)) if not r]
+    row = {k: entry.get(k) for k in ("claim", "better", "other", "pooled", "metric", "kind", "delta", "reason",
+                                     "paper")}
+    a, b, missing = _pooled_runs(ctx, entry)
+    if missing:
         return {**row, "status": NOT_RUN, "why": f"no finished runs of {', '.join(missing)}"}
     if any(r.scores is None for r in a + b):
         old = sum(r.scores is None for r in a + b)
@@ -80,6 +106,8 @@ def _ci_text(r: dict) -> str:
 def comparison_record(r: dict) -> dict:
     """A JSON-safe record of one comparison (what claims.json and the index read)."""
     rec = {k: r.get(k) for k in ("claim", "better", "other", "metric", "kind", "delta", "reason", "paper", "status", "why")}
+    if r.get("pooled"):
+        rec["pooled"] = r["pooled"]
     if r["status"] == "ok":
         cmp = r["cmp"]
         rec.update(delta_hat=cmp.delta, lo=r["lo"], hi=r["hi"], level=r["level"], p=r["p"], m=r["m"], mdd=r["mdd"],
@@ -97,7 +125,7 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
     disp, data = {}, {}
     for r in rows:
         rec = comparison_record(r)
-        label = f"({rec['claim']}) {rec['better']} vs {rec['other']}"
+        label = f"({rec['claim']}) {rec['better']} vs {rec['other']}{pooled_text(rec)}"
         d = {"metric": f"{rec['metric']} ({'higher' if METRICS.get(rec['metric'], 1) > 0 else 'lower'} is better)",
              "kind": rec["kind"] + (f", δ {rec['delta']}" if rec["kind"] == "non-inferiority" else "")}
         if rec["status"] == "ok":
@@ -116,7 +144,9 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
              "same seed positions for both arms when they ran the same seeds, then test images with replacement, the "
              "same images for every run of both arms; the metric recomputed on each draw from the stored per-image "
              "scores (KID from cached features); Δ averaged over concepts. Collapsed runs are included: a collapse "
-             "is an outcome of the method.",
+             "is an outcome of the method. A comparison 'pooled with' more pairs of arms (the same methods on "
+             "other base seeds) resamples all their runs as one level, (base, seed) pairs kept paired: a base's "
+             "own luck enters the CI as far as the pooled bases show it.",
              f"Verdicts: Holm's step-down over the {m} comparison(s) of this table at α = {ALPHA}; each CI is taken "
              "at its Holm level. Superiority holds if the CI's lower end > 0, non-inferiority if it is > −δ; "
              "contradicted if the upper end is below that bound; otherwise inconclusive. MDD = 2.8 × the "
@@ -177,7 +207,7 @@ def claims_rows(out_dir: Path, studies: list[str]) -> list[dict]:
         recs = found.get(cid, [])
         parts = []
         for r in recs:
-            head = f"{r.get('better')} vs {r.get('other')} on {r.get('metric')}"
+            head = f"{r.get('better')} vs {r.get('other')}{pooled_text(r)} on {r.get('metric')}"
             if r.get("status") == "ok":
                 margin = f", δ {r['delta']}" if r.get("kind") == "non-inferiority" else ""
                 parts.append(f"{head}: Δ {format_number(r['delta_hat'], 4)} CI [{format_number(r['lo'], 4)}, "

@@ -108,3 +108,44 @@ def test_same_outputs_across_seeds_are_flagged_by_the_report(tmp_path):
     assert "| 4/6 |" in row and "c1: same outputs as seed(s) 1" in row and "c1: same outputs as seed(s) 0" in row
     claims = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
     assert claims[0]["collapsed"]["full"] == [4, 6]
+
+
+POOLED = {**SPEC, "arms": {"full": {}, "e2gan": {}, "full-b1": {}, "e2gan-b1": {}},
+          "claims": [{"claim": "a", "kind": "non-inferiority", "better": "e2gan", "other": "full",
+                      "pooled": [["e2gan-b1", "full-b1"]], "metric": "psnr", "delta": 0.5,
+                      "reason": "PSNR pairs per image"}]}
+
+
+def _pooled_study(tmp_path, arms):
+    """e2gan 0.04 dB behind full on both bases; base 1 is 3 dB worse for both methods."""
+    cells = grid_cells(arms, SPEC["concepts"], SPEC["seeds"])
+    mse = {"full": 0.010, "e2gan": 0.0101, "full-b1": 0.020, "e2gan-b1": 0.0202}
+    df = make_trials(tmp_path / "runs", cells, lambda c: {"psnr": 10 * np.log10(1 / mse[c["arm"]]), "fid": 50.0})
+    rng = np.random.default_rng(0)
+    difficulty = rng.uniform(0.5, 1.5, N)
+    for (_, row), cell in zip(df.iterrows(), cells):
+        m = mse[cell["arm"]] * difficulty * rng.uniform(0.97, 1.03, N) * rng.uniform(0.9, 1.1)  # seed luck too
+        save_scores(f"{row['run_dir']}/scores.npz", [cell["concept"]] * N, [f"img{i}" for i in range(N)],
+                    {"mse": m, "psnr": 10 * np.log10(1 / m), "perceptual": np.full(N, 0.1),
+                     "feat_out": rng.standard_normal((N, 8)).astype(np.float16),
+                     "feat_tgt": rng.standard_normal((N, 8)).astype(np.float16)}, "effnet-lite0")
+    return df
+
+
+def test_pooled_pairs_add_their_runs_and_stay_paired_by_base_and_seed(tmp_path):
+    """Runs of the same methods on a second base join the two arms, each paired with its own base's
+    run of the other arm: the bad base cancels in Δ instead of widening its CI by dBs."""
+    out = tmp_path / "reports" / "tiny"
+    write_study_report(POOLED, _pooled_study(tmp_path, list(POOLED["arms"])), out / "main", grids=False)
+    (c,) = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
+    assert c["pooled"] == [["e2gan-b1", "full-b1"]] and c["seeds"] == [6, 6]  # 3 seeds x 2 bases per concept
+    assert abs(c["delta_hat"] + 0.043) < 0.02 and c["hi"] - c["lo"] < 0.5 and c["verdict"] == "holds"
+    md = (out / "main" / "index.md").read_text()
+    assert "(a) e2gan vs full, pooled with e2gan-b1 vs full-b1" in md
+
+
+def test_a_pooled_pair_without_runs_is_not_run_and_named(tmp_path):
+    out = tmp_path / "reports" / "tiny"
+    write_study_report(POOLED, _pooled_study(tmp_path, ["full", "e2gan", "full-b1"]), out / "main", grids=False)
+    (c,) = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
+    assert c["verdict"] == "not run" and "e2gan-b1" in c["why"]

@@ -39,10 +39,29 @@ def test_bad_claims_are_one_line_errors(tmp_path, change, what):
 
 def test_builtin_specs_decide_every_claim_with_three_or_more_seeds():
     claims = {}
-    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto", "lr-sweep"):
+    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto", "lr-sweep", "main-bases"):
         spec = load_spec(name)
         assert len(spec.seeds) >= 3, name
         for c in spec.claims:
             claims.setdefault(c["claim"], []).append(name)
     assert len(load_spec("main").seeds) == 5 and len(load_spec("ranks").greedy["seeds"]) >= 3
-    assert claims == {"a": ["main", "main"], "b": ["base-model"] * 2, "c": ["ranks"] * 2, "d": ["data-count"] * 2}
+    assert claims == {"a": ["main", "main", "main-bases"], "b": ["base-model"] * 2, "c": ["ranks"] * 2, "d": ["data-count"] * 2}
+
+
+POOLED_HEAD = ('name = "t"\ntable = "main"\nmetric = "fid"\nconcepts = ["hue-60"]\nseeds = [0, 1, 2]\n'
+               '[arms.e2gan]\nadapt = { method = "lora" }\n[arms.full]\nadapt = { method = "full" }\n'
+               '[arms.e2gan-b1]\nadapt = { method = "lora" }\ntrain = { seed = 1 }\n'
+               '[arms.full-b1]\nadapt = { method = "full" }\ntrain = { seed = 1 }\n')
+POOLED_CLAIM = ('[[claims]]\nclaim = "a"\nkind = "non-inferiority"\nbetter = "e2gan"\nother = "full"\n'
+                'pooled = [["e2gan-b1", "full-b1"]]\nmetric = "psnr"\ndelta = 0.5\nreason = "per-image pairing"\n')
+
+
+def test_pooled_pairs_are_arms_of_the_spec_each_used_once(tmp_path):
+    spec = _load(tmp_path, POOLED_HEAD + POOLED_CLAIM)
+    assert spec.claims[0]["pooled"] == [["e2gan-b1", "full-b1"]]
+    assert spec.cell_config({"arm": "full-b1"}).train.seed == 1  # another base model for the pooled pair
+    for bad, what in ((' [["e2gan-b2", "full-b1"]]', "'pooled'"), (' [["e2gan-b1"]]', "'pooled'"),
+                      (' [["e2gan-b1", "full"]]', "an arm twice")):
+        with pytest.raises(InputError) as exc:
+            _load(tmp_path, POOLED_HEAD + POOLED_CLAIM.replace(' [["e2gan-b1", "full-b1"]]', bad))
+        assert exc.value.what.startswith(what)
