@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from studies.storage import StorageGone, retry, rdb_of
+from studies.storage import StorageGone, rdb_of, retry_on
 
 HEARTBEAT_S = int(os.environ.get("E2GAN_HEARTBEAT_S", "30"))
 GRACE_S = int(os.environ.get("E2GAN_GRACE_S", "120"))
@@ -120,7 +120,7 @@ def beat_ages(study) -> dict[int, float | None]:
             return {tid: (now - beat).total_seconds() if beat is not None else None for tid, beat in rows}
         finally:
             session.close()
-    return retry(study._storage.outage, read) if hasattr(study._storage, "outage") else read()
+    return retry_on(study._storage, read)
 
 
 def _fail_if_stale(rdb, trial_id: int, grace: float, reason: str) -> bool:
@@ -190,8 +190,7 @@ def reap_stale(study, grace: float | None = None) -> list[int]:
         last = f"last beat {age:.0f} s ago" if age is not None else "no beat since it was claimed"
         reason = (f"worker {w.get('host', '?')} pid {w.get('pid', '?')} stopped beating: {last} "
                   f"(grace {grace:.0f} s); failed by {me['host']} pid {me['pid']}")
-        if retry(study._storage.outage, _fail_if_stale, rdb, trial_id, grace, reason) if hasattr(
-                study._storage, "outage") else _fail_if_stale(rdb, trial_id, grace, reason):
+        if retry_on(study._storage, _fail_if_stale, rdb, trial_id, grace, reason):
             failed.append(trial.number)
     return failed
 

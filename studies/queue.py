@@ -10,7 +10,7 @@ import json
 
 from studies.heartbeat import WORKER_ATTR, reap_stale, worker_id
 from studies.spec import StudySpec
-from studies.storage import rdb_of, retry
+from studies.storage import rdb_of, retry_on
 
 MAX_RETRIES = 3
 DUPLICATE_ATTR = "e2gan:duplicate"
@@ -112,7 +112,7 @@ def _claim(storage, trial_id: int) -> bool:
     rdb = rdb_of(storage)
     if rdb is None:
         return storage.set_trial_state_values(trial_id, state=TrialState.RUNNING)
-    return retry(storage.outage, _claim_row, rdb, trial_id) if hasattr(storage, "outage") else _claim_row(rdb, trial_id)
+    return retry_on(storage, _claim_row, rdb, trial_id)
 
 
 def _claim_row(rdb, trial_id: int) -> bool:

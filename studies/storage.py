@@ -121,6 +121,13 @@ def retry(outage: Outage, fn, *args, on_retry=None, **kwargs):
         return out
 
 
+def retry_on(storage, fn, *args):
+    """``fn(*args)`` through ``retry`` when ``storage`` is the retrying wrapper (it carries the
+    outage tracker), else called once: direct database work beside the storage's own methods."""
+    outage = getattr(storage, "outage", None)
+    return retry(outage, fn, *args) if outage is not None else fn(*args)
+
+
 def _retrying_class():
     """A storage that forwards every method of Optuna's storage and heartbeat interfaces through ``retry``."""
     import optuna
