@@ -153,6 +153,8 @@ class Config:
             d["adapt"].pop("selection_features")
         if not d["adapt"]["curve_points"]:  # the default: keys of earlier runs stay valid
             d["adapt"].pop("curve_points")
+        if d["adapt"]["lr_g"] == d["train"]["lr_g"]:  # the base's rate spelled out is the default (0)
+            d["adapt"]["lr_g"] = 0.0
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

@@ -124,3 +124,12 @@ def test_curve_points_default_leaves_keys_unchanged_and_a_curve_run_gets_its_own
     zero = apply_overrides(get_preset("tiny"), {"adapt": {"curve_points": 0}}, "x")
     five = apply_overrides(get_preset("tiny"), {"adapt": {"curve_points": 5}}, "x")
     assert zero.key("adapt") == default.key("adapt") != five.key("adapt")
+
+
+def test_adapt_lr_g_equal_to_the_base_rate_is_the_default_run():
+    # The sweep's arm at the base's rate is the main comparison's run: one cache entry, not two.
+    default = get_preset("tiny")
+    spelled = apply_overrides(get_preset("tiny"), {"adapt": {"lr_g": default.train.lr_g}}, "x")
+    other = apply_overrides(get_preset("tiny"), {"adapt": {"lr_g": 3e-4}}, "x")
+    assert spelled.key("adapt") == default.key("adapt") != other.key("adapt")
+    assert spelled.adapt.lr_g == default.train.lr_g  # the config itself still says what was asked
