@@ -9,7 +9,6 @@ Conventions:
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -252,17 +251,16 @@ def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: f
                   betas: tuple[float, float] = (0.5, 0.999), lambda_l1: float = 100.0,
                   gan_mode: str = "vanilla", device: str = "cpu", channels_last: bool = True,
                   d_weight_grads: bool = False) -> Callable[[], None]:
-    """One batch of PairedGANModule's objective (D update, then G with L1 + adversarial), outside
-    Lightning, on the given modules: the compute of a training step without the loop around it.
+    """One batch of PairedGANModule's objective (``gan_batch_step``: D update, then G with L1 +
+    adversarial), outside Lightning, on the given modules: a training step without the loop around it.
 
     ``channels_last=False, d_weight_grads=True``: the step as it ran before 2026-12-06 (NCHW batches,
     D's weight gradients computed in G's term and discarded), the other side of ``throughput``'s
     step-speed-up row.
     """
     import torch
-    import torch.nn.functional as F
 
-    from lightning_modules.gan_module import gan_loss, nhwc, no_weight_grads
+    from lightning_modules.gan_module import gan_batch_step, nhwc
 
     g, d = generator.to(device).train(), discriminator.to(device).train()
     opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=lr_g, betas=betas)
@@ -271,21 +269,11 @@ def make_gan_step(generator, discriminator, batch: dict, *, lr_g: float, lr_d: f
     src, tgt = batch["source"].to(device), batch["target"].to(device)
     if channels_last:
         src, tgt = nhwc(src), nhwc(tgt)
-    d_term = contextlib.nullcontext if d_weight_grads else (lambda: no_weight_grads(d))
     cid = batch["concept_id"].to(device)
 
     def step() -> None:
-        fake = g(src, cid)
-        if opt_d is not None:
-            loss_d = 0.5 * (gan_loss(d(src, tgt), True, gan_mode) + gan_loss(d(src, fake.detach()), False, gan_mode))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-        with d_term():
-            loss_g = lambda_l1 * F.l1_loss(fake, tgt) + gan_loss(d(src, fake), True, gan_mode)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-        opt_g.step()
+        gan_batch_step(g, d, src, tgt, cid, opt_g, opt_d, lambda_l1=lambda_l1, gan_mode=gan_mode,
+                       d_weight_grads=d_weight_grads)
 
     return step
 

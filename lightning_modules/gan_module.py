@@ -7,7 +7,7 @@ checkpoint.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import lightning as L
@@ -50,6 +50,47 @@ def gan_loss(logits: torch.Tensor, real: bool, mode: str) -> torch.Tensor:
     if mode == "lsgan":
         return F.mse_loss(logits, target)
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def gan_batch_step(generator: nn.Module, discriminator: nn.Module | None, src: torch.Tensor,
+                   tgt: torch.Tensor, cid: torch.Tensor, opt_g, opt_d, *, lambda_l1: float,
+                   gan_mode: str, backward=None, check=None, d_weight_grads: bool = False) -> dict:
+    """One batch of the pix2pix objective: D on (real, detached fake), then G on L1 + adversarial.
+
+    The training module and the benchmarks both run this, so a timed step is the trained one.
+    ``opt_d`` None: the discriminator is frozen (or absent) and only G steps. ``backward``: Lightning's
+    ``manual_backward`` inside the module. ``check(name, loss)`` raises on a non-finite loss.
+    ``d_weight_grads=True`` computes D's weight gradients in G's term too (the step before
+    2026-12-06, kept for the benchmark's before/after row). Returns the detached losses.
+    """
+    backward = backward or (lambda loss: loss.backward())
+    fake = generator(src, cid)
+    logs = {}
+    if opt_d is not None:
+        pred_real = discriminator(src, tgt)
+        pred_fake = discriminator(src, fake.detach())
+        loss_d = 0.5 * (gan_loss(pred_real, True, gan_mode) + gan_loss(pred_fake, False, gan_mode))
+        if check:
+            check("discriminator loss", loss_d)
+        opt_d.zero_grad(set_to_none=True)
+        backward(loss_d)
+        opt_d.step()
+        logs["loss_d"] = loss_d.detach()
+
+    loss_l1 = F.l1_loss(fake, tgt)
+    loss_g = lambda_l1 * loss_l1
+    with nullcontext() if d_weight_grads else no_weight_grads(discriminator):
+        if discriminator is not None:
+            loss_adv = gan_loss(discriminator(src, fake), True, gan_mode)
+            loss_g = loss_g + loss_adv
+            logs["loss_g_adv"] = loss_adv.detach()
+        if check:
+            check("generator loss", loss_g)
+        opt_g.zero_grad(set_to_none=True)
+        backward(loss_g)
+    opt_g.step()
+    logs.update(loss_g=loss_g.detach(), loss_l1=loss_l1.detach())
+    return logs
 
 
 class PairedGANModule(L.LightningModule):
@@ -97,34 +138,11 @@ class PairedGANModule(L.LightningModule):
             return
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
-        opt_g = opts[0]
-        opt_d = opts[1] if len(opts) > 1 else None
-        src, tgt, cid = nhwc(batch["source"]), nhwc(batch["target"]), batch["concept_id"]
-        fake = self.generator(src, cid)
-        logs = {}
-
-        if opt_d is not None:
-            pred_real = self.discriminator(src, tgt)
-            pred_fake = self.discriminator(src, fake.detach())
-            loss_d = 0.5 * (gan_loss(pred_real, True, self.gan_mode) + gan_loss(pred_fake, False, self.gan_mode))
-            self._check_finite("discriminator loss", loss_d)
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(loss_d)
-            opt_d.step()
-            logs["loss_d"] = loss_d.detach()
-
-        loss_l1 = F.l1_loss(fake, tgt)
-        loss_g = self.lambda_l1 * loss_l1
-        with no_weight_grads(self.discriminator):
-            if self.discriminator is not None:
-                loss_adv = gan_loss(self.discriminator(src, fake), True, self.gan_mode)
-                loss_g = loss_g + loss_adv
-                logs["loss_g_adv"] = loss_adv.detach()
-            self._check_finite("generator loss", loss_g)
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss_g)
-        opt_g.step()
-        logs.update(loss_g=loss_g.detach(), loss_l1=loss_l1.detach())
+        src = nhwc(batch["source"])
+        logs = gan_batch_step(self.generator, self.discriminator, src, nhwc(batch["target"]),
+                              batch["concept_id"], opts[0], opts[1] if len(opts) > 1 else None,
+                              lambda_l1=self.lambda_l1, gan_mode=self.gan_mode,
+                              backward=self.manual_backward, check=self._check_finite)
 
         self.gan_step += 1
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=False, batch_size=src.shape[0])

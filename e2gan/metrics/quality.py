@@ -57,12 +57,13 @@ def effective_kid_subset_size(n_a: int, n_b: int, subset_size: int = 1000) -> in
 
 
 def kid_from_features(a, b, num_subsets: int = 100, subset_size: int = 1000,
-                      seed: int = 0) -> tuple[float, float]:
+                      seed: int = 0) -> tuple[float, float | None]:
     """(mean, std) of the unbiased polynomial-kernel MMD² over random subsets.
 
     Each subset value is clean-fid's `kernel_distance` with one subset; their mean is exactly
     what clean-fid reports. When the subset size is clamped to N for both sets, every subset is
-    the whole set: one draw is computed and std is 0 (not a measure of precision then).
+    the whole set: one draw is computed and std is None (a spread of one value would read 0, a
+    precision that was never measured; the paired bootstrap gives KID's CI then).
     """
     from cleanfid.fid import kernel_distance
 
@@ -77,7 +78,7 @@ def kid_from_features(a, b, num_subsets: int = 100, subset_size: int = 1000,
             values = [kernel_distance(a, b, num_subsets=1, max_subset_size=m) for _ in range(num_subsets)]
     finally:
         np.random.set_state(state)
-    return float(np.mean(values)), float(np.std(values))
+    return float(np.mean(values)), (float(np.std(values)) if num_subsets > 1 else None)
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:
