@@ -46,7 +46,7 @@ GREEDY_KEYS = {"seeds", "max_rounds", "budget", "delta", "concepts", "metric"}
 METRICS = {"fid": "minimize", "kid_mean": "minimize", "perceptual": "minimize", "psnr": "maximize",
            "ssim": "maximize"}
 SAMPLERS = ("grid", "nsga2", "tpe")
-TABLES = ("main", "base-model", "layers", "ranks", "pareto", "data-count")
+TABLES = ("main", "base-model", "layers", "ranks", "pareto", "data-count", "rate-sweep")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 

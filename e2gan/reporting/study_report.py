@@ -92,6 +92,10 @@ def build_figures(ctx: StudyContext, folder: Path) -> list[Figure]:
         from e2gan.reporting.curves import curve_figures  # none without recorded curves: the table says so
         for key, title, path, caption in curve_figures(ctx, folder, label):
             add(key, title, path, caption)
+    elif ctx.kind == "rate-sweep":
+        from e2gan.reporting.curves import curve_figures
+        for key, title, path, caption in curve_figures(ctx, folder, label):
+            add(key, title, path, caption)
     elif ctx.kind == "ranks":
         p = plot_cost_quality(_points(ctx, "params_trainable", ctx.metric, label), folder / "rank-budget.png",
                               xlabel="trainable parameters (rank budget)", ylabel=ylab,

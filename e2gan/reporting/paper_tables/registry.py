@@ -12,6 +12,7 @@ from e2gan.reporting.paper_tables.layers import layers_table
 from e2gan.reporting.paper_tables.main import main_quality_table, per_concept_table
 from e2gan.reporting.paper_tables.pareto import pareto_table
 from e2gan.reporting.paper_tables.ranks import ranks_table
+from e2gan.reporting.paper_tables.rate_choice import rate_choice_table
 from e2gan.reporting.study_context import StudyContext
 from e2gan.reporting.table import Table
 
@@ -23,6 +24,7 @@ BUILDERS: dict[str, list[Callable[[StudyContext], Table]]] = {
     "ranks": [ranks_table, per_concept_table],
     "data-count": [data_count_table],
     "pareto": [pareto_table],
+    "rate-sweep": [rate_choice_table, main_quality_table, per_concept_table],
 }
 
 
