@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(threads)
+    from e2gan.quiet import silence_third_party
+
+    silence_third_party()  # the cells and trainings a benchmark runs print no third-party banners
     from benchmarks.common import SCHEMA, jsonable, loadavg, make_context
     from e2gan.env import environment
 

@@ -7,6 +7,7 @@ with its worker); a cell that has failed ``max_retries`` times is given up.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from studies.heartbeat import WORKER_ATTR, reap_stale, worker_id
 from studies.spec import StudySpec
@@ -20,16 +21,50 @@ def cell_key(params: dict) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def attempts_by_cell(study) -> dict[str, dict]:
-    """Per grid cell: its active trial (complete, pruned, waiting or running) and its failed attempts."""
+def current_runs(spec: StudySpec, preset: str) -> dict[str, str] | None:
+    """Grid cell -> the name of the run directory its configuration names now (None for a search).
+
+    A cell is named by its arm, axes, concept and seed only; the run's name carries the hash of its
+    whole configuration, so a trial whose run is not this one ran an earlier version of the spec.
+    """
+    if spec.sampler != "grid":
+        return None
+    from e2gan.pipeline.adapt import adapt_dir
+
+    return {cell_key(c): adapt_dir(spec.cell_config(c, preset), c["concept"]).name for c in spec.grid(preset)}
+
+
+def superseded(trial, runs_now: dict[str, str] | None) -> bool:
+    """A trial that ran its cell under an earlier spec (an arm's or the config's values changed since):
+    its result is not this spec's, so the cell is queued again and reports leave the trial out.
+
+    A trial carries the run name it was queued for (``run_name``); one queued before that attribute
+    existed is judged by the run directory it recorded.
+    """
+    want = (runs_now or {}).get(cell_key(trial.user_attrs.get("cell", trial.params)))
+    if want is None:
+        return False
+    queued = trial.user_attrs.get("run_name")
+    if queued is not None:
+        return queued != want
+    run = trial.user_attrs.get("run_dir")
+    return bool(run) and Path(run).name != want
+
+
+def attempts_by_cell(study, runs_now: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per grid cell: its active trial (complete, pruned, waiting or running) and its failed attempts.
+    ``runs_now`` (``current_runs``): trials of an earlier spec are no attempt of today's cell."""
     from optuna.trial import TrialState
 
     out: dict[str, dict] = {}
     for t in study.get_trials(deepcopy=False):
         if t.system_attrs.get(DUPLICATE_ATTR):
             continue  # a second queue entry for an attempt, never run: no attempt of its own
-        entry = out.setdefault(cell_key(t.user_attrs.get("cell", t.params)), {"active": None, "failed": []})
-        if t.state == TrialState.FAIL:
+        entry = out.setdefault(cell_key(t.user_attrs.get("cell", t.params)),
+                               {"active": None, "failed": [], "superseded": []})
+        if superseded(t, runs_now):
+            entry["superseded"].append(t)  # an earlier spec's run: it numbers attempts, it is not one now
+        elif t.state == TrialState.FAIL:
             entry["failed"].append(t)
         elif entry["active"] is None or t.state in (TrialState.COMPLETE, TrialState.PRUNED):
             entry["active"] = t
@@ -51,11 +86,12 @@ def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIE
     reaped = set(reap_stale(study, grace))
     if spec.sampler != "grid":
         return 0
-    cells = attempts_by_cell(study)
+    runs_now = current_runs(spec, preset)
+    cells = attempts_by_cell(study, runs_now)
     added = 0
     for cell in spec.grid(preset):
         key = cell_key(cell)
-        entry = cells.get(key, {"active": None, "failed": []})
+        entry = cells.get(key, {"active": None, "failed": [], "superseded": []})
         failed = entry["failed"]
         if entry["active"] is not None or len(failed) >= max_retries:
             continue
@@ -69,11 +105,11 @@ def reconcile(study, spec: StudySpec, preset: str, max_retries: int = MAX_RETRIE
             if last.number not in reaped and done is not None and \
                     (datetime.datetime.now() - done).total_seconds() < heartbeat.GRACE_S:
                 continue
-        attempt = len(failed) + 1
+        attempt = len(failed) + len(entry["superseded"]) + 1
         # The queue id names the attempt: two workers queueing the same attempt at once make two
         # entries with one id, and the claim keeps only the first (see _claim_waiting).
-        study.enqueue_trial({}, user_attrs={"cell": cell, "attempt": attempt, "queue_id": f"{key}#{attempt}"},
-                            skip_if_exists=False)
+        study.enqueue_trial({}, user_attrs={"cell": cell, "attempt": attempt, "queue_id": f"{key}#{attempt}",
+                                            "run_name": runs_now[key]}, skip_if_exists=False)
         added += 1
     return added
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from e2gan.errors import InputError
 from studies import heartbeat as hb
 from studies.heartbeat import GRACE_S, HEARTBEAT_S, CellLost, Heartbeat
-from studies.queue import DUPLICATE_ATTR, MAX_RETRIES, _claim_waiting, attempts_by_cell, cell_key, reconcile
+from studies.queue import (DUPLICATE_ATTR, MAX_RETRIES, _claim_waiting, attempts_by_cell, cell_key, current_runs,
+                           reconcile, superseded)
 from studies.spec import StudySpec
 from studies.storage import PATIENCE_S, Outage, StorageGone, is_outage, rdb_of, redact, retrying
 
@@ -31,7 +32,7 @@ from studies.storage import PATIENCE_S, Outage, StorageGone, is_outage, rdb_of, 
 ENGINE_KWARGS = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
 # Re-exported: the queue and storage helpers were split out of this module.
 __all__ = ["DUPLICATE_ATTR", "GRACE_S", "HEARTBEAT_S", "MAX_RETRIES", "PATIENCE_S", "StorageGone", "_claim_waiting",
-           "attempts_by_cell", "cell_key", "reconcile", "redact"]
+           "attempts_by_cell", "cell_key", "current_runs", "reconcile", "redact", "superseded"]
 
 
 def default_storage(spec: StudySpec, runs: str | Path, preset: str) -> str:
@@ -328,7 +329,8 @@ def status(study, spec: StudySpec, preset: str) -> dict:
     trials = [t for t in study.get_trials(deepcopy=False) if not t.system_attrs.get(DUPLICATE_ATTR)]
     by_state = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     expected = len(spec.grid(preset)) if spec.sampler == "grid" else spec.n_trials
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    runs_now = current_runs(spec, preset)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and not superseded(t, runs_now)]
     best = None
     if complete and spec.sampler != "nsga2":
         pick = max if spec.direction == "maximize" else min

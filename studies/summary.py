@@ -4,22 +4,28 @@ from __future__ import annotations
 import pandas as pd
 
 
-def trials_frame(study) -> pd.DataFrame:
-    """One row per complete trial: its cell (or search params) and user attributes."""
+def trials_frame(study, runs_now: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per complete trial: its cell (or search params) and user attributes. ``runs_now``
+    (``studies.queue.current_runs``): trials of an earlier version of the spec are left out."""
     from optuna.trial import TrialState
+
+    from studies.queue import superseded
 
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if superseded(t, runs_now):
+            continue
         cell = t.user_attrs.get("cell") or dict(t.params)
         rows.append({**cell, **{k: v for k, v in t.user_attrs.items() if k not in ("cell", "traceback")},
                      "trial": t.number})
     return pd.DataFrame(rows)
 
 
-def summary_table(study, spec) -> str | None:
+def summary_table(study, spec, preset: str | None = None) -> str | None:
     from e2gan.markdown_table import label_value, to_markdown
+    from studies.queue import current_runs
 
-    df = trials_frame(study)
+    df = trials_frame(study, current_runs(spec, preset or spec.preset))
     if df.empty:
         return None
     keys = [k for k in ("arm", *spec.axes) if k in df.columns] or [c for c in spec.search if c in df.columns]

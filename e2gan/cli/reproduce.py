@@ -31,7 +31,7 @@ def write_reports(specs, preset: str, runs: str, reports_root: str | Path, base_
     entries = []
     for spec in specs:
         study = runner.load_study(spec, runner.default_storage(spec, runs, preset), preset, create=True)
-        frame = trials_frame(study)
+        frame = trials_frame(study, runner.current_runs(spec, preset))
         write_study_report(spec, frame, reports / spec.name, preset=preset, extra_tables=_extra_tables(spec, runs, preset))
         entries.append((spec.name, spec.title, f"{spec.name}/index.html", summary_line(spec, frame, preset=preset)))
     return write_index(preset, entries, reports, base_report_link="base/index.html" if base_result else None)

@@ -76,6 +76,32 @@ def test_grid_runs_every_cell_exactly_once(tmp_path, capsys):
     assert csv.count("\n") == 5 and "user_attrs_run_dir" in csv
 
 
+def test_an_arm_changed_in_the_spec_runs_again_and_its_old_runs_leave_the_report(tmp_path, capsys):
+    # A cell is named by arm, concept and seed; its run by the hash of its whole configuration. A
+    # spec edited after a run (here: LoRA's rate) must not keep the earlier runs as that arm's results.
+    from studies import runner
+    from studies.spec import load_spec
+    from studies.summary import trials_frame
+
+    spec_path = write_spec(tmp_path)
+    runs = tmp_path / "runs"
+    assert main(["study", "run", str(spec_path), "--runs", str(runs), "--no-progress"]) == 0
+    storage = f"sqlite:///{(runs / 'studies' / 'micro-tiny.db').resolve()}"
+    before = {t.user_attrs["run_dir"] for t in trials(storage, "micro-tiny")}
+    spec_path.write_text(spec_path.read_text().replace('adapt = { method = "lora" }',
+                                                       'adapt = { method = "lora", lr = 5e-3 }'))
+    assert main(["study", "run", str(spec_path), "--runs", str(runs), "--no-progress"]) == 0
+    assert "micro-tiny: 4/4 done" in capsys.readouterr().out
+    done = trials(storage, "micro-tiny")
+    assert len(done) == 6 and {t.state.name for t in done} == {"COMPLETE"}   # the 2 LoRA cells again, scratch not
+    spec = load_spec(spec_path)
+    frame = trials_frame(runner.load_study(spec, storage, "tiny"), runner.current_runs(spec, "tiny"))
+    assert len(frame) == 4 and sorted(frame["arm"]) == ["lora", "lora", "scratch", "scratch"]
+    lora_runs = set(frame[frame["arm"] == "lora"]["run_dir"])
+    assert not lora_runs & before and set(frame[frame["arm"] == "scratch"]["run_dir"]) <= before
+    assert len(trials_frame(runner.load_study(spec, storage, "tiny"))) == 6   # without the spec: every trial
+
+
 @pytest.mark.parametrize("text,pattern", [
     ('name = "x"\nmetirc = "fid"\n', "unknown key(s) ['metirc']"),
     ('name = "x"\nmetric = "accuracy"\n', "'metric' = 'accuracy'"),
@@ -359,3 +385,19 @@ def test_a_search_asks_new_parameters_when_each_trial_reloads_the_study(tmp_path
         assert runner.work(spec, storage, "tiny", tmp_path / "runs", max_trials=1)["complete"] == 1
     asked = [tuple(sorted(t.params.items())) for t in trials(storage, "search-tiny")]
     assert len(asked) == 4 and len(set(asked)) > 1
+
+
+def test_superseded_reads_the_queued_run_name_or_else_the_recorded_run_dir():
+    from types import SimpleNamespace
+
+    from studies.queue import cell_key, superseded
+
+    cell = {"arm": "full", "concept": "hue-60", "seed": 0}
+    now = {cell_key(cell): "adapt-tiny-hue-60-full-s0-new"}
+    trial = lambda **attrs: SimpleNamespace(user_attrs={"cell": cell, **attrs}, params={})  # noqa: E731
+    assert superseded(trial(run_name="adapt-tiny-hue-60-full-s0-old", run_dir="x/anything"), now)
+    assert not superseded(trial(run_name="adapt-tiny-hue-60-full-s0-new", run_dir="x/faked-by-a-test"), now)
+    # queued before trials carried run_name: judged by the run directory it recorded
+    assert superseded(trial(run_dir="runs/adapt-tiny-hue-60-full-s0-old"), now)
+    assert not superseded(trial(run_dir="runs/adapt-tiny-hue-60-full-s0-new"), now)
+    assert not superseded(trial(), now) and not superseded(trial(run_name="other"), None)

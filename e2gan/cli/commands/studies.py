@@ -94,7 +94,7 @@ def cmd_study(args) -> str:
     after_grid(spec, study, preset, args.runs, progress)
     from studies.summary import summary_table
 
-    table = summary_table(study, spec)
+    table = summary_table(study, spec, preset)
     if table is not None:
         print(table)
     return runner.status_line(runner.status(study, spec, preset))
