@@ -100,7 +100,9 @@ def score(pred: dict, *, backbone: str = "effnet-lite0", perceptual: str = "auto
         per_concept[concept] = m
         protocol = res["protocol"]
     keys = [k for k in dict.fromkeys(k for m in per_concept.values() for k in m) if k != "n"]
-    mean = {k: _finite_mean([m.get(k) for m in per_concept.values()]) for k in keys}
+    # A metric no concept measured (KID's spread from one subset) stays None over concepts too.
+    mean = {k: _finite_mean(vals) if any(v is not None for v in vals) else None
+            for k in keys for vals in [[m.get(k) for m in per_concept.values()]]}
     protocol = dict(protocol or {})
     protocol.update(n=len(pred["concepts"]), n_per_concept={c: len(v) for c, v in by_concept.items()},
                     averaging="mean over concepts of per-concept metrics (FID/KID per concept)")
