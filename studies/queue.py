@@ -39,10 +39,14 @@ def superseded(trial, runs_now: dict[str, str] | None) -> bool:
     its result is not this spec's, so the cell is queued again and reports leave the trial out.
 
     A trial carries the run name it was queued for (``run_name``); one queued before that attribute
-    existed is judged by the run directory it recorded.
+    existed is judged by the run directory it recorded. A waiting or running trial is never
+    superseded: its worker builds the cell's config from the spec it has, and once it finishes
+    under a stale name the cell is queued again and found on disk.
     """
+    from optuna.trial import TrialState
+
     want = (runs_now or {}).get(cell_key(trial.user_attrs.get("cell", trial.params)))
-    if want is None:
+    if want is None or getattr(trial, "state", None) in (TrialState.WAITING, TrialState.RUNNING):
         return False
     queued = trial.user_attrs.get("run_name")
     if queued is not None:

@@ -401,3 +401,7 @@ def test_superseded_reads_the_queued_run_name_or_else_the_recorded_run_dir():
     assert superseded(trial(run_dir="runs/adapt-tiny-hue-60-full-s0-old"), now)
     assert not superseded(trial(run_dir="runs/adapt-tiny-hue-60-full-s0-new"), now)
     assert not superseded(trial(), now) and not superseded(trial(run_name="other"), None)
+    from optuna.trial import TrialState
+    waiting = trial(run_name="adapt-tiny-hue-60-full-s0-old")
+    waiting.state = TrialState.WAITING   # queued before the edit: it runs under the spec its worker has
+    assert not superseded(waiting, now)
