@@ -155,6 +155,8 @@ class Config:
             d["adapt"].pop("curve_points")
         if d["adapt"]["lr_g"] == d["train"]["lr_g"]:  # the base's rate spelled out is the default (0)
             d["adapt"]["lr_g"] = 0.0
+        if not d["adapt"]["train_pairs"]:  # every pair is used: no subset is selected, so no selection rule
+            d["adapt"]["selection"] = "random"
         blob = json.dumps({s: d[s] for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

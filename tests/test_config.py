@@ -133,3 +133,14 @@ def test_adapt_lr_g_equal_to_the_base_rate_is_the_default_run():
     other = apply_overrides(get_preset("tiny"), {"adapt": {"lr_g": 3e-4}}, "x")
     assert spelled.key("adapt") == default.key("adapt") != other.key("adapt")
     assert spelled.adapt.lr_g == default.train.lr_g  # the config itself still says what was asked
+
+
+def test_selection_does_not_key_a_run_that_uses_every_pair():
+    # data-count's "0 / kmeans" cell trains on every pair, exactly as "0 / random" does: one run.
+    tiny = get_preset("tiny")
+    kmeans_all = apply_overrides(get_preset("tiny"), {"adapt": {"selection": "kmeans"}}, "x")
+    kmeans_8 = apply_overrides(get_preset("tiny"), {"adapt": {"selection": "kmeans", "train_pairs": 8}}, "x")
+    random_8 = apply_overrides(get_preset("tiny"), {"adapt": {"train_pairs": 8}}, "x")
+    assert tiny.adapt.train_pairs == 0 and tiny.adapt.selection == "random"
+    assert kmeans_all.key("adapt") == tiny.key("adapt")
+    assert kmeans_8.key("adapt") != random_8.key("adapt")
