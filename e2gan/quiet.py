@@ -4,7 +4,8 @@ A long command (`reproduce`) runs dozens of Trainers and study loads, and each u
 same lines again: Lightning's device banner ("GPU available", "TPU available"), its advertising
 tips, "`Trainer.fit` stopped: `max_epochs=1` reached", a deprecation warning from Lightning's own
 pytree helper, Optuna's ExperimentalWarning for the heartbeat and stale-trial features the runner
-relies on, and torch's notices about enums registered as pytree constants. Each is silenced at
+relies on, torch's notices about enums registered as pytree constants, and the "checkpoint
+directory exists" notice of a run resuming from its own checkpoints. Each is silenced at
 its source, narrowly (a logger's level, a filter on one category or one message), so warnings
 raised by e2gan itself, and every other warning of these libraries, still show.
 """
@@ -26,6 +27,8 @@ QUIET_LOGGERS = {
 QUIET_MESSAGES = [
     # torch deprecated LeafSpec; Lightning's _pytree helper still builds one on every fit.
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # A resumed base run finds its own checkpoints in its folder: that is how it resumes.
+    (UserWarning, r"Checkpoint directory .* exists and is not empty"),
 ]
 
 

@@ -15,6 +15,7 @@ def test_named_warnings_are_silenced_and_ours_still_show():
         warnings.warn("Argument ``heartbeat_interval`` is an experimental feature.", ExperimentalWarning)
         warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)`",
                       FutureWarning)
+        warnings.warn("Checkpoint directory runs/base-tiny-0/checkpoints exists and is not empty.", UserWarning)
         warnings.warn("some other library's future change", FutureWarning)
         warnings.warn("training diverged at step 3", UserWarning)
     assert [str(w.message) for w in caught] == ["some other library's future change", "training diverged at step 3"]
