@@ -36,6 +36,7 @@ def data_count_table(ctx: StudyContext) -> Table:
     disp = {k: disp[k] for k in order if k in disp}
     data = {k: data[k] for k in order if k in data}
     notes = [AGG_NOTE, "Rows: training pairs of the new concept ('all' = every training pair); columns: how the "
-             "subset was chosen (random, or the samples nearest k-means centres).", no_paper_note(ctx)]
+             "subset was chosen (random, or the samples nearest k-means centres); at 'all' nothing is chosen, so "
+             "its random and k-means columns are the same runs.", no_paper_note(ctx)]
     return Table("data-count", "Data count: quality vs training pairs per selection method",
                  frame_of(disp, "training pairs"), frame_of(data, "training pairs"), table_notes(ctx, extra=notes))
