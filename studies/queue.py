@@ -21,33 +21,57 @@ def cell_key(params: dict) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def current_runs(spec: StudySpec, preset: str) -> dict[str, str] | None:
-    """Grid cell -> the name of the run directory its configuration names now (None for a search).
+def current_runs(spec: StudySpec, preset: str):
+    """The names of the run directories the spec names now: per grid cell (a dict), or, for a search,
+    per trial's parameters (``SearchRuns``: the sorted names of its concept x seed runs).
 
     A cell is named by its arm, axes, concept and seed only; the run's name carries the hash of its
     whole configuration, so a trial whose run is not this one ran an earlier version of the spec.
     """
-    if spec.sampler != "grid":
-        return None
     from e2gan.pipeline.adapt import adapt_dir
 
+    if spec.sampler != "grid":
+        return SearchRuns(spec, preset)
     return {cell_key(c): adapt_dir(spec.cell_config(c, preset), c["concept"]).name for c in spec.grid(preset)}
 
 
-def superseded(trial, runs_now: dict[str, str] | None) -> bool:
-    """A trial that ran its cell under an earlier spec (an arm's or the config's values changed since):
-    its result is not this spec's, so the cell is queued again and reports leave the trial out.
+class SearchRuns:
+    """A search trial's parameters (as ``cell_key``) -> the sorted names of the runs they name now.
 
-    A trial carries the run name it was queued for (``run_name``); one queued before that attribute
-    existed is judged by the run directory it recorded. A waiting or running trial is never
-    superseded: its worker builds the cell's config from the spec it has, and once it finishes
-    under a stale name the cell is queued again and found on disk.
+    Computed per lookup: a search space (4^5 rank allocations) is far larger than the trials asked.
+    """
+
+    def __init__(self, spec: StudySpec, preset: str):
+        self.spec, self.preset = spec, preset
+
+    def get(self, key: str) -> list[str]:
+        from e2gan.pipeline.adapt import adapt_dir
+
+        params = json.loads(key)
+        return sorted(adapt_dir(self.spec.cell_config({**params, "concept": c, "seed": s}, self.preset), c).name
+                      for c in self.spec.concept_names(self.preset) for s in self.spec.seeds)
+
+
+def superseded(trial, runs_now) -> bool:
+    """A trial that ran its cell under an earlier spec (an arm's or the config's values changed since):
+    its result is not this spec's, so the cell is queued again (a search asks another trial) and
+    reports leave the trial out.
+
+    A grid trial carries the run name it was queued for (``run_name``); one queued before that
+    attribute existed is judged by the run directory it recorded. A search trial is judged by the
+    runs it recorded (``runs``); a search's sampler still learns from it (Optuna's history holds
+    every trial). A waiting or running trial is never superseded: its worker builds the cell's
+    config from the spec it has, and once it finishes under a stale name the cell is queued again
+    and found on disk.
     """
     from optuna.trial import TrialState
 
     want = (runs_now or {}).get(cell_key(trial.user_attrs.get("cell", trial.params)))
     if want is None or getattr(trial, "state", None) in (TrialState.WAITING, TrialState.RUNNING):
         return False
+    if isinstance(want, list):  # a search trial
+        runs = trial.user_attrs.get("runs")
+        return bool(runs) and sorted(Path(r).name for r in runs) != want
     queued = trial.user_attrs.get("run_name")
     if queued is not None:
         return queued != want

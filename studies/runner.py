@@ -266,13 +266,15 @@ def _run_cells(study, trial, spec: StudySpec, preset: str, runs: str | Path, pro
     study.tell(trial, [value, params_cost] if spec.sampler == "nsga2" else value)
 
 
-def _next_trial(study, spec: StudySpec):
+def _next_trial(study, spec: StudySpec, preset: str):
     from optuna.trial import TrialState
 
     if spec.sampler == "grid":
         return _claim_waiting(study)
+    runs_now = current_runs(spec, preset)
     done = [t for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)]
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+            and not superseded(t, runs_now)]
     return study.ask() if len(done) < spec.n_trials else None
 
 
@@ -303,7 +305,7 @@ def _work(study, spec: StudySpec, preset: str, runs, progress: bool, max_trials,
         # Take over dead workers' cells before each claim, not only when idle: busy survivors would
         # otherwise leave a killed cell until the rest of the grid is done.
         reconcile(study, spec, preset, max_retries=max_retries, stale_only=True)
-        trial = _next_trial(study, spec)
+        trial = _next_trial(study, spec, preset)
         if trial is None:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if not running:
