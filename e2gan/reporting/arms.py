@@ -31,6 +31,11 @@ class ArmRun:
         return bool(c.get("collapsed")) if isinstance(c, dict) else None
 
 
+def scheme_label(scheme: str) -> str:
+    """search.json's scheme name as a spec names it: 'uniform 1x' -> 'uniform-1x' (``greedy:uniform-1x``)."""
+    return scheme.replace(" ", "-")
+
+
 def runs_root(ctx: StudyContext) -> Path | None:
     """The runs folder: the parent of the trials' run directories."""
     if "run_dir" in ctx.frame.columns and len(ctx.frame):
@@ -86,7 +91,8 @@ def arm_runs(ctx: StudyContext, label: str) -> list[ArmRun] | None:
         search = greedy_search(ctx)
         if search is None:
             return None
-        row = next((r for r in search.get("table", []) if r.get("scheme") == label[len(GREEDY):]), None)
+        scheme = label[len(GREEDY):]
+        row = next((r for r in search.get("table", []) if scheme_label(str(r.get("scheme"))) == scheme), None)
         if row is None:
             return None
         dirs = (search.get("runs") or {}).get(row.get("ranks"), [])

@@ -29,6 +29,7 @@ CLAIMS = {
 }
 CLAIMS_FILE = "claims.json"
 NOT_RUN, NO_SCORES = "not run", "no per-image scores stored: rerun"
+SAME_RUNS = "both arms are the same runs: Δ is 0 by construction"
 ALPHA = 0.05
 UNITS = {"psnr": "dB", "perceptual": "", "kid_mean": ""}
 
@@ -86,6 +87,8 @@ def compare(ctx: StudyContext, entry: dict, draws: int = DEFAULT_DRAWS) -> dict:
     from e2gan.reporting.noise import collapsed_runs  # its own check, or the same outputs as another seed
 
     collapsed = {x: (len(collapsed_runs(rs)), len(rs)) for x, rs in ((entry["better"], a), (entry["other"], b))}
+    if {r.run_dir for r in a} == {r.run_dir for r in b}:  # e.g. a greedy search that kept its start, uniform 1x
+        row["why"] = SAME_RUNS
     return {**row, "status": "ok", "cmp": cmp, "collapsed": collapsed,
             "params_ratio": _cost(a) / _cost(b) if _cost(b) else float("nan")}
 
@@ -130,7 +133,7 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
              "kind": rec["kind"] + (f", δ {rec['delta']}" if rec["kind"] == "non-inferiority" else "")}
         if rec["status"] == "ok":
             d.update({"Δ (positive favours the claim)": format_number(rec["delta_hat"], 4), "CI": _ci_text(r),
-                      "verdict": rec["verdict"], "p (Holm level)": f"{rec['p']:.4f} ({rec['level']:.4f})",
+                      "verdict": rec["verdict"] + (f" ({rec['why']})" if rec.get("why") else ""), "p (Holm level)": f"{rec['p']:.4f} ({rec['level']:.4f})",
                       "seeds": " vs ".join(map(str, rec["seeds"])), "images per concept": rec["images"],
                       "MDD": format_number(rec["mdd"], 4),
                       "collapsed": "; ".join(f"{k} {v[0]}/{v[1]}" for k, v in rec["collapsed"].items())})
@@ -213,7 +216,8 @@ def claims_rows(out_dir: Path, studies: list[str]) -> list[dict]:
                 parts.append(f"{head}: Δ {format_number(r['delta_hat'], 4)} CI [{format_number(r['lo'], 4)}, "
                              f"{format_number(r['hi'], 4)}] ({r['kind']}{margin}; {r['verdict']}; seeds "
                              f"{'/'.join(map(str, r.get('seeds', [])))}, {r.get('images')} images per concept; "
-                             f"MDD {format_number(r.get('mdd'), 4)}{_params_text(r)}; {r.get('study')})")
+                             f"MDD {format_number(r.get('mdd'), 4)}{_params_text(r)}; {r.get('study')}"
+                             f"{'; ' + r['why'] if r.get('why') else ''})")
             else:
                 parts.append(f"{head}: {r.get('status')} ({r.get('why', '')})")
         papers = list(dict.fromkeys(str(r["paper"]) for r in recs if r.get("paper")))

@@ -149,3 +149,43 @@ def test_a_pooled_pair_without_runs_is_not_run_and_named(tmp_path):
     write_study_report(POOLED, _pooled_study(tmp_path, ["full", "e2gan", "full-b1"]), out / "main", grids=False)
     (c,) = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
     assert c["verdict"] == "not run" and "e2gan-b1" in c["why"]
+
+
+def test_greedy_schemes_are_found_by_the_names_specs_give_them(tmp_path):
+    """search.json names the reference 'uniform 1x'; a spec's claim names it 'greedy:uniform-1x'
+    (the claim once read 'not run' for lack of that match, though its runs existed)."""
+    import json
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from e2gan.reporting.arms import arm_runs
+
+    runs = tmp_path / "runs"
+    search_dir = runs / "studies" / "ranks-tiny-greedy"
+    search_dir.mkdir(parents=True)
+    one = "down=1,up=1"
+    search = {"table": [{"scheme": "searched", "ranks": one}, {"scheme": "uniform 1x", "ranks": one},
+                        {"scheme": "uniform 4x", "ranks": "down=4,up=4"}],
+              "runs": {one: [str(runs / "adapt-a"), str(runs / "adapt-b")], "down=4,up=4": [str(runs / "adapt-c")]}}
+    (search_dir / "search.json").write_text(json.dumps(search))
+    ctx = SimpleNamespace(name="ranks", preset="tiny", results={},
+                          frame=pd.DataFrame({"run_dir": [str(runs / "adapt-x")]}))
+    assert [r.run_dir for r in arm_runs(ctx, "greedy:uniform-1x")] == search["runs"][one]
+    assert [r.run_dir for r in arm_runs(ctx, "greedy:searched")] == search["runs"][one]
+    assert [r.run_dir for r in arm_runs(ctx, "greedy:uniform-4x")] == [str(runs / "adapt-c")]
+    assert arm_runs(ctx, "greedy:random") is None
+
+
+def test_a_comparison_of_one_set_of_runs_with_itself_says_so(tmp_path):
+    # The greedy search kept its start allocation: 'searched' and 'uniform 1x' are the same runs.
+    from e2gan.reporting.claims import SAME_RUNS, compare, comparison_record
+    from e2gan.reporting.study_context import study_context
+
+    ctx = study_context(SPEC, _study(tmp_path))
+    entry = {**SPEC["claims"][0], "other": SPEC["claims"][0]["better"], "kind": "superiority"}
+    row = compare(ctx, entry)
+    assert row["status"] == "ok" and row["why"] == SAME_RUNS and row["cmp"].delta == 0
+    assert compare(ctx, SPEC["claims"][0]).get("why") is None
+    [decided] = __import__("e2gan.reporting.verdicts", fromlist=["decide"]).decide([row], 0.05)
+    assert comparison_record(decided)["verdict"] == "inconclusive" and comparison_record(decided)["why"] == SAME_RUNS
