@@ -133,7 +133,8 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
              "kind": rec["kind"] + (f", δ {rec['delta']}" if rec["kind"] == "non-inferiority" else "")}
         if rec["status"] == "ok":
             d.update({"Δ (positive favours the claim)": format_number(rec["delta_hat"], 4), "CI": _ci_text(r),
-                      "verdict": rec["verdict"] + (f" ({rec['why']})" if rec.get("why") else ""), "p (Holm level)": f"{rec['p']:.4f} ({rec['level']:.4f})",
+                      "verdict": rec["verdict"] + (f" ({rec['why']})" if rec.get("why") else ""),
+                      "p (Holm level)": f"{rec['p']:.4f} ({rec['level']:.4f})",
                       "seeds": " vs ".join(map(str, rec["seeds"])), "images per concept": rec["images"],
                       "MDD": format_number(rec["mdd"], 4),
                       "collapsed": "; ".join(f"{k} {v[0]}/{v[1]}" for k, v in rec["collapsed"].items())})

@@ -181,11 +181,12 @@ def test_a_comparison_of_one_set_of_runs_with_itself_says_so(tmp_path):
     # The greedy search kept its start allocation: 'searched' and 'uniform 1x' are the same runs.
     from e2gan.reporting.claims import SAME_RUNS, compare, comparison_record
     from e2gan.reporting.study_context import study_context
+    from e2gan.reporting.verdicts import decide
 
     ctx = study_context(SPEC, _study(tmp_path))
     entry = {**SPEC["claims"][0], "other": SPEC["claims"][0]["better"], "kind": "superiority"}
     row = compare(ctx, entry)
     assert row["status"] == "ok" and row["why"] == SAME_RUNS and row["cmp"].delta == 0
     assert compare(ctx, SPEC["claims"][0]).get("why") is None
-    [decided] = __import__("e2gan.reporting.verdicts", fromlist=["decide"]).decide([row], 0.05)
+    [decided] = decide([row], 0.05)
     assert comparison_record(decided)["verdict"] == "inconclusive" and comparison_record(decided)["why"] == SAME_RUNS
