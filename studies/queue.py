@@ -43,13 +43,14 @@ class SearchRuns:
 
     def __init__(self, spec: StudySpec, preset: str):
         self.spec, self.preset = spec, preset
+        self.concepts = spec.concept_names(preset)  # read once: every lookup runs the same concept x seed cells
 
     def get(self, key: str) -> list[str]:
         from e2gan.pipeline.adapt import adapt_dir
 
         params = json.loads(key)
         return sorted(adapt_dir(self.spec.cell_config({**params, "concept": c, "seed": s}, self.preset), c).name
-                      for c in self.spec.concept_names(self.preset) for s in self.spec.seeds)
+                      for c in self.concepts for s in self.spec.seeds)
 
 
 def superseded(trial, runs_now) -> bool:
