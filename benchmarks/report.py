@@ -43,15 +43,18 @@ def _cell(text) -> str:
 
 
 def summary_table(report: dict) -> str:
-    lines = ["| # | benchmark | measure | measured | target | result | paper | notes |",
-             "|---|---|---|---|---|---|---|---|"]
+    """One row per check. A composed summary (``benchmarks.latest``) adds the run each row is from."""
+    run_col = bool(report.get("composed"))
+    lines = ["| # | benchmark | measure | measured | target | result | paper | notes |" + (" run |" if run_col else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if run_col else "")]
     for i, (name, b) in enumerate(report["benchmarks"].items(), start=1):
+        run = f" {b.get('run', '')[:15]} |" if run_col else ""   # the run's UTC minute
         if b["status"] != "ok":
-            lines.append(f"| {i} | {name} | — | — | — | **error** | — | {_cell(b.get('error', ''))} |")
+            lines.append(f"| {i} | {name} | — | — | — | **error** | — | {_cell(b.get('error', ''))} |{run}")
             continue
         for c in b["checks"]:
             lines.append(f"| {i} | {name} | {_cell(c['what'])} | {fmt(c['measured'], c['unit'])} | {fmt_target(c)} | "
-                         f"{verdict(c)} | {_cell(c.get('paper') or '')} | {_cell(c.get('note') or '')} |")
+                         f"{verdict(c)} | {_cell(c.get('paper') or '')} | {_cell(c.get('note') or '')} |{run}")
     return "\n".join(lines)
 
 
@@ -86,36 +89,44 @@ def before_after_table(report: dict) -> str:
     lines = ["| benchmark | measure | before | after | before ÷ after | change | notes |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['benchmark']} | {_cell(r['what'])} | {fmt(r['before'], r['unit'])} | {fmt(r['after'], r['unit'])} | "
+        name = r["benchmark"] + (f" ({r['run'][:15]})" if r.get("run") else "")   # composed: the run it is from
+        lines.append(f"| {name} | {_cell(r['what'])} | {fmt(r['before'], r['unit'])} | {fmt(r['after'], r['unit'])} | "
                      f"{fmt(r.get('ratio'), '×')} | {_cell(r.get('change') or '')} | "
                      f"{_cell('; '.join(x for x in (r.get('note'), r.get('basis')) if x))} |")
     return "\n".join(lines)
 
 
-def _targets_line(report: dict, run_name: str) -> str:
-    checks = [c for b in report["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
-    n_met = sum(1 for c in checks if c["met"])
-    return (f"{n_met} of {len(checks)} targets met. Full numbers: `benchmarks/results/{run_name}.json` "
-            f"and `.md`; what each benchmark measures: `benchmarks/README.md`.")
+def _targets_line(composed: dict) -> str:
+    checks = [c for b in composed["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
+    return (f"{sum(1 for c in checks if c['met'])} of {len(checks)} targets met. Each row is the newest "
+            f"measurement of its benchmark; full numbers: `benchmarks/results/<run>.json` and `.md` of the run "
+            f"in its last column; what each benchmark measures: `benchmarks/README.md`.")
 
 
-def render_latest(report: dict, run_name: str) -> str:
-    parts = ["# Benchmarks: latest summary", "", header(report), "", _targets_line(report, run_name), "",
-             summary_table(report), ""]
-    ba = before_after_table(report)
+def render_latest(composed: dict) -> str:
+    """LATEST.md from ``benchmarks.latest.compose``: rows from several runs, each run described."""
+    from benchmarks.latest import runs_list
+
+    parts = ["# Benchmarks: latest summary", "",
+             f"Preset **{composed['preset']}** (scale {composed['scale']}). Runs the rows come from:", "",
+             *runs_list(composed), "", _targets_line(composed), "", summary_table(composed), ""]
+    ba = before_after_table(composed)
     if ba:
         parts += ["## Before / after", "", ba, ""]
-    miss = missed(report)
+    miss = missed(composed)
     if miss:
         parts += ["## Missed targets", "", *miss, ""]
     return "\n".join(parts)
 
 
-def render_readme_block(report: dict, run_name: str) -> str:
-    """What benchmarks/run.py puts between README.md's bench markers: LATEST.md's table, from the same functions."""
-    return "\n".join([f"Latest run: preset **{report['preset']}**, {report['device']}, {report.get('cpu_count')} cores, "
-                      f"started {report['started']}. " + _targets_line(report, run_name)
-                      + " Causes of every miss: `benchmarks/results/LATEST.md`.", "", summary_table(report)])
+def render_readme_block(composed: dict) -> str:
+    """The README's bench block: LATEST.md's table, from the same functions."""
+    stems = list(composed["runs"])
+    return "\n".join([f"Latest measurements: preset **{composed['preset']}**, {composed['device']}, "
+                      f"{composed.get('cpu_count')} cores, from {len(stems)} run(s), {stems[0][:15]} to {stems[-1][:15]}. "
+                      + _targets_line(composed)
+                      + " Causes of every miss and the runs' load and versions: `benchmarks/results/LATEST.md`.",
+                      "", summary_table(composed)])
 
 
 # ----------------------------------------------------------------------------- per-benchmark details

@@ -6,8 +6,9 @@
 Thread counts are fixed before torch loads (OMP_NUM_THREADS, torch.set_num_threads, the LiteRT
 interpreter's num_threads) and recorded. The data and the base model come from the shared runs
 folder (reused when cached); everything a benchmark trains goes to its own scratch folder.
-A full run (every benchmark) also rewrites LATEST.md and the block of README.md between
-``<!-- bench:start -->`` and ``<!-- bench:end -->`` (only a warning when the markers are missing).
+Every run then rewrites LATEST.md and the block of README.md between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` (only a warning when the markers are missing) from the newest measurement of
+each benchmark in the results folder (``benchmarks.latest``), each row naming its run.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "parallel region into a wait for a descheduled thread")
     p.add_argument("--scale", default=None, help=argparse.SUPPRESS)   # 'micro': the harness's own test
     p.add_argument("--no-latest", action="store_true", help="do not update LATEST.md or the README")
-    p.add_argument("--readme", default=None, help="README whose bench block a full run rewrites (default: the "
+    p.add_argument("--readme", default=None, help="README whose bench block every run rewrites (default: the "
                                                   "project's README.md when --out is the default; '' for none)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     p.add_argument("--chaos-seconds", type=float, default=None,
@@ -84,7 +85,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 parts.setdefault(name, []).append(part)
     args.only = [s for s in ORDER + SLOW if s in names]  # dependency order: adaptation feeds speed, speed kernel
     args.parts = parts
-    args.full = set(ORDER) <= set(args.only) and not args.parts
     if args.readme is None:
         args.readme = str(DEFAULT_README) if Path(args.out).resolve() == DEFAULT_OUT else ""
     return args
@@ -184,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         _write(stem, report, jsonable)   # after every benchmark: a crash keeps what was measured
     report["loadavg_end"] = loadavg()
     report["seconds"] = time.perf_counter() - t_all
+    from benchmarks.latest import compose
     from benchmarks.report import render_latest, render_readme_block, render_run
 
     _write(stem, report, jsonable)
     stem.with_suffix(".md").write_text(render_run(report))
-    if args.full and not args.no_latest:
-        (out / "LATEST.md").write_text(render_latest(report, stem.name))
+    composed = None if args.no_latest else compose(out, args.preset, ctx.scale.name, ORDER + SLOW)
+    if composed is not None:   # every run, full or --only: its rows replace those it measured again
+        (out / "LATEST.md").write_text(render_latest(composed))
         if args.readme:
-            update_readme(args.readme, render_readme_block(report, stem.name))
+            update_readme(args.readme, render_readme_block(composed))
     checks = [c for b in report["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
     errors = [n for n, b in report["benchmarks"].items() if b["status"] != "ok"]
     print(f"bench {args.preset}: {sum(c['met'] for c in checks)}/{len(checks)} targets met"

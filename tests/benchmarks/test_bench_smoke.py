@@ -86,7 +86,7 @@ def test_report_renders_misses_and_errors():
     table = summary_table(report)
     assert "0.80×" in table and "≤ 0.5×" in table and "**missed** (1.60× above target)" in table
     assert "**error**" in table and "Boom: x" in table
-    latest = render_latest(report, "run")
+    latest = render_latest({**report, "composed": True, "runs": {}, "failed_since": {}})
     assert "0 of 1 targets met" in latest and "## Missed targets" in latest
     assert "details not rendered" in render_run(report)  # speed's details need data it does not have
 
@@ -103,9 +103,9 @@ def test_benchmark_parts_are_parsed_and_checked():
     from benchmarks.run import parse_args
 
     a = parse_args(["--only", "overheads.distill"])
-    assert a.only == ["overheads"] and a.parts == {"overheads": ["distill"]} and not a.full
+    assert a.only == ["overheads"] and a.parts == {"overheads": ["distill"]}
     assert parse_args(["--only", "overheads,overheads.distill"]).parts == {}   # the whole benchmark wins
-    assert parse_args([]).full and parse_args([]).parts == {}
+    assert parse_args([]).parts == {}
     with pytest.raises(SystemExit):
         parse_args(["--only", "overheads.warp"])
 
@@ -138,14 +138,17 @@ def _mini_report():
 
 
 def test_update_readme_rewrites_only_the_marked_block(tmp_path, capsys):
+    from benchmarks.latest import compose
     from benchmarks.report import render_readme_block
     from benchmarks.run import README_END, README_START, update_readme
 
     readme = tmp_path / "README.md"
     before, after = "# Project\n\nIntro.\n\n", "\n\n## Guarantees\n\ntext\n"
     readme.write_text(f"{before}{README_START}\n| old | table |\n{README_END}{after}")
-    block = render_readme_block(_mini_report(), "run-x")
-    assert summary_table(_mini_report()) in block and "run-x" in block   # LATEST.md's renderer
+    (tmp_path / "2026-01-02-0304-host-0123abcd.json").write_text(json.dumps(_mini_report()))
+    composed = compose(tmp_path, "tiny", "tiny", ("speed",))
+    block = render_readme_block(composed)
+    assert summary_table(composed) in block and "2026-01-02-0304" in block   # LATEST.md's renderer
     assert update_readme(readme, block) is True
     text = readme.read_text()
     assert text == f"{before}{README_START}\n{block}\n{README_END}{after}"
@@ -175,7 +178,8 @@ def test_before_after_section_is_rendered():
     report = _mini_report()
     table = before_after_table(report)
     assert "6.00 ms" in table and "2.00 ms" in table and "3.00×" in table and "one barrier" in table
-    assert "## Before / after" in render_latest(report, "run") and "## Before / after" in render_run(report)
+    composed = {**report, "composed": True, "runs": {}, "failed_since": {}}
+    assert "## Before / after" in render_latest(composed) and "## Before / after" in render_run(report)
     assert before_after_table({**report, "before_after": []}) == ""
 
 
