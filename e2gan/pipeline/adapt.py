@@ -11,8 +11,29 @@ from e2gan.config import Config
 
 
 def adapt_dir(cfg: Config, concept: str, runs: str | Path = "runs") -> Path:
-    key = cfg.key("data", "model", "disc", "train", "adapt")
+    key = _keyed_config(cfg).key("data", "model", "disc", "train", "adapt")
     return Path(runs) / f"adapt-{cfg.preset}-{concept}-{cfg.adapt.method}-s{cfg.adapt.seed}-{key}"
+
+
+# The train fields an adaptation replaces with its own (``training_config``): they reach a run only
+# through its base model.
+BASE_ONLY_TRAIN_FIELDS = ("steps", "max_time_s", "seed", "lr_d")
+
+
+def _keyed_config(cfg: Config) -> Config:
+    """The config a run's name is hashed from. A run without a base (scratch, pix2pix) is keyed with
+    the base-only train fields at the preset's values: two studies whose bases train for different
+    budgets then share their scratch runs instead of training identical copies, and the keys of runs
+    at the preset's budget stay what they were."""
+    if cfg.adapt.method in ("lora", "full"):
+        return cfg
+    import copy
+
+    from e2gan.config import apply_overrides
+    from e2gan.presets import get_preset
+
+    preset = get_preset(cfg.preset).train
+    return apply_overrides(copy.deepcopy(cfg), {"train": {f: getattr(preset, f) for f in BASE_ONLY_TRAIN_FIELDS}}, "run key")
 
 
 def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path | None) -> list[int] | None:

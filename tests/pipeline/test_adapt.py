@@ -16,6 +16,25 @@ def test_the_adapt_folder_names_concept_method_and_seed_and_keys_the_settings(tm
     assert adapt_dir(cfg, "sketch", tmp_path) != run
 
 
+@pytest.mark.parametrize("method", ["scratch", "pix2pix"])
+def test_a_run_without_a_base_is_named_without_the_bases_budget(tmp_path, method):
+    """base-model's no-base arm (bases of 600 steps) is data-count's scratch run: one run, not two copies."""
+    from e2gan.presets import get_preset
+
+    preset = get_preset("tiny")
+    at_preset = micro_config(adapt={"method": method})
+    shorter_base = micro_config(adapt={"method": method}, train={"steps": 600, "seed": 5, "lr_d": 1e-4, "max_time_s": 9.0})
+    assert adapt_dir(shorter_base, "hue-60", tmp_path) == adapt_dir(at_preset, "hue-60", tmp_path)
+    # a field that reaches the run itself still names a new one (the batch, the base rate scratch falls back on)
+    assert adapt_dir(micro_config(adapt={"method": method}, train={"batch_size": 6}), "hue-60", tmp_path) != \
+        adapt_dir(at_preset, "hue-60", tmp_path)
+    assert adapt_dir(micro_config(adapt={"method": method}, train={"lr_g": 5e-3}), "hue-60", tmp_path) != \
+        adapt_dir(at_preset, "hue-60", tmp_path)
+    # at the preset's budget the name is hashed from the config as it was before this rule: earlier runs are found
+    tiny = micro_config(adapt={"method": method}, train={f: getattr(preset.train, f) for f in ("steps", "seed", "lr_d", "max_time_s")})
+    assert adapt_dir(tiny, "hue-60", tmp_path).name.endswith(tiny.key("data", "model", "disc", "train", "adapt"))
+
+
 def test_a_finished_run_is_read_back_without_training(tmp_path, monkeypatch):
     import lightning_modules.adaptation
 
