@@ -187,3 +187,16 @@ def test_outputs_escape_and_latex(main_study):
     assert "e2gan / a\\|b_c &amp; 50%" in md                               # a '|' cannot split a cell
     tex = t.to_latex()
     assert r"a|b\_c \& 50\%" in tex and r"$\pm$" in tex and "\\begin{tabular}" in tex
+
+
+def test_greedy_table_rounds_its_delta_and_says_what_its_params_count():
+    from e2gan.reporting.paper_tables.greedy import greedy_search_table
+
+    search = {"protocol": {"metric": "psnr", "concepts": ["hue-60"], "groups": ["down", "up"], "delta": 0.4244312526978506,
+                           "steps": 100, "seeds": [0, 1, 2], "evaluations": 3},
+              "search": {"rounds": [{}], "stop_reason": "delta"},
+              "table": [{"scheme": "searched", "ranks": "down=1,up=1", "psnr": 21.6, "psnr sd over seeds": 0.17,
+                         "LoRA params": 5334, "seeds": 3}]}
+    note = greedy_search_table(search).notes[0]
+    assert "a gain of at least 0.424)" in note and "0.42443" not in note
+    assert "exclude the concept's embedding row" in note and "'trainable params' include" in note

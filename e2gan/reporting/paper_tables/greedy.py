@@ -30,10 +30,11 @@ def greedy_search_table(search: dict) -> Table:
     rounds = len((search.get("search") or {}).get("rounds", []))
     notes = [f"Greedy search on {', '.join(proto.get('concepts', []))}: every group of "
              f"{', '.join(proto.get('groups', []))} starts at rank {proto.get('start_rank', 1)}; each round doubles "
-             f"the group whose doubling buys the most {title} per added LoRA parameter (a gain of at least {proto.get('delta')}); "
+             f"the group whose doubling buys the most {title} per added LoRA parameter (a gain of at least {format_number(proto.get('delta'), 3)}); "
              f"{rounds} round(s), stopped by {(search.get('search') or {}).get('stop_reason', '?')}; "
              f"{proto.get('steps')} steps per allocation; seeds {proto.get('seeds')}; "
-             f"{proto.get('evaluations', '?')} allocations trained. LoRA params exclude the concept embedding.",
+             f"{proto.get('evaluations', '?')} allocations trained. LoRA params exclude the concept's embedding row, which every scheme "
+             f"trains and the rank grid's 'trainable params' include.",
              PAPER_NOTE + " The paper's rank table is Flickr-Scenery FID, mean over 10 concepts."]
     return Table("greedy-rank-search", "Greedy rank search: searched allocation vs references", frame_of(disp, "scheme"),
                  frame_of(data, "scheme"), notes)
