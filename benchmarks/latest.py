@@ -13,6 +13,9 @@ import re
 from pathlib import Path
 
 RUN_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{4}-host-[0-9a-f]{8}$")  # the names benchmarks.run gives
+# What a run's header line needs (``benchmarks.report.header``); the rest of a run stays on disk.
+RUN_FACTS = ("started", "host", "preset", "scale", "device", "cpu_count", "seconds", "threads", "env", "versions",
+             "loadavg_start", "loadavg_end")
 
 
 def run_files(results_dir: str | Path) -> list[Path]:
@@ -24,7 +27,7 @@ def compose(results_dir: str | Path, preset: str, scale: str, order: tuple[str, 
     """A report whose benchmarks are each the newest successful one among the runs of ``preset`` at
     ``scale``, in ``order``; each carries ``run`` (its run's name). None when no run has any.
 
-    ``runs``: header facts of every run a row comes from. ``failed_since``: benchmarks whose newest
+    ``runs``: the header facts (``RUN_FACTS``) of every run a row comes from. ``failed_since``: benchmarks whose newest
     attempt failed after the row shown was measured (the error and that run's name).
     """
     newest: dict[str, tuple[str, dict, dict]] = {}
@@ -49,7 +52,7 @@ def compose(results_dir: str | Path, preset: str, scale: str, order: tuple[str, 
     for name in names:
         stem, report, entry = newest[name]
         benchmarks[name] = {**entry, "run": stem}
-        runs.setdefault(stem, _run_facts(report))
+        runs.setdefault(stem, {k: report[k] for k in RUN_FACTS if k in report})
         before_after += [dict(row, run=stem) for row in report.get("before_after", []) if row.get("benchmark") == name]
     for stem in runs:
         runs[stem]["benchmarks"] = [n for n in names if benchmarks[n]["run"] == stem]
@@ -57,30 +60,3 @@ def compose(results_dir: str | Path, preset: str, scale: str, order: tuple[str, 
     return {"composed": True, "preset": preset, "scale": scale, "device": first.get("device"),
             "cpu_count": first.get("cpu_count"), "benchmarks": benchmarks, "before_after": before_after,
             "runs": dict(sorted(runs.items())), "failed_since": failed}
-
-
-def _run_facts(report: dict) -> dict:
-    env = report.get("env", {})
-    versions = {**env.get("versions", {}), **report.get("versions", {})}
-    return {"started": report.get("started"), "host": report.get("host"), "device": report.get("device"),
-            "cpu_count": report.get("cpu_count"), "threads": report.get("threads", {}),
-            "loadavg_start": report.get("loadavg_start"), "loadavg_end": report.get("loadavg_end"),
-            "seconds": report.get("seconds"), "torch": versions.get("torch"),
-            "litert_torch": versions.get("litert-torch"), "ai_edge_litert": versions.get("ai-edge-litert")}
-
-
-def runs_list(composed: dict) -> list[str]:
-    """One line per run the summary's rows come from: when, where, load, threads, versions."""
-    lines = []
-    for stem, r in composed["runs"].items():
-        t = r["threads"]
-        lines.append(f"- `{stem}` ({', '.join(r['benchmarks'])}): started {r['started']}, {r['device']}, "
-                     f"{r['cpu_count']} cores, {r['seconds'] or 0:.0f} s; threads torch {t.get('torch')}, "
-                     f"LiteRT {t.get('litert')}, OMP_WAIT_POLICY={t.get('OMP_WAIT_POLICY')}; load average "
-                     f"{r['loadavg_start']} → {r['loadavg_end']}; torch {r['torch']}, litert-torch "
-                     f"{r['litert_torch']}, ai-edge-litert {r['ai_edge_litert']}.")
-    for name, f in composed.get("failed_since", {}).items():
-        shown = (f"its rows are from `{composed['benchmarks'][name]['run']}`" if name in composed["benchmarks"]
-                 else "it has no successful run")
-        lines.append(f"- **{name}** failed in the newer run `{f['run']}` ({f['error']}); {shown}.")
-    return lines

@@ -103,13 +103,22 @@ def _targets_line(composed: dict) -> str:
             f"in its last column; what each benchmark measures: `benchmarks/README.md`.")
 
 
+def _runs_lines(composed: dict) -> list[str]:
+    """One line per run the summary's rows come from (its header: start, load, threads, versions),
+    then one per benchmark whose newest attempt failed."""
+    lines = [f"- `{stem}` ({', '.join(r['benchmarks'])}): {header(r)}" for stem, r in composed["runs"].items()]
+    for name, f in composed.get("failed_since", {}).items():
+        shown = (f"its rows are from `{composed['benchmarks'][name]['run']}`" if name in composed["benchmarks"]
+                 else "it has no successful run")
+        lines.append(f"- **{name}** failed in the newer run `{f['run']}` ({f['error']}); {shown}.")
+    return lines
+
+
 def render_latest(composed: dict) -> str:
     """LATEST.md from ``benchmarks.latest.compose``: rows from several runs, each run described."""
-    from benchmarks.latest import runs_list
-
     parts = ["# Benchmarks: latest summary", "",
              f"Preset **{composed['preset']}** (scale {composed['scale']}). Runs the rows come from:", "",
-             *runs_list(composed), "", _targets_line(composed), "", summary_table(composed), ""]
+             *_runs_lines(composed), "", _targets_line(composed), "", summary_table(composed), ""]
     ba = before_after_table(composed)
     if ba:
         parts += ["## Before / after", "", ba, ""]
