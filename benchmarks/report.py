@@ -1,4 +1,5 @@
-"""Markdown from a benchmark results dict: the summary table (LATEST.md) and a full run report."""
+"""Markdown from a benchmark results dict: the summary table, the before/after table and a full run report
+(``benchmarks.latest`` renders LATEST.md and the README block from the same pieces)."""
 from __future__ import annotations
 
 import math
@@ -94,48 +95,6 @@ def before_after_table(report: dict) -> str:
                      f"{fmt(r.get('ratio'), '×')} | {_cell(r.get('change') or '')} | "
                      f"{_cell('; '.join(x for x in (r.get('note'), r.get('basis')) if x))} |")
     return "\n".join(lines)
-
-
-def _targets_line(composed: dict) -> str:
-    checks = [c for b in composed["benchmarks"].values() for c in b["checks"] if c["target"] is not None]
-    return (f"{sum(1 for c in checks if c['met'])} of {len(checks)} targets met. Each row is the newest "
-            f"measurement of its benchmark; full numbers: `benchmarks/results/<run>.json` and `.md` of the run "
-            f"in its last column; what each benchmark measures: `benchmarks/README.md`.")
-
-
-def _runs_lines(composed: dict) -> list[str]:
-    """One line per run the summary's rows come from (its header: start, load, threads, versions),
-    then one per benchmark whose newest attempt failed."""
-    lines = [f"- `{stem}` ({', '.join(r['benchmarks'])}): {header(r)}" for stem, r in composed["runs"].items()]
-    for name, f in composed.get("failed_since", {}).items():
-        shown = (f"its rows are from `{composed['benchmarks'][name]['run']}`" if name in composed["benchmarks"]
-                 else "it has no successful run")
-        lines.append(f"- **{name}** failed in the newer run `{f['run']}` ({f['error']}); {shown}.")
-    return lines
-
-
-def render_latest(composed: dict) -> str:
-    """LATEST.md from ``benchmarks.latest.compose``: rows from several runs, each run described."""
-    parts = ["# Benchmarks: latest summary", "",
-             f"Preset **{composed['preset']}** (scale {composed['scale']}). Runs the rows come from:", "",
-             *_runs_lines(composed), "", _targets_line(composed), "", summary_table(composed), ""]
-    ba = before_after_table(composed)
-    if ba:
-        parts += ["## Before / after", "", ba, ""]
-    miss = missed(composed)
-    if miss:
-        parts += ["## Missed targets", "", *miss, ""]
-    return "\n".join(parts)
-
-
-def render_readme_block(composed: dict) -> str:
-    """The README's bench block: LATEST.md's table, from the same functions."""
-    stems = list(composed["runs"])
-    return "\n".join([f"Latest measurements: preset **{composed['preset']}**, {composed['device']}, "
-                      f"{composed.get('cpu_count')} cores, from {len(stems)} run(s), {stems[0][:15]} to {stems[-1][:15]}. "
-                      + _targets_line(composed)
-                      + " Causes of every miss and the runs' load and versions: `benchmarks/results/LATEST.md`.",
-                      "", summary_table(composed)])
 
 
 # ----------------------------------------------------------------------------- per-benchmark details

@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         _write(stem, report, jsonable)   # after every benchmark: a crash keeps what was measured
     report["loadavg_end"] = loadavg()
     report["seconds"] = time.perf_counter() - t_all
-    from benchmarks.latest import compose
-    from benchmarks.report import render_latest, render_readme_block, render_run
+    from benchmarks.latest import compose, render_latest, render_readme_block
+    from benchmarks.report import render_run
 
     _write(stem, report, jsonable)
     stem.with_suffix(".md").write_text(render_run(report))

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common import check, interleave, jsonable
-from benchmarks.report import render_latest, render_run, summary_table
+from benchmarks.latest import render_latest
+from benchmarks.report import render_run, summary_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_KEYS = {"key", "what", "measured", "unit", "target", "op", "met", "shortfall", "miss_by", "paper", "note", "basis", "cause"}
@@ -139,7 +140,7 @@ def _mini_report():
 
 def test_update_readme_rewrites_only_the_marked_block(tmp_path, capsys):
     from benchmarks.latest import compose
-    from benchmarks.report import render_readme_block
+    from benchmarks.latest import render_readme_block
     from benchmarks.run import README_END, README_START, update_readme
 
     readme = tmp_path / "README.md"

@@ -4,8 +4,7 @@ from __future__ import annotations
 import json
 
 from benchmarks.common import check
-from benchmarks.latest import compose, run_files
-from benchmarks.report import render_latest, render_readme_block
+from benchmarks.latest import compose, render_latest, render_readme_block, run_files
 
 ORDER = ("adaptation", "speed", "kernel")
 
