@@ -330,13 +330,13 @@ def _chaos(d: dict) -> list[str]:
 
 
 def _eval_share(d: dict) -> list[str]:
-    e = d["evaluation_seconds"]
+    e, sides = d["evaluation_seconds"], d.get("sides", {})
     return [f"One LoRA cell on {d['concept']} ({d['steps']} steps, training clock {d['train_seconds']:.1f} s), "
             f"`evaluate_run` on {d['n_test']} test images with a warm feature cache; {d['device']}, {d['threads']} threads, "
             f"{d['rounds']} rounds interleaved. The concept's first evaluation (fills the cache): "
-            f"{d['first_evaluation_seconds']:.1f} s.", "", "| backbone path | evaluation s | share of the cell |", "|---|---|---|",
-            f"| before (NCHW, batches of 32) | {e['before']:.1f} | {d['share_before']:.1%} |",
-            f"| after (channels_last, batches of 8) | {e['after']:.1f} | {d['share']:.1%} |", "",
+            f"{d['first_evaluation_seconds']:.1f} s.", "", "| side | evaluation s | share of the cell |", "|---|---|---|",
+            f"| before: {sides.get('before', 'as before')} | {e['before']:.1f} | {d['share_before']:.1%} |",
+            f"| after: {sides.get('after', 'now')} | {e['after']:.1f} | {d['share']:.1%} |", "",
             f"Metrics of the two paths agree to {d['max_relative_metric_difference']:.1e} relative."]
 
 

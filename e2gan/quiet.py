@@ -12,7 +12,13 @@ raised by e2gan itself, and every other warning of these libraries, still show.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import sys
+import tempfile
 import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 # Logger -> the least level still shown. Lightning's banner, tips and "fit stopped" lines are
 # INFO; its real problems are WARNING and above. torch's pytree notices are WARNING-level chatter
@@ -50,3 +56,29 @@ def silence_third_party() -> None:
     # load that they are experimental helps no one. Optuna's INFO lines repeat each trial's values.
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# Native (C++) log lines of LiteRT, TensorFlow and absl that only narrate: "INFO: Created TensorFlow
+# Lite XNNPACK delegate", absl's "I1207 ..." / "W0000 ..." lines at import and conversion, and the
+# notice that absl logs to stderr before it is initialised. Errors (absl's "E..."/"F...") still show.
+_NATIVE_CHATTER = re.compile(r"^(INFO: |[IW]\d{4} |WARNING: All log messages before absl::InitializeLog)")
+
+
+@contextmanager
+def native_chatter_silenced() -> Iterator[None]:
+    """Catch what C++ code writes to stderr (fd 2) in the block; write back every line that is not
+    chatter (``_NATIVE_CHATTER``). Python's own stderr is flushed first and is not touched."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [ln for ln in caught.read().decode(errors="replace").splitlines()
+                    if ln.strip() and not _NATIVE_CHATTER.match(ln)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)

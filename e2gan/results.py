@@ -96,3 +96,12 @@ def update_result(run_dir: str | Path, key: str | tuple[str, ...] | list[str], v
         node[keys[-1]] = value
         atomic_write_json(path, result)
     return result
+
+
+def backbone_label(backbone) -> str:
+    """A protocol's FID/KID backbone in a few words: its name and what ran it ("effnet-lite0 via
+    LiteRT"). A result without ``runtime`` was measured before there was a choice: by torch."""
+    if not isinstance(backbone, dict):
+        return str(backbone) if backbone else ""
+    runtime = str(backbone.get("runtime") or "torch").split()[0]
+    return f"{backbone.get('name', '?')} via {runtime}"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tflite_io", "run_tflite"]
+__all__ = ["tflite_io", "run_tflite", "quiet_interpreter"]
 
 
 def _interpreter(model: str | Path | bytes, threads: int | None = None):
@@ -14,6 +14,17 @@ def _interpreter(model: str | Path | bytes, threads: int | None = None):
     if isinstance(model, (bytes, bytearray)):
         return Interpreter(model_content=bytes(model), num_threads=threads)
     return Interpreter(model_path=str(model), num_threads=threads)
+
+
+def quiet_interpreter(model: str | Path, threads: int | None = None):
+    """An interpreter with its tensors allocated, without LiteRT's "INFO: Created TensorFlow Lite
+    XNNPACK delegate" line on stderr (printed at allocation, once per process and model)."""
+    from e2gan.quiet import native_chatter_silenced
+
+    interp = _interpreter(model, threads)
+    with native_chatter_silenced():
+        interp.allocate_tensors()
+    return interp
 
 
 def tflite_io(model: str | Path | bytes) -> dict:

@@ -41,7 +41,9 @@ def effnet_features(sources: torch.Tensor) -> torch.Tensor:
     """EfficientNet-Lite0 pooled features [N, 1280] of sources in [-1, 1] (the metrics' extractor)."""
     from e2gan.metrics.features import get_backbone
 
-    return get_backbone("effnet-lite0", "cpu")(to_uint8(sources))
+    # torch, not LiteRT: a subset chosen from features that differ by round-off could differ, and
+    # the subsets of the runs already trained were chosen this way.
+    return get_backbone("effnet-lite0", "cpu", runtime="torch")(to_uint8(sources))
 
 
 def clip_features(sources: torch.Tensor) -> torch.Tensor:

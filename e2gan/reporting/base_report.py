@@ -9,16 +9,15 @@ from pathlib import Path
 from e2gan.io import atomic_write_text
 from e2gan.reporting.html import image_data_uri, markdown_table_to_html, page, paragraph
 from e2gan.markdown_table import to_markdown
+from e2gan.results import backbone_label
 from e2gan.reporting.tables import cost_table, per_concept_table, quality_decimals
 
 
 def protocol_line(result: dict) -> str:
     p = result["protocol"]
-    backbone = p.get("backbone", {})
-    name = backbone.get("name", backbone) if isinstance(backbone, dict) else backbone
     env = result["env"]
     return (f"Protocol: reference = {p.get('reference_set')}; N = {p.get('n')} images "
-            f"({p.get('averaging', '')}); resolution {p.get('resolution')}²; FID/KID backbone {name} "
+            f"({p.get('averaging', '')}); resolution {p.get('resolution')}²; FID/KID backbone {backbone_label(p.get('backbone'))} "
             f"({p.get('fid_mode', 'clean')} mode); perceptual = {p.get('perceptual')}; checkpoint = "
             f"{p.get('checkpoint')}; preset {p.get('preset')}; device {env.get('device')} "
             f"({env.get('torch_threads')} threads); seed {env.get('seed')}; torch {env['versions'].get('torch')}; "

@@ -86,13 +86,13 @@ def test_inception_backbone_uses_found_file_clean_resize_and_cleanfid_scaling(tm
 
 
 def test_fast_effnet_path_matches_nchw_batches_of_32():
-    """channels_last and batches of 8 are speed only: features and FID equal the NCHW path's."""
+    """channels_last and batches of 8 are speed only: torch's features and FID equal the NCHW path's."""
     from e2gan.metrics.frechet import frechet_distance
 
     gen = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=gen)
-    fast = features.get_backbone("effnet-lite0")
-    slow = features.get_backbone("effnet-lite0", batch_size=32, channels_last=False)
+    fast = features.get_backbone("effnet-lite0", runtime="torch")
+    slow = features.get_backbone("effnet-lite0", batch_size=32, channels_last=False, runtime="torch")
     assert fast.batch_size == features.EFFNET_BATCH and fast.channels_last and not slow.channels_last
     assert next(features.load_effnet_lite0().parameters()).is_contiguous(memory_format=torch.channels_last)
     a, b = fast(images), slow(images)

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from e2gan.reporting.study_context import StudyContext
+from e2gan.results import backbone_label
 
 
 PAPER_NOTE = ("Columns and rows marked 'paper' hold the paper's numbers (256², FFHQ / Flickr-Scenery, "
@@ -34,16 +35,12 @@ def protocol_text(results: list[dict], preset: str, seeds: list, concepts: list[
         return head + "; measurement protocol unknown (no result.json could be read for these runs)."
     protos = [r.get("protocol", {}) for r in results]
 
-    def backbone(p: dict) -> str:
-        b = p.get("backbone")
-        return str(b.get("name", b)) if isinstance(b, dict) else str(b) if b else ""
-
     n_per = []
     for r, p in zip(results, protos):
         per = p.get("n_per_concept") or {c: m.get("n") for c, m in r.get("metrics", {}).get("per_concept", {}).items()}
         n_per += [v for v in per.values() if v is not None]
     res = distinct(p.get("resolution") for p in protos)
-    return (f"{head}; FID/KID backbone {distinct(backbone(p) for p in protos)} "
+    return (f"{head}; FID/KID backbone {distinct(backbone_label(p.get('backbone')) for p in protos)} "
             f"({distinct(p.get('fid_mode', 'clean') for p in protos)} mode); perceptual "
             f"{distinct(p.get('perceptual') for p in protos)}; reference set "
             f"{distinct(p.get('reference_set') for p in protos)}; N = {distinct(n_per)} test images per concept; "
