@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PRESET  ?= tiny
-# The main comparison by default (about 58 minutes on 2 cores at the 500-image protocol); SPECS=all runs every study.
+# The main comparison by default (47 minutes on 2 cores at the 500-image protocol); SPECS=all runs every study.
 SPECS   ?= main
 
 export HF_HUB_OFFLINE := 1

@@ -4,8 +4,8 @@ The same grid twice, in fresh runs folders that share the preset's data and base
 spec's full fine-tune and crucial-group LoRA arms on the scale's concept, seeds 0-1 (4 cells of
 `adapt.steps` steps with the main spec's learning curve, each evaluated on the test split), run by
 `e2gan study run --workers 1` (one process, all threads: how `reproduce` ran every cell before
-`--workers`) and then by `--workers 2` (two worker processes, cores / 2 threads each: `reproduce`'s
-default on a CPU with 2+ cores). Each side starts with an empty feature cache, so each pays the
+`--workers`, and still its default) and then by `--workers 2` (two worker processes, cores / 2
+threads each). Each side starts with an empty feature cache, so each pays the
 concept's target features once. Wall time of the whole `study run` command, start-up included.
 """
 from __future__ import annotations
