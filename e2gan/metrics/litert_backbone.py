@@ -1,8 +1,8 @@
 """EfficientNet-Lite0's pooled features run by LiteRT (XNNPACK) instead of torch, on the CPU.
 
 The same network and weights, converted once per machine by litert-torch and kept in
-``$XDG_CACHE_HOME/e2gan/litert`` (``~/.cache`` when unset), keyed by the weights' hash, the batch
-and the converter's version. Why: on 2 CPU cores XNNPACK's depthwise convolutions run the backbone
+``$XDG_CACHE_HOME/e2gan/litert`` (``~/.cache`` when unset; the temp folder when that cannot be
+written), keyed by the weights' hash, the batch and the converter's version. Why: on 2 CPU cores XNNPACK's depthwise convolutions run the backbone
 2.1x faster than torch (4.9 vs 10.2 ms per 224² image, batches of 8; 2026-12-07), and the backbone
 was the largest part of a study cell's evaluation. Its features equal torch's to float32 round-off
 (max |diff| 5e-6 on values up to 5.7) and, unlike torch's, do not depend on the thread count or on
@@ -13,6 +13,7 @@ an image's place in its batch (tested).
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -28,6 +29,11 @@ RUNTIMES = ("auto", "litert", "torch")
 
 def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "e2gan" / "litert"
+
+
+def spare_dir() -> Path:
+    """Where the converted model goes when the cache folder cannot be written (read-only, full)."""
+    return Path(tempfile.gettempdir()) / "e2gan-litert"
 
 
 def _version(dist: str) -> str:
@@ -55,21 +61,26 @@ def _tflite_file(network: Callable[[], torch.nn.Module], sha: str, batch: int, r
     file atomically) when this machine has none yet for these weights (``sha``)."""
     from e2gan.io import atomic_write_bytes
 
-    path = cache_dir() / (f"effnet-lite0-pooled-{sha[:16]}-b{batch}-{resolution}px-"
-                          f"litert-torch-{_version('litert-torch')}.tflite")
-    if path.is_file():
-        return path
+    name = f"effnet-lite0-pooled-{sha[:16]}-b{batch}-{resolution}px-litert-torch-{_version('litert-torch')}.tflite"
+    path = cache_dir() / name
+    spare = spare_dir() / name
+    for found in (path, spare):
+        if found.is_file():
+            return found
     from e2gan.deploy.litert_convert import convert_module
     from e2gan.quiet import native_chatter_silenced
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     with native_chatter_silenced():  # TensorFlow's and absl's lines at import and conversion
         from litert_torch import to_channel_last_io
 
         model = to_channel_last_io(network(), args=[0]).eval()
         content = convert_module(model, (torch.zeros(batch, resolution, resolution, 3),), progress=False)
-    atomic_write_bytes(path, content)
-    return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_bytes(path, content)
+    except OSError:  # a read-only or full cache folder: the temp folder (its error, if any, is raised)
+        spare.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_bytes(spare, content)
 
 
 class LiteRTPooled:

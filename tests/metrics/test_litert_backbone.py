@@ -61,6 +61,17 @@ def test_a_damaged_converted_model_is_converted_again(tmp_path, monkeypatch):
     assert lite(torch.full((1, 3, 32, 32), 128.0)).shape == (1, 1280) and path.stat().st_size > 1_000_000
 
 
+def test_a_read_only_cache_leaves_the_converted_model_in_the_temp_folder(tmp_path, monkeypatch):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "e2gan").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(litert_backbone, "spare_dir", lambda: tmp_path / "tmp" / "e2gan-litert")
+    sha = features.sha256(features.find_weights("effnet-lite0"))
+    made = litert_backbone._tflite_file(features._pooled_network, sha, 1, 32)
+    assert made.parent == tmp_path / "tmp" / "e2gan-litert" and made.stat().st_size > 1_000_000
+    assert litert_backbone._tflite_file(features._pooled_network, sha, 1, 32) == made  # found there again
+
+
 def test_the_converted_model_is_kept_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     sha = features.sha256(features.find_weights("effnet-lite0"))
