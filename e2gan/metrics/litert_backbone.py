@@ -2,9 +2,9 @@
 
 The same network and weights, converted once per machine by litert-torch and kept in
 ``$XDG_CACHE_HOME/e2gan/litert`` (``~/.cache`` when unset; the temp folder when that cannot be
-written), keyed by the weights' hash, the batch and the converter's version. Why: on 2 CPU cores XNNPACK's depthwise convolutions run the backbone
-2.1x faster than torch (4.9 vs 10.2 ms per 224² image, batches of 8; 2026-12-07), and the backbone
-was the largest part of a study cell's evaluation. Its features equal torch's to float32 round-off
+written), keyed by the weights' hash, the batch and the converter's version. Why: on 2 CPU cores
+XNNPACK's depthwise convolutions run the backbone 2.1x faster than torch (4.9 vs 10.2 ms per 224²
+image, batches of 8; 2026-12-07), and the backbone was the largest part of a cell's evaluation. Its features equal torch's to float32 round-off
 (max |diff| 5e-6 on values up to 5.7) and, unlike torch's, do not depend on the thread count or on
 an image's place in its batch (tested).
 
