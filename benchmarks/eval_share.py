@@ -104,9 +104,9 @@ def run(ctx: Context) -> dict:
               f"{train_s:.1f} s ({summary.get('gan_step')} steps); the concept's first evaluation (fills the "
               f"feature cache) {cold_s:.1f} s"),
         basis=f"warm feature cache, {ROUNDS} ABBA round(s), {ctx.threads} threads, {ctx.device}",
-        cause=("the rest of an evaluation is the outputs' EfficientNet-Lite0 features at 224², predicting the "
-               "500 outputs, their clean-fid resize, SSIM and the proxy perceptual; at 100 training steps "
-               "(about 18 s) 15% leaves about 3.3 s for all of them"))]
+        cause=(f"an evaluation is the outputs' EfficientNet-Lite0 features at 224², predicting the {n} outputs, "
+               f"their clean-fid resize, SSIM and the proxy perceptual; at {train_s:.0f} s of training a 15% "
+               f"share leaves {TARGET / (1 - TARGET) * train_s:.1f} s for all of them"))]
     before_after = [{
         "key": "eval_share.litert", "what": "evaluate_run of one cell (warm feature cache)",
         "before": before, "after": after, "unit": "s", "ratio": data_out["speedup"],

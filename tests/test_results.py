@@ -38,3 +38,12 @@ def test_bad_results_are_named(tmp_path, content, message):
         (tmp_path / "result.json").write_text(content)
     with pytest.raises(InputError, match=message):
         read_result(tmp_path)
+
+
+def test_backbone_label_names_what_ran_the_features():
+    from e2gan.results import backbone_label
+
+    assert backbone_label({"name": "effnet-lite0", "runtime": "LiteRT 2.3.0 (XNNPACK, float32)"}) == "effnet-lite0 via LiteRT"
+    assert backbone_label({"name": "effnet-lite0", "runtime": "torch 2.14.1"}) == "effnet-lite0 via torch"
+    assert backbone_label({"name": "inception"}) == "inception via torch"  # measured before there was a choice
+    assert backbone_label("effnet-lite0") == "effnet-lite0" and backbone_label(None) == ""
