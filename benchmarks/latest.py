@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from benchmarks.report import before_after_table, header, missed, summary_table
+from benchmarks.report import findings_sections, header, summary_table
 
 RUN_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{4}-host-[0-9a-f]{8}$")  # the names benchmarks.run gives
 # What a run's header line needs (``benchmarks.report.header``); the rest of a run stays on disk.
@@ -86,13 +86,8 @@ def render_latest(composed: dict) -> str:
     """LATEST.md from ``compose``: rows from several runs, each run described."""
     parts = ["# Benchmarks: latest summary", "",
              f"Preset **{composed['preset']}** (scale {composed['scale']}). Runs the rows come from:", "",
-             *_runs_lines(composed), "", _targets_line(composed), "", summary_table(composed), ""]
-    ba = before_after_table(composed)
-    if ba:
-        parts += ["## Before / after", "", ba, ""]
-    miss = missed(composed)
-    if miss:
-        parts += ["## Missed targets", "", *miss, ""]
+             *_runs_lines(composed), "", _targets_line(composed), "", summary_table(composed), "",
+             *findings_sections(composed)]
     return "\n".join(parts)
 
 

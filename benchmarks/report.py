@@ -355,14 +355,22 @@ DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throu
            "eval_share": _eval_share, "cell_rate": _cell_rate}
 
 
-def render_run(report: dict) -> str:
-    parts = [f"# Benchmarks {report['started']} ({report['host']})", "", header(report), "", summary_table(report), ""]
+def findings_sections(report: dict) -> list[str]:
+    """The "Before / after" and "Missed targets" sections, each only when it has rows (a run's page
+    and LATEST.md both show them)."""
+    parts = []
     ba = before_after_table(report)
     if ba:
         parts += ["## Before / after", "", ba, ""]
     miss = missed(report)
     if miss:
         parts += ["## Missed targets", "", *miss, ""]
+    return parts
+
+
+def render_run(report: dict) -> str:
+    parts = [f"# Benchmarks {report['started']} ({report['host']})", "", header(report), "", summary_table(report), "",
+             *findings_sections(report)]
     for name, b in report["benchmarks"].items():
         parts += [f"## {b['title']}", "", f"{b['seconds']:.0f} s; load average {b.get('loadavg_start')} → {b.get('loadavg_end')}.", ""]
         if b["status"] != "ok":

@@ -14,8 +14,7 @@ def litert_gemm_call(size: int, threads: int, cache_dir: str | Path):
     """(call, flop): one invoke of the size x size FULLY_CONNECTED model with ``threads`` threads."""
     import numpy as np
     import torch
-    from ai_edge_litert.interpreter import Interpreter
-
+    from e2gan.deploy.tflite_run import quiet_interpreter
     from e2gan.io import atomic_write_bytes
 
     path = Path(cache_dir) / f"gemm-fc-{int(size)}.tflite"
@@ -28,8 +27,7 @@ def litert_gemm_call(size: int, threads: int, cache_dir: str | Path):
             model = litert_torch.convert(lin, (torch.randn(size, size),))
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, bytes(model.model_content()))
-    interp = Interpreter(model_path=str(path), num_threads=int(threads))
-    interp.allocate_tensors()
+    interp = quiet_interpreter(path, int(threads))  # tensors allocated
     d = interp.get_input_details()[0]
     interp.set_tensor(d["index"], np.random.default_rng(0).standard_normal(tuple(d["shape"])).astype(d["dtype"]))
     return interp.invoke, 2.0 * size ** 3
