@@ -8,7 +8,9 @@ of the share); every later cell of the concept finds them there, so the share is
 evaluations. Before/after, interleaved ABBA in the same process after one warm-up of each (torch's
 features have cache entries of their own): the backbone's features run by torch, as before
 2026-12-07, against LiteRT's XNNPACK (``e2gan.metrics.litert_backbone``); their metrics must agree
-to float32 round-off (checked here, tested in tests/metrics/test_litert_backbone.py).
+to float32 round-off (checked here, tested in tests/metrics/test_litert_backbone.py). A third side,
+LiteRT with the per-process memos of decoded images and floors emptied before each call (as every
+cell ran before 2026-12-07's second change), prices those memos: its metrics must be identical.
 """
 from __future__ import annotations
 
@@ -41,6 +43,17 @@ def as_before():
             os.environ.pop(RUNTIME_ENV, None)
         else:
             os.environ[RUNTIME_ENV] = saved
+
+
+def forget_memos() -> None:
+    """Empty the per-process memos a cell's evaluation finds filled by the cells before it: decoded
+    test images (``e2gan.data.dataset``) and each concept's floors (``e2gan.metrics.per_image``)."""
+    from e2gan.data import dataset
+    from e2gan.metrics import per_image
+
+    dataset._DECODED.clear()
+    dataset._decoded_bytes = 0
+    per_image._FLOORS.clear()
 
 
 def _max_rel_diff(a: dict, b: dict) -> float:
@@ -81,21 +94,28 @@ def run(ctx: Context) -> dict:
                 with as_before():
                     results[name] = evaluate_run(run_dir, [concept], data_root=data, progress=False)
             else:
+                if name == "no-memos":
+                    forget_memos()
                 results[name] = evaluate_run(run_dir, [concept], data_root=data, progress=False)
         return call
 
-    times = interleave({"after": side("after"), "before": side("before")}, rounds=ROUNDS, warmup=1)
-    after, before = median(times["after"]), median(times["before"])
+    times = interleave({"after": side("after"), "before": side("before"), "no-memos": side("no-memos")},
+                       rounds=ROUNDS, warmup=1)
+    after, before, no_memos = median(times["after"]), median(times["before"]), median(times["no-memos"])
     share, share_before = after / (train_s + after), before / (train_s + before)
     n = first["protocol"]["n"]
     diff = _max_rel_diff(results["before"], results["after"])
+    memo_diff = _max_rel_diff(results["no-memos"], results["after"])
     data_out = {"concept": concept, "steps": summary.get("gan_step"), "n_test": n, "train_seconds": train_s,
                 "train_wall_seconds": train_wall, "first_evaluation_seconds": cold_s,
                 "evaluation_seconds": {"after": after, "before": before, "per_round": times},
                 "share": share, "share_before": share_before, "speedup": paired_ratio(times["before"], times["after"]),
-                "max_relative_metric_difference": diff, "cache_entries": len(list((work / FEATURE_CACHE).glob("*.npy"))),
+                "max_relative_metric_difference": diff, "no_memos_seconds": no_memos,
+                "memos_speedup": paired_ratio(times["no-memos"], times["after"]),
+                "max_relative_metric_difference_memos": memo_diff, "cache_entries": len(list((work / FEATURE_CACHE).glob("*.npy"))),
                 "rounds": ROUNDS, "threads": ctx.threads, "device": ctx.device,
-                "sides": {"before": "features by torch", "after": f"features by {results['after']['protocol']['backbone']['runtime']}"}}
+                "sides": {"before": "features by torch", "after": f"features by {results['after']['protocol']['backbone']['runtime']}",
+                          "no-memos": "as after, decoded images and floors recomputed"}}
     same = "identical" if diff == 0 else f"agree to {diff:.1e} relative"
     checks = [check(
         "eval_share.share", f"evaluate_run ÷ (training + evaluation) of one LoRA cell ({n} test images)", share,
@@ -112,5 +132,10 @@ def run(ctx: Context) -> dict:
         "before": before, "after": after, "unit": "s", "ratio": data_out["speedup"],
         "change": "EfficientNet-Lite0's features run by LiteRT (XNNPACK) instead of torch",
         "basis": f"same run, {ROUNDS} round(s) interleaved ABBA after a warm-up of each",
-        "note": f"share of the cell {share_before:.0%} → {share:.0%}; metrics {same}"}]
+        "note": f"share of the cell {share_before:.0%} → {share:.0%}; metrics {same}"}, {
+        "key": "eval_share.memos", "what": "evaluate_run of one cell after another cell of its concept",
+        "before": no_memos, "after": after, "unit": "s", "ratio": data_out["memos_speedup"],
+        "change": "decoded test images and the concept's floors kept per process instead of recomputed per cell",
+        "basis": f"same run, {ROUNDS} round(s) interleaved after a warm-up of each",
+        "note": "metrics " + ("identical" if memo_diff == 0 else f"DIFFER by {memo_diff:.1e} relative")}]
     return {"checks": checks, "data": data_out, "before_after": before_after}

@@ -146,15 +146,17 @@ class RunDisplay:
         self.detail = label
         self._cell_t0 = self.clock()
 
-    def cell_finished(self, label: str, outcome: str) -> float:
+    def cell_finished(self, label: str, outcome: str, timed: bool = True) -> float:
         """Record the cell's time for the ETA; on a log, print its line. Call after ``cells``."""
         seconds = self.clock() - (self._cell_t0 if self._cell_t0 is not None else self.clock())
         self._cell_t0 = None
-        return self.cell_done(label, outcome, seconds)
+        return self.cell_done(label, outcome, seconds, timed)
 
-    def cell_done(self, label: str, outcome: str, seconds: float) -> float:
-        """A cell finished in ``seconds`` (timed elsewhere: by a worker process)."""
-        self.finished.append(seconds)
+    def cell_done(self, label: str, outcome: str, seconds: float, timed: bool = True) -> float:
+        """A cell finished in ``seconds`` (timed elsewhere: by a worker process). ``timed`` False: its
+        run was found on disk (another study's), so its seconds say nothing of a cell's cost."""
+        if timed:
+            self.finished.append(seconds)
         if self.enabled and not self.tty:
             self.line(f"{self.stage_text}: {label} {outcome} in {format_duration(seconds)} | "
                       f"{self._count_text()} | {self._times(self.eta())}")

@@ -57,6 +57,17 @@ def write_result(run_dir: str | Path, result: dict) -> Path:
     return atomic_write_json(path, _finite(result))
 
 
+def located(run_dir: str, runs: str | Path | None) -> str:
+    """A recorded run folder as this process can open it. A study records each run as the path it
+    was written to, relative to the working directory of the process that ran it when the runs
+    folder was given relative (``runs/adapt-...``); read from another directory, that path names
+    nothing, so the run is looked up by its name in ``runs`` (run names are unique in a runs folder)."""
+    if runs is None or Path(run_dir).is_dir():
+        return run_dir
+    moved = Path(runs) / Path(run_dir).name
+    return str(moved) if moved.is_dir() else run_dir
+
+
 def read_result(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "result.json" if Path(run_dir).is_dir() else Path(run_dir)
     try:

@@ -11,9 +11,12 @@ from pathlib import Path
 from e2gan.errors import InputError
 
 
-def runs_to_time(study, spec) -> dict[str, Path]:
-    """arm -> the run directory of its first complete cell (first concept, first seed)."""
+def runs_to_time(study, spec, runs: str | Path | None = None) -> dict[str, Path]:
+    """arm -> the run directory of its first complete cell (first concept, first seed); ``runs``:
+    the runs folder, where a recorded run path that does not resolve here is looked up."""
     from optuna.trial import TrialState
+
+    from e2gan.results import located
 
     picked: dict[str, tuple[tuple, Path]] = {}
     concepts, seeds = spec.concept_names(), spec.seeds
@@ -26,18 +29,19 @@ def runs_to_time(study, spec) -> dict[str, Path]:
         order = (concepts.index(cell["concept"]), seeds.index(cell["seed"]))
         arm = cell.get("arm", "default")
         if arm not in picked or order < picked[arm][0]:
-            picked[arm] = (order, Path(run))
+            picked[arm] = (order, Path(located(run, runs)))
     return {arm: run for arm, (_, run) in sorted(picked.items())}
 
 
-def measure_study_latency(study, spec, backends: list[str], progress: bool = True) -> list[dict]:
+def measure_study_latency(study, spec, backends: list[str], progress: bool = True,
+                          runs: str | Path | None = None) -> list[dict]:
     """Time one run per arm on each backend; returns the new latency rows."""
     import sys
 
     from e2gan.deploy.run_latency import latency_run
 
     rows = []
-    for arm, run in runs_to_time(study, spec).items():
+    for arm, run in runs_to_time(study, spec, runs).items():
         result = json.loads((run / "result.json").read_text()) if (run / "result.json").exists() else {}
         for backend in backends:
             if backend in (result.get("latency") or {}):

@@ -202,16 +202,18 @@ class TrainingEvaluator:
     """
 
     def __init__(self, cfg: Config, concepts: list[str], seeds: list[int], metric: str, data_root: Path,
-                 base_run: Path, runs: str | Path = "runs", progress: bool = True, bar=None):
+                 base_run: Path, runs: str | Path = "runs", progress: bool = True, bar=None,
+                 on_run: Callable[[str, float, bool], None] | None = None):
         self.cfg, self.concepts, self.seeds, self.metric = cfg, concepts, seeds, metric
         self.data_root, self.base_run, self.runs, self.progress, self.bar = data_root, base_run, runs, progress, bar
+        self.on_run = on_run  # (label, seconds, found on disk) after every run: a caller's display
         self.per_seed: dict[str, list[float]] = {}
         self.per_seed_test: dict[str, list[float]] = {}
         self.run_dirs: dict[str, list[str]] = {}
         self.calls = 0
 
     def __call__(self, ranks: dict[str, int]) -> float:
-        from e2gan.pipeline.adapt import ensure_adapt
+        from e2gan.pipeline.adapt import adapt_dir, adapt_is_done, ensure_adapt
 
         self.calls += 1
         label = format_ranks(ranks)
@@ -222,8 +224,11 @@ class TrainingEvaluator:
             values, tests = [], []
             for concept in self.concepts:
                 cfg = cell_config(self.cfg, method="lora", groups=list(ranks), ranks=dict(ranks), seed=seed)
+                t0, found = time.perf_counter(), adapt_is_done(adapt_dir(cfg, concept, self.runs))
                 run_dir, result = ensure_adapt(cfg, concept, self.data_root, self.base_run, self.runs,
                                                progress=self.progress)
+                if self.on_run is not None:
+                    self.on_run(f"{label} {concept} seed {seed}", time.perf_counter() - t0, found)
                 values.append(val_quality(run_dir, [concept], self.metric, self.data_root))
                 tests.append(cell_quality(result, self.metric))
                 dirs.append(str(run_dir))
@@ -240,7 +245,8 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
                       seeds: Iterable[int] | str | None = None, delta: float | None = None,
                       budget: int | None = None, start_rank: int = 1, max_rank: int = 64,
                       max_rounds: int | None = None, uniform_rank: int | None = None,
-                      out_dir: str | Path | None = None, progress: bool = True) -> RankSearchStudy:
+                      out_dir: str | Path | None = None, progress: bool = True,
+                      on_run: Callable[[str, float, bool], None] | None = None) -> RankSearchStudy:
     """Search ranks with training in the loop, then train the reference schemes; writes the tables.
 
     groups: default ``cfg.adapt.groups`` (the paper's five); budget: LoRA params (the concept
@@ -299,7 +305,7 @@ def rank_search_study(cfg: Config, concepts: list[str], data_root: Path, base_ru
 
     t0 = time.perf_counter()
     bar = tqdm(desc="rank-search", unit="allocation", disable=not progress)
-    evaluator = TrainingEvaluator(cfg, concepts, seeds, metric_key, data_root, base_run, runs, progress, bar)
+    evaluator = TrainingEvaluator(cfg, concepts, seeds, metric_key, data_root, base_run, runs, progress, bar, on_run)
     cache: dict[tuple, float] = {}
     search = greedy_rank_search(groups, evaluator, cost, higher, delta, budget, start_rank, max_rank,
                                 max_rounds, cache=cache)
@@ -325,11 +331,12 @@ def greedy_dir(spec, runs: str | Path, preset: str) -> Path:
     return Path(runs) / "studies" / f"{spec.name}-{preset}-greedy"
 
 
-def spec_rank_search(spec, preset: str, runs: str | Path = "runs", progress: bool = True) -> RankSearchStudy:
+def spec_rank_search(spec, preset: str, runs: str | Path = "runs", progress: bool = True,
+                     on_run: Callable[[str, float, bool], None] | None = None) -> RankSearchStudy:
     """The greedy search a spec's ``[greedy]`` table asks for, on the spec's configuration and base.
 
     Every allocation is an ``ensure_adapt`` run, so calling it again (a resumed ``reproduce``)
-    trains only what is missing.
+    trains only what is missing. ``on_run(label, seconds, found)`` after each of its runs.
     """
     from e2gan.pipeline.base import ensure_base
     from e2gan.pipeline.data import ensure_data
@@ -342,4 +349,4 @@ def spec_rank_search(spec, preset: str, runs: str | Path = "runs", progress: boo
     return rank_search_study(cfg, concepts, data, base, runs, groups=cfg.adapt.groups, metric=g.get("metric", spec.metric),
                              seeds=g.get("seeds") or spec.seeds[:1], delta=g.get("delta"), budget=g.get("budget"),
                              max_rounds=g.get("max_rounds"), out_dir=greedy_dir(spec, runs, preset),
-                             progress=progress)
+                             progress=progress, on_run=on_run)

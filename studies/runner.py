@@ -170,11 +170,12 @@ def prepare(spec: StudySpec, preset: str, runs: str | Path, progress: bool = Tru
 def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, trial=None,
                   progress: bool = False) -> dict:
     """Run one cell (train if needed, evaluate) and return its metrics and where it lives."""
-    from e2gan.pipeline.adapt import ensure_adapt
+    from e2gan.pipeline.adapt import adapt_dir, adapt_is_done, ensure_adapt
     from e2gan.pipeline.base import base_dir
     from e2gan.teachers.data_key import data_dir
 
     cfg = spec.cell_config(params, preset)
+    found = adapt_is_done(adapt_dir(cfg, params["concept"], runs))  # another study's run: nothing trained
     data = data_dir(cfg, runs)
     base = base_dir(cfg, runs) if cfg.adapt.method in ("lora", "full") else None
     callbacks = [hb.lease_callback(hb.current)] if hb.current is not None else []
@@ -186,7 +187,7 @@ def evaluate_cell(spec: StudySpec, params: dict, preset: str, runs: str | Path, 
     mean, cost = result["metrics"]["mean_over_concepts"], result["cost"]
     return {"run_dir": str(run_dir), "value": float(mean[spec.metric]), **{k: mean.get(k) for k in METRICS_KEPT},
             "params_trainable": cost["params_trainable"], "train_seconds": cost["train_seconds"],
-            "bytes_stored": cost["bytes_stored"], "train_flops": cost["train_flops"]}
+            "bytes_stored": cost["bytes_stored"], "train_flops": cost["train_flops"], "found_done": found}
 
 
 METRICS_KEPT = ("psnr", "ssim", "fid", "kid_mean", "perceptual", "identity_psnr")

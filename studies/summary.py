@@ -1,12 +1,17 @@
 """The table a study prints when it ends: mean, spread and N of the metric per arm and axis value."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from e2gan.results import located
 
-def trials_frame(study, runs_now: dict[str, str] | None = None) -> pd.DataFrame:
+
+def trials_frame(study, runs_now: dict[str, str] | None = None, runs: str | Path | None = None) -> pd.DataFrame:
     """One row per complete trial: its cell (or search params) and user attributes. ``runs_now``
-    (``studies.queue.current_runs``): trials of an earlier version of the spec are left out."""
+    (``studies.queue.current_runs``): trials of an earlier version of the spec are left out.
+    ``runs``: the runs folder, where a recorded run path that does not resolve here is looked up."""
     from optuna.trial import TrialState
 
     from studies.queue import superseded
@@ -16,8 +21,12 @@ def trials_frame(study, runs_now: dict[str, str] | None = None) -> pd.DataFrame:
         if superseded(t, runs_now):
             continue
         cell = t.user_attrs.get("cell") or dict(t.params)
-        rows.append({**cell, **{k: v for k, v in t.user_attrs.items() if k not in ("cell", "traceback")},
-                     "trial": t.number})
+        attrs = {k: v for k, v in t.user_attrs.items() if k not in ("cell", "traceback")}
+        if isinstance(attrs.get("run_dir"), str):
+            attrs["run_dir"] = located(attrs["run_dir"], runs)
+        if isinstance(attrs.get("runs"), list):
+            attrs["runs"] = [located(str(r), runs) for r in attrs["runs"]]
+        rows.append({**cell, **attrs, "trial": t.number})
     return pd.DataFrame(rows)
 
 

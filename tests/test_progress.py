@@ -105,3 +105,15 @@ def test_eta_shares_the_cells_left_among_workers():
     assert eta_seconds([10.0, 20.0], 4) == 60.0
     assert eta_seconds([10.0, 20.0], 4, workers=2) == 30.0
     assert eta_seconds([10.0], 0, workers=2) == 0.0 and eta_seconds([], 3, workers=2) is None
+
+
+def test_a_cell_found_on_disk_is_not_part_of_the_eta():
+    """A run another study trained finishes in no time here; averaged in, it would shrink the ETA."""
+    clock, out = Clock(), io.StringIO()
+    with RunDisplay(4, stream=out, tty=False, clock=clock) as display:
+        _run_cells(display, clock, [20])
+        display.cells(4, 2, 0, 0, 2)
+        display.cell_done("cell1", "found done", 0.0, timed=False)
+    lines = out.getvalue().splitlines()
+    assert display.finished == [20]
+    assert "cell1 found done in 0:00" in lines[-1] and lines[-1].endswith("ETA 0:40")  # 2 left x 20 s

@@ -17,6 +17,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 from e2gan.progress import RunDisplay, cell_label
 
@@ -24,10 +25,11 @@ OUTCOMES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}
 
 
 def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, display: RunDisplay, n: int,
-                        later: int, *, threads: int | None = None, max_retries: int | None = None,
-                        poll_s: float = 1.0) -> list[int]:
+                        runs_left: Callable[[], int], *, threads: int | None = None,
+                        max_retries: int | None = None, poll_s: float = 1.0) -> list[int]:
     """Run the study's waiting grid cells on ``n`` worker processes until they all exit; returns
-    their exit codes. ``later``: cells of the studies after this one (for the ETA)."""
+    their exit codes. ``runs_left``: the runs this study and the later ones still have to train
+    (``e2gan.cli.run_plan``), for the ETA."""
     from optuna.trial import TrialState
 
     from studies import runner
@@ -50,11 +52,13 @@ def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, di
                                                 t.number)):
                 seen.add(t.number)
                 failed += t.state == TrialState.FAIL
-                _update(display, spec, study, preset, failed, later)
-                display.cell_done(cell_label(t.user_attrs.get("cell", {})), OUTCOMES[t.state.name], _seconds(t))
+                _update(display, spec, study, preset, failed, runs_left)
+                found = bool(t.user_attrs.get("found_done"))  # another study's run: no ETA sample
+                display.cell_done(cell_label(t.user_attrs.get("cell", {})), "found done" if found else
+                                  OUTCOMES[t.state.name], _seconds(t), timed=not found)
             running = [cell_label(t.user_attrs.get("cell", {})) for t in trials if t.state == TrialState.RUNNING]
             display.detail = ", ".join(running)
-            _update(display, spec, study, preset, failed, later)
+            _update(display, spec, study, preset, failed, runs_left)
             if not alive:
                 break
             time.sleep(poll_s)
@@ -76,12 +80,12 @@ def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, di
     return codes
 
 
-def _update(display: RunDisplay, spec, study, preset: str, failed: int, later: int) -> None:
+def _update(display: RunDisplay, spec, study, preset: str, failed: int, runs_left: Callable[[], int]) -> None:
     from studies import runner
 
     st = runner.status(study, spec, preset)
-    running = st["states"].get("running", 0)  # a grid's cells left: waiting + running
-    display.cells(st["expected"], st["done"], running, failed, st["states"].get("waiting", 0) + running + later)
+    running = st["states"].get("running", 0)
+    display.cells(st["expected"], st["done"], running, failed, runs_left())
 
 
 def _seconds(trial) -> float:

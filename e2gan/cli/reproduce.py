@@ -3,17 +3,22 @@
 Each stage either does its work or, when there is none left, prints the one line saying it was
 found complete. Cells run one at a time through ``runner.work(max_trials=1)``, or a grid's on several
 worker processes (``grid_workers``); the display's
-counts come from the study storage (``runner.status``), its ETA from the cells finished in this
-run. The reports land where the caller says (by default under the runs folder), never over the
+counts come from the study storage (``runner.status``), its ETA from the cells trained in this
+run times the runs left (``run_plan``: a run two studies share counted once, a greedy search's
+counted too). The reports land where the caller says (by default under the runs folder), never over the
 committed reference report, which is compared with them at the end.
 """
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
+from e2gan.cli.run_plan import Pending, pending_runs, remaining_cells
 from e2gan.progress import RunDisplay, cell_label
 
 
@@ -31,7 +36,7 @@ def write_reports(specs, preset: str, runs: str, reports_root: str | Path, base_
     entries = []
     for spec in specs:
         study = runner.load_study(spec, runner.default_storage(spec, runs, preset), preset, create=True)
-        frame = trials_frame(study, runner.current_runs(spec, preset))
+        frame = trials_frame(study, runner.current_runs(spec, preset), runs)
         write_study_report(spec, frame, reports / spec.name, preset=preset, extra_tables=_extra_tables(spec, runs, preset))
         entries.append((spec.name, spec.title, f"{spec.name}/index.html", summary_line(spec, frame, preset=preset)))
     return write_index(preset, entries, reports, base_report_link="base/index.html" if base_result else None)
@@ -46,17 +51,19 @@ def _extra_tables(spec, runs: str, preset: str) -> list:
     return [greedy_search_table(json.loads(found.read_text()))] if spec.greedy and found.exists() else []
 
 
-def after_grid(spec, study, preset: str, runs: str, progress: bool, say=None) -> None:
-    """What a spec asks for beyond its cells: the greedy rank search, host latency per arm."""
+def after_grid(spec, study, preset: str, runs: str, progress: bool, say=None,
+               on_run: Callable[[str, float, bool], None] | None = None) -> None:
+    """What a spec asks for beyond its cells: the greedy rank search, host latency per arm.
+    ``on_run(label, seconds, found)``: after each of the search's runs (a display's cell line)."""
     say = say or (lambda text: print(text, file=sys.stderr))
     if spec.greedy:
         from studies.rank_search import spec_rank_search
 
-        say("  " + spec_rank_search(spec, preset, runs, progress=progress).summary())
+        say("  " + spec_rank_search(spec, preset, runs, progress=progress, on_run=on_run).summary())
     if spec.latency:
         from studies.latency_cells import measure_study_latency
 
-        measure_study_latency(study, spec, spec.latency, progress=progress)
+        measure_study_latency(study, spec, spec.latency, progress=progress, runs=runs)
 
 
 def after_grid_pending(spec, study, preset: str, runs: str) -> bool:
@@ -69,32 +76,27 @@ def after_grid_pending(spec, study, preset: str, runs: str) -> bool:
     if spec.latency:
         from studies.latency_cells import runs_to_time
 
-        for run in runs_to_time(study, spec).values():
+        for run in runs_to_time(study, spec, runs).values():
             result = json.loads((run / "result.json").read_text()) if (run / "result.json").exists() else {}
             if any(b not in (result.get("latency") or {}) for b in spec.latency):
                 return True
     return False
 
 
-def remaining_cells(st: dict, grid: bool) -> int:
-    """Cells this run still has to run, from ``runner.status``: the queue of a grid, the trial
-    budget left of a search (failed trials are asked again, so they do not use it up)."""
-    s = st["states"]
-    if grid:  # a cell still running after a killed run is taken over once its heartbeat is stale
-        return s.get("waiting", 0) + s.get("running", 0)
-    return max(0, st["expected"] - s.get("complete", 0) - s.get("pruned", 0) - s.get("running", 0) - s.get("waiting", 0))
-
-
-def _next_label(study, spec) -> str:
-    """The cell ``work(max_trials=1)`` claims next: the oldest waiting trial of a grid."""
+def _next_cell(study, spec, preset: str, runs: str) -> tuple[str, Path | None]:
+    """The label and run folder of the cell ``work(max_trials=1)`` claims next: the oldest waiting
+    trial of a grid (a search trial's runs are not known before it is asked: None)."""
     from optuna.trial import TrialState
+
+    from e2gan.pipeline.adapt import adapt_dir
 
     if spec.sampler == "grid":
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting:
-            return cell_label(min(waiting, key=lambda t: t.number).user_attrs.get("cell", {}))
-        return "cell"
-    return f"{spec.sampler} trial {len(study.get_trials(deepcopy=False)) + 1}"
+            cell = min(waiting, key=lambda t: t.number).user_attrs.get("cell", {})
+            return cell_label(cell), adapt_dir(spec.cell_config(cell, preset), cell["concept"], runs)
+        return "cell", None
+    return f"{spec.sampler} trial {len(study.get_trials(deepcopy=False)) + 1}", None
 
 
 def _retries(spec) -> dict:
@@ -114,13 +116,17 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
     from studies import runner
 
     opened = []
-    for spec in specs:  # queue every study first: the ETA counts the cells of the later ones too
+    for spec in specs:  # queue every study first: the ETA counts the runs of the later ones too
         url = runner.default_storage(spec, runs, preset)
         study = runner.load_study(spec, url, preset, create=True)
         runner.reconcile(study, spec, preset, **_retries(spec))
-        opened.append((spec, url, study, remaining_cells(runner.status(study, spec, preset), spec.sampler == "grid")))
+        opened.append((spec, url, study, pending_runs(spec, study, preset, runs)))
     for i, (spec, url, study, _) in enumerate(opened):
-        later = sum(r for *_, r in opened[i + 1:])
+        later = functools.reduce(operator.or_, (p for *_, p in opened[i + 1:]), Pending())
+
+        def left(spec=spec, study=study, later=later) -> int:  # runs to train, shared ones once
+            return (pending_runs(spec, study, preset, runs) | later).count(runs)
+
         index, title = first_stage + i, f"study {spec.name}"
         st = runner.status(study, spec, preset)
         grid = spec.sampler == "grid"
@@ -132,30 +138,53 @@ def run_studies(specs, preset: str, runs: str, display: RunDisplay, first_stage:
         display.task("data and base models")
         runner.prepare(spec, preset, runs, progress=_reporter(display) if display.enabled else False)
         if grid and workers > 1:
-            run_grid_in_workers(spec, url, study, preset, runs, display, workers, later,
+            run_grid_in_workers(spec, url, study, preset, runs, display, workers, left,
                                 max_retries=_retries(spec).get("max_retries"))
         else:
-            _run_cells_here(spec, url, study, preset, runs, display, grid, later)
+            _run_cells_here(spec, url, study, preset, runs, display, grid, left)
         display.counts = None
         if spec.greedy or spec.latency:
             display.task("greedy rank search and latency" if spec.greedy and spec.latency
                          else "greedy rank search" if spec.greedy else "latency per arm")
-            after_grid(spec, study, preset, runs, progress=False, say=display.line)
+            after_grid(spec, study, preset, runs, progress=False, say=display.line,
+                       on_run=_greedy_cells(display, spec, preset, runs, left) if spec.greedy else None)
+            display.counts = None
         display.line(f"  {runner.status_line(runner.status(study, spec, preset))}")
 
 
-def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunDisplay, grid: bool, later: int) -> None:
-    """The study's cells one at a time in this process. ``later``: cells of the studies after it."""
+def _greedy_cells(display: RunDisplay, spec, preset: str, runs: str, runs_left: Callable[[], int]):
+    """``on_run`` for the greedy search: each of its runs on the display as a grid's cell is (counts,
+    a line in a log, the ETA's sample unless it was found done)."""
+    from e2gan.cli.run_plan import pending_greedy_runs
+
+    names, unnamed = pending_greedy_runs(spec, preset, runs)
+    expected, done = len(names) + unnamed, 0
+
+    def on_run(label: str, seconds: float, found: bool) -> None:
+        nonlocal done
+        done += 1
+        display.cells(max(expected, done), done, 0, 0, runs_left())
+        display.cell_done(f"greedy {label}", "found done" if found else "complete", seconds, timed=not found)
+        display.task("greedy rank search")
+    return on_run
+
+
+def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunDisplay, grid: bool,
+                    runs_left: Callable[[], int]) -> None:
+    """The study's cells one at a time in this process. ``runs_left``: the runs this study and the
+    later ones still have to train (``e2gan.cli.run_plan``), for the ETA."""
+    from e2gan.pipeline.adapt import adapt_is_done
     from studies import runner
 
     failed = 0
     while True:
         st = runner.status(study, spec, preset)
         left = remaining_cells(st, grid)
-        display.cells(st["expected"], st["done"], 1 if left else 0, failed, left + later)
+        display.cells(st["expected"], st["done"], 1 if left else 0, failed, runs_left() if left else 0)
         if not left:
             break
-        label = _next_label(study, spec)
+        label, run = _next_cell(study, spec, preset, runs)
+        found = run is not None and adapt_is_done(run)  # another study's run: no training, no ETA sample
         display.cell_started(label)
         # The study loaded above is reused (work reseeds its sampler): one storage for the run.
         counts = runner.work(spec, url, preset, runs, max_trials=1, study=study, **_retries(spec))
@@ -164,8 +193,8 @@ def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunD
         failed += counts["failed"]
         outcome = next(k for k, v in counts.items() if v)
         st = runner.status(study, spec, preset)
-        display.cells(st["expected"], st["done"], 0, failed, remaining_cells(st, grid) + later)
-        display.cell_finished(label, outcome)
+        display.cells(st["expected"], st["done"], 0, failed, runs_left())
+        display.cell_finished(label, "found done" if found and outcome == "complete" else outcome, timed=not found)
 
 
 def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay,

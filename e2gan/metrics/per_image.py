@@ -91,6 +91,44 @@ class FeatureCache:
         return feats
 
 
+# The floors depend on a concept's targets and sources only, which every run of the concept shares:
+# they are kept per process (a few floats each) instead of recomputed per run.
+_FLOORS: dict[str, dict] = {}
+
+
+def floors(fb: np.ndarray, fs: np.ndarray | None, seed: int = 0) -> dict:
+    """The metric floors of one concept from its targets' (``fb``) and sources' (``fs``) features:
+    two disjoint halves of the targets against each other (``floor_halves_fid/_kid``, at N/2 each:
+    what "perfect" scores at this N) and the unedited sources against the targets
+    (``floor_identity_fid/_kid``; None: no sources' features, no identity floor)."""
+    import hashlib
+
+    from e2gan.metrics.frechet import frechet_distance
+    from e2gan.metrics.quality import kid_from_features
+
+    h = hashlib.sha256(f"{seed} {fb.shape} {fb.dtype}".encode())
+    h.update(np.ascontiguousarray(fb).tobytes())
+    if fs is not None:
+        h.update(f"{fs.shape} {fs.dtype}".encode())
+        h.update(np.ascontiguousarray(fs).tobytes())
+    key = h.hexdigest()
+    if key in _FLOORS:
+        return dict(_FLOORS[key])
+    n, out = len(fb), {}
+    if n >= 4:
+        half = np.random.default_rng(seed).permutation(n)
+        a, b = half[: n // 2], half[n // 2: 2 * (n // 2)]
+        out["floor_halves_fid"] = frechet_distance(fb[a], fb[b])
+        out["floor_halves_kid"] = kid_from_features(fb[a], fb[b], num_subsets=1, subset_size=n)[0]
+    if fs is not None:
+        out["floor_identity_fid"] = frechet_distance(fs, fb)
+        out["floor_identity_kid"] = kid_from_features(fs, fb, num_subsets=1, subset_size=n)[0]
+    if len(_FLOORS) >= 256:  # a long-lived process over many data sets: keep the memo small
+        _FLOORS.clear()
+    _FLOORS[key] = dict(out)
+    return out
+
+
 def concept_extras(outputs: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor, keep: dict,
                    extractor=None, seed: int = 0, cache: FeatureCache | None = None) -> tuple[dict, dict]:
     """(metrics for result.json, per-image arrays) for one concept's paired uint8 images.
@@ -112,15 +150,8 @@ def concept_extras(outputs: torch.Tensor, targets: torch.Tensor, sources: torch.
     if n >= 40:  # FID∞ needs subsets of at least 20 images
         inf = fid_infinity(fa, fb, seed=seed)
         out.update(fid_inf=inf["fid_inf"], fid_inf_slope=inf["slope"], fid_inf_residual_sd=inf["residual_sd"])
-    if n >= 4:
-        half = np.random.default_rng(seed).permutation(n)
-        a, b = half[: n // 2], half[n // 2: 2 * (n // 2)]
-        out["floor_halves_fid"] = frechet_distance(fb[a], fb[b])
-        out["floor_halves_kid"] = kid_from_features(fb[a], fb[b], num_subsets=1, subset_size=n)[0]
-    if extractor is not None:
-        fs = (cache or FeatureCache(None))(sources, extractor)
-        out["floor_identity_fid"] = frechet_distance(fs, fb)
-        out["floor_identity_kid"] = kid_from_features(fs, fb, num_subsets=1, subset_size=n)[0]
+    fs = (cache or FeatureCache(None))(sources, extractor) if extractor is not None else None
+    out.update(floors(fb, fs, seed))
     mse = per_image_mse(outputs, targets)
     perc = keep.get("perceptual")
     arrays = {"mse": mse, "psnr": _psnr(mse),

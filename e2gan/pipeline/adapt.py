@@ -61,6 +61,11 @@ def training_subset(cfg: Config, data_root: Path, concept: str, base_run: Path |
     return select_indices(a.selection, a.train_pairs, len(ds), features, seed=a.seed)
 
 
+def adapt_is_done(run_dir: str | Path) -> bool:
+    """A finished run, which ``ensure_adapt`` reuses instead of training: its weights and result."""
+    return (Path(run_dir) / "result.json").exists() and (Path(run_dir) / "generator.safetensors").exists()
+
+
 def ensure_adapt(cfg: Config, concept: str, data_root: Path, base_run: Path | None,
                  runs: str | Path = "runs", progress: bool = True, run_dir: Path | None = None,
                  extra_callbacks: list | None = None) -> tuple[Path, dict | None]:
@@ -70,7 +75,7 @@ def ensure_adapt(cfg: Config, concept: str, data_root: Path, base_run: Path | No
     from lightning_modules.adaptation import adapt
 
     run_dir = Path(run_dir) if run_dir else adapt_dir(cfg, concept, runs)
-    if (run_dir / "result.json").exists() and (run_dir / "generator.safetensors").exists():
+    if adapt_is_done(run_dir):
         return run_dir, read_result(run_dir)
     if cfg.adapt.method in ("scratch", "pix2pix"):
         base_run = None

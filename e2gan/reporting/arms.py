@@ -95,8 +95,10 @@ def arm_runs(ctx: StudyContext, label: str) -> list[ArmRun] | None:
         row = next((r for r in search.get("table", []) if scheme_label(str(r.get("scheme"))) == scheme), None)
         if row is None:
             return None
+        from e2gan.results import located
+
         dirs = (search.get("runs") or {}).get(row.get("ranks"), [])
-        return [_arm_run(ctx, d, None, None) for d in dirs]
+        return [_arm_run(ctx, located(d, runs_root(ctx)), None, None) for d in dirs]
     group = next((g for g in ctx.groups if ctx.group_label(g) == label), None)
     if group is None:
         return None

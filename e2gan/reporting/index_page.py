@@ -60,8 +60,9 @@ CLAIMS_NOTE = ("Each verdict is computed from a paired bootstrap CI of the diffe
                "study's comparisons table has the details): superiority holds if the CI excludes 0 in the claimed "
                "direction, non-inferiority if it lies above −δ (δ fixed in the spec); contradicted if it lies wholly "
                "on the wrong side; otherwise inconclusive at this power. A claim with several comparisons holds "
-               "only if all hold. 'not run': the study that decides it was not run (e.g. make reproduce runs "
-               "only the main comparison); no verdict is written by hand.")
+               "only if all hold; a claim decided by two studies (a compact claim-* spec and its fuller ablation) "
+               "lists the comparisons of both. 'not run': no study of this run decides it (e.g. --specs main); "
+               "no verdict is written by hand.")
 
 
 def _claims_section(out_dir: Path, names: list[str]) -> tuple[str, str]:

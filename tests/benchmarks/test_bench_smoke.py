@@ -242,6 +242,9 @@ def test_micro_eval_share_comes_from_the_measurements(micro_report):
     assert d["share_before"] == pytest.approx(e["before"] / (d["train_seconds"] + e["before"]))
     assert _measured(b, "eval_share.share") == d["share"] and d["n_test"] == 8
     assert d["max_relative_metric_difference"] < 1e-3 and d["cache_entries"] >= 2  # its targets and sources at least
+    # The per-process memos (decoded images, floors) change no number: emptied, the metrics are the same.
+    assert d["max_relative_metric_difference_memos"] == 0
+    assert "eval_share.memos" in {r["key"] for r in micro_report[0]["before_after"]}
 
 
 def _measured(b: dict, key: str):

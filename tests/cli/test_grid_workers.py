@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from e2gan.cli.grid_workers import run_grid_in_workers
+from e2gan.cli.run_plan import pending_runs
 from e2gan.io import sha256_file
 from e2gan.progress import RunDisplay
 from tests.studies.test_runner import _env, trials, write_spec
@@ -43,7 +44,8 @@ def test_two_workers_give_every_cell_bit_identical_to_one_process_with_the_same_
     log = io.StringIO()
     with RunDisplay(1, stream=log, tty=False) as display:
         display.stage(1, "study micro")
-        codes = run_grid_in_workers(spec, url, study, "tiny", par, display, 2, 0, threads=1, poll_s=0.2)
+        codes = run_grid_in_workers(spec, url, study, "tiny", par, display, 2,
+                                    lambda: pending_runs(spec, study, "tiny", par).count(par), threads=1, poll_s=0.2)
     assert codes == [0, 0]
     parallel = _cells(url, "micro-tiny")
     sequential = _cells(runner.default_storage(spec, seq, "tiny"), "micro-tiny")

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from e2gan.cli.reproduce import closing_lines, remaining_cells
+from e2gan.cli.reproduce import closing_lines
+from e2gan.cli.run_plan import remaining_cells
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"
 

@@ -78,3 +78,41 @@ def test_distilled_splits_are_disjoint_by_photograph_and_sized_by_the_config(mic
     for concept in ("hue-60", "hue-120", "pixelate"):  # colour edits get the same N: eval photos are colour
         assert len(PairedDataset(micro_data, [concept], "test", check_hashes=False)) == cfg.eval.n_test
         assert len(PairedDataset(micro_data, [concept], "val", check_hashes=False)) == cfg.eval.n_val
+
+
+def test_decoded_images_are_kept_per_process_until_the_file_changes(tmp_path, monkeypatch):
+    """A study's cells decode the same test images: the second dataset over them decodes none,
+    and a file rewritten in place (new stat) is decoded again, not served stale."""
+    import numpy as np
+    from PIL import Image
+
+    from e2gan.data import dataset
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.full((4, 4, 3), 10, np.uint8)).save(path)
+    monkeypatch.setattr(dataset, "_DECODED", type(dataset._DECODED)())  # this test's memo only
+    monkeypatch.setattr(dataset, "_decoded_bytes", 0)
+    decoded = []
+    real = dataset.load_rgb
+    monkeypatch.setattr(dataset, "load_rgb", lambda p: decoded.append(p) or real(p))
+    first = dataset.decoded_rgb(path)
+    assert dataset.decoded_rgb(path) is first and decoded == [path]
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(path)
+    import os
+    os.utime(path, ns=(10**9, 10**9))  # a stat that surely differs, even within one timestamp tick
+    assert int(dataset.decoded_rgb(path)[0, 0, 0]) == 200 and len(decoded) == 2
+    monkeypatch.setattr(dataset, "DECODED_MEMO_BYTES", 0)  # past the bound: the least recent are dropped
+    Image.fromarray(np.full((4, 4, 3), 7, np.uint8)).save(tmp_path / "b.png")
+    dataset.decoded_rgb(tmp_path / "b.png")
+    assert [k[0] for k in dataset._DECODED] == [str(tmp_path / "b.png")]
+
+
+def test_a_second_dataset_over_the_same_folder_decodes_nothing(micro_data, monkeypatch):
+    from e2gan.data import dataset
+
+    a = PairedDataset(micro_data, ["hue-60"], "test")
+    items_a = [a[i] for i in range(len(a))]
+    monkeypatch.setattr(dataset, "load_rgb", lambda p: pytest.fail(f"decoded {p} again"))
+    b = PairedDataset(micro_data, ["hue-60"], "test")
+    for x, y in zip(items_a, (b[i] for i in range(len(b)))):
+        assert torch.equal(x["source"], y["source"]) and torch.equal(x["target"], y["target"])

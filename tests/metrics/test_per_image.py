@@ -92,3 +92,24 @@ def test_feature_cache_that_cannot_be_written_still_returns_the_features(tmp_pat
     feats = FeatureCache(tmp_path / "cache")(imgs, ex)
     assert ex.calls == 1 and np.array_equal(feats, np.asarray(ex(imgs), np.float64))
     assert not list((tmp_path / "cache").glob("*.npy"))  # nothing half-written left behind
+
+
+def test_floors_are_computed_once_per_concept_and_equal_a_fresh_computation(monkeypatch):
+    """Every run of a concept shares its targets and sources, so their floors are kept per process;
+    a hit must be the very numbers a fresh computation gives, and other features must miss."""
+    from e2gan.metrics import per_image
+
+    rng = np.random.default_rng(0)
+    fb, fs = rng.normal(size=(40, 8)), rng.normal(size=(40, 8)) + 0.5
+    per_image._FLOORS.clear()
+    first = per_image.floors(fb, fs)
+    assert set(first) == {"floor_halves_fid", "floor_halves_kid", "floor_identity_fid", "floor_identity_kid"}
+    assert first["floor_identity_fid"] > first["floor_halves_fid"]  # shifted sources: farther than halves
+    monkeypatch.setattr("e2gan.metrics.frechet.frechet_distance", lambda *a: pytest.fail("recomputed"))
+    assert per_image.floors(fb.copy(), fs.copy()) == first
+    monkeypatch.undo()
+    other = per_image.floors(fb, fs + 1.0)
+    assert other["floor_identity_fid"] != first["floor_identity_fid"]
+    assert other["floor_halves_fid"] == first["floor_halves_fid"]  # the same targets
+    per_image._FLOORS.clear()
+    assert per_image.floors(fb, fs) == first and "floor_identity_fid" not in per_image.floors(fb, None)

@@ -39,13 +39,33 @@ def test_bad_claims_are_one_line_errors(tmp_path, change, what):
 
 def test_builtin_specs_decide_every_claim_with_three_or_more_seeds():
     claims = {}
-    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto", "lr-sweep", "main-bases"):
+    for name in ("main", "base-model", "ranks", "data-count", "layers", "pareto", "lr-sweep", "main-bases",
+                 "claim-b", "claim-c", "claim-d"):
         spec = load_spec(name)
         assert len(spec.seeds) >= 3, name
         for c in spec.claims:
             claims.setdefault(c["claim"], []).append(name)
     assert len(load_spec("main").seeds) == 5 and len(load_spec("ranks").greedy["seeds"]) >= 3
-    assert claims == {"a": ["main", "main", "main-bases"], "b": ["base-model"] * 2, "c": ["ranks"] * 2, "d": ["data-count"] * 2}
+    assert claims == {"a": ["main", "main", "main-bases"], "b": ["base-model"] * 2 + ["claim-b"] * 2,
+                      "c": ["ranks"] * 2 + ["claim-c"] * 2, "d": ["data-count"] * 2 + ["claim-d"] * 2}
+    assert len(load_spec("claim-c").greedy["seeds"]) >= 3
+
+
+def test_compact_claim_specs_reuse_the_main_comparisons_runs():
+    """claim-b/c/d are cheap only because their reference arms are main's runs (the same config, so
+    the same run folder): a drift in either spec would silently train those arms again."""
+    from e2gan.pipeline.adapt import adapt_dir
+
+    def dirs(spec, keep=lambda cell: True):
+        return {adapt_dir(spec.cell_config(c), c["concept"]) for c in spec.grid() if keep(c)}
+
+    main = dirs(load_spec("main"))
+    b, c, d = (load_spec(n) for n in ("claim-b", "claim-c", "claim-d"))
+    for arm in ("representative", "no-base"):
+        assert dirs(b, lambda cell: cell["arm"] == arm) <= main, arm
+    assert dirs(c) <= main  # its grid arm is main's e2gan; the greedy allocations are its own
+    assert dirs(d, lambda cell: cell["adapt.train_pairs"] == 0) <= main
+    assert [len(dirs(s) - main) for s in (b, c, d)] == [9, 0, 18]
 
 
 POOLED_HEAD = ('name = "t"\ntable = "main"\nmetric = "fid"\nconcepts = ["hue-60"]\nseeds = [0, 1, 2]\n'
