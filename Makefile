@@ -6,8 +6,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PRESET  ?= tiny
 # The main comparison and the compact studies that decide claims (b)-(d) by default, so a fresh clone's
-# report has a verdict for every claim; SPECS=main stops after the main comparison (47 minutes on
-# 2 cores at the 500-image protocol); SPECS=all runs every study.
+# report has a verdict for every claim (79 minutes on 2 cores at the 500-image protocol); SPECS=main
+# stops after the main comparison (47 minutes); SPECS=all runs every study.
 SPECS   ?= main,claim-b,claim-c,claim-d
 
 export HF_HUB_OFFLINE := 1
