@@ -136,12 +136,11 @@ def concept_extras(outputs: torch.Tensor, targets: torch.Tensor, sources: torch.
     metrics: fid_inf and its slope (FID∞, Chong & Forsyth); floors: the unedited sources against
     the targets (``floor_identity_fid/_kid``; PSNR's is ``identity_psnr``) and two disjoint halves
     of the targets against each other (``floor_halves_fid/_kid``, at N/2 each: what "perfect"
-    scores at this N); ``collapse``: the near-constant / same-for-every-input check.
+    scores at this N; ``floors``, kept per process); ``collapse``: the near-constant /
+    same-for-every-input check.
     """
     from e2gan.metrics.collapse import detect_collapse
     from e2gan.metrics.fid_inf import fid_infinity
-    from e2gan.metrics.frechet import frechet_distance
-    from e2gan.metrics.quality import kid_from_features
 
     fa = np.asarray(keep["features_outputs"], np.float64)
     fb = np.asarray(keep["features_targets"], np.float64)
