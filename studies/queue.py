@@ -53,6 +53,12 @@ class SearchRuns:
                       for c in self.concepts for s in self.spec.seeds)
 
 
+def found_done(trial) -> bool:
+    """A complete cell whose run was found on disk (another study's, the same configuration):
+    ``runner.evaluate_cell`` trained nothing for it."""
+    return trial.state.name == "COMPLETE" and bool(trial.user_attrs.get("found_done"))
+
+
 def superseded(trial, runs_now) -> bool:
     """A trial that ran its cell under an earlier spec (an arm's or the config's values changed since):
     its result is not this spec's, so the cell is queued again (a search asks another trial) and

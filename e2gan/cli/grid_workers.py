@@ -33,6 +33,7 @@ def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, di
     from optuna.trial import TrialState
 
     from studies import runner
+    from studies.queue import found_done
 
     threads = threads or max(1, (os.cpu_count() or 1) // n)
     logs = Path(runs) / "logs"
@@ -53,7 +54,7 @@ def run_grid_in_workers(spec, url: str, study, preset: str, runs: str | Path, di
                 seen.add(t.number)
                 failed += t.state == TrialState.FAIL
                 _update(display, spec, study, preset, failed, runs_left)
-                found = bool(t.user_attrs.get("found_done"))  # another study's run: no ETA sample
+                found = found_done(t)  # another study's run: no ETA sample
                 display.cell_done(cell_label(t.user_attrs.get("cell", {})), "found done" if found else
                                   OUTCOMES[t.state.name], _seconds(t), timed=not found)
             running = [cell_label(t.user_attrs.get("cell", {})) for t in trials if t.state == TrialState.RUNNING]

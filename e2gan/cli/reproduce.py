@@ -83,18 +83,16 @@ def after_grid_pending(spec, study, preset: str, runs: str) -> bool:
     return False
 
 
-def _next_cell(study, spec, preset: str, runs: str) -> tuple[str, Path | None]:
-    """The label and run folder of the cell ``work(max_trials=1)`` claims next: the oldest waiting
-    trial of a grid (a search trial's runs are not known before it is asked: None)."""
+def _next_cell(study, spec) -> tuple[str, int | None]:
+    """The label and trial number of the cell ``work(max_trials=1)`` claims next: the oldest waiting
+    trial of a grid (a search's trial is asked, not waiting: no number)."""
     from optuna.trial import TrialState
-
-    from e2gan.pipeline.adapt import adapt_dir
 
     if spec.sampler == "grid":
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting:
-            cell = min(waiting, key=lambda t: t.number).user_attrs.get("cell", {})
-            return cell_label(cell), adapt_dir(spec.cell_config(cell, preset), cell["concept"], runs)
+            first = min(waiting, key=lambda t: t.number)
+            return cell_label(first.user_attrs.get("cell", {})), first.number
         return "cell", None
     return f"{spec.sampler} trial {len(study.get_trials(deepcopy=False)) + 1}", None
 
@@ -173,8 +171,8 @@ def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunD
                     runs_left: Callable[[], int]) -> None:
     """The study's cells one at a time in this process. ``runs_left``: the runs this study and the
     later ones still have to train (``e2gan.cli.run_plan``), for the ETA."""
-    from e2gan.pipeline.adapt import adapt_is_done
     from studies import runner
+    from studies.queue import found_done
 
     failed = 0
     while True:
@@ -183,8 +181,7 @@ def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunD
         display.cells(st["expected"], st["done"], 1 if left else 0, failed, runs_left() if left else 0)
         if not left:
             break
-        label, run = _next_cell(study, spec, preset, runs)
-        found = run is not None and adapt_is_done(run)  # another study's run: no training, no ETA sample
+        label, number = _next_cell(study, spec)
         display.cell_started(label)
         # The study loaded above is reused (work reseeds its sampler): one storage for the run.
         counts = runner.work(spec, url, preset, runs, max_trials=1, study=study, **_retries(spec))
@@ -194,7 +191,9 @@ def _run_cells_here(spec, url: str, study, preset: str, runs: str, display: RunD
         outcome = next(k for k, v in counts.items() if v)
         st = runner.status(study, spec, preset)
         display.cells(st["expected"], st["done"], 0, failed, runs_left())
-        display.cell_finished(label, "found done" if found and outcome == "complete" else outcome, timed=not found)
+        # Another study's run, found on disk: nothing trained, so no sample for the ETA.
+        found = any(found_done(t) for t in study.get_trials(deepcopy=False) if t.number == number)
+        display.cell_finished(label, "found done" if found else outcome, timed=not found)
 
 
 def reproduce(cfg, specs, runs: str, reports_root: str | Path, display: RunDisplay,

@@ -56,3 +56,19 @@ def test_a_search_edited_after_its_trials_ran_asks_new_ones_and_reports_only_the
     study = runner.load_study(edited, storage, "tiny")
     assert runner.status(study, edited, "tiny")["done"] == 2 and len(study.trials) == 4
     assert len(trials_frame(study, runner.current_runs(edited, "tiny"))) == 2
+
+
+def test_found_done_is_a_complete_cell_whose_run_was_on_disk():
+    """The display leaves such cells out of the ETA; a failed cell never counts as found."""
+    import optuna
+
+    from studies.queue import found_done
+
+    study = optuna.create_study()
+    for state, attr in ((optuna.trial.TrialState.COMPLETE, True), (optuna.trial.TrialState.COMPLETE, False),
+                        (optuna.trial.TrialState.FAIL, True), (optuna.trial.TrialState.COMPLETE, None)):
+        trial = study.ask()
+        if attr is not None:
+            trial.set_user_attr("found_done", attr)
+        study.tell(trial, 1.0 if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    assert [found_done(t) for t in study.get_trials()] == [True, False, False, False]
