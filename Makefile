@@ -9,6 +9,9 @@ PRESET  ?= tiny
 # report has a verdict for every claim (79 minutes on 2 cores at the 500-image protocol); SPECS=main
 # stops after the main comparison (47 minutes); SPECS=all runs every study.
 SPECS   ?= main,claim-b,claim-c,claim-d
+# A TOML file layered over the preset for every stage and study cell (CONFIG=bf16.toml with
+# `[train] precision = "bf16-mixed"` trains in bf16 on a CPU with native bf16: README, "Precision").
+CONFIG  ?=
 
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
@@ -28,7 +31,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # Writes runs/reports/$(PRESET)/ (git-ignored) and ends comparing it with the committed reports/$(PRESET)/.
 reproduce: $(STAMP)
-	$(BIN)/e2gan reproduce --preset $(PRESET) --specs $(SPECS)
+	$(BIN)/e2gan reproduce --preset $(PRESET) --specs $(SPECS) $(if $(CONFIG),--config $(CONFIG))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --timeout=1800

@@ -1,12 +1,15 @@
-"""Cells per minute of the main comparison: one process with every thread vs two one-thread workers.
+"""Cells per minute of the main comparison: one process with every thread vs two one-thread workers,
+and (on a CPU with native bf16) the same cells trained in bf16-mixed.
 
 The same grid twice, in fresh runs folders that share the preset's data and base model: the main
 spec's full fine-tune and crucial-group LoRA arms on the scale's concept, seeds 0-1 (4 cells of
 `adapt.steps` steps with the main spec's learning curve, each evaluated on the test split), run by
 `e2gan study run --workers 1` (one process, all threads: how `reproduce` ran every cell before
 `--workers`, and still its default) and then by `--workers 2` (two worker processes, cores / 2
-threads each). Each side starts with an empty feature cache, so each pays the
-concept's target features once. Wall time of the whole `study run` command, start-up included.
+threads each), then, where the CPU has native bf16, once more by one process with the cells'
+`adapt.precision = "bf16-mixed"` (the same float32 base). Each side starts with an empty feature cache,
+so each pays the concept's target features once. Wall time of the whole `study run` command,
+start-up included.
 """
 from __future__ import annotations
 
@@ -25,17 +28,20 @@ ARMS = ("full", "e2gan")
 SEEDS = (0, 1)
 
 
-def _spec_text(concept: str) -> str:
-    """The main spec reduced to two arms, one concept and two seeds (its config as it is)."""
+def _spec_text(concept: str, precision: str = "") -> str:
+    """The main spec reduced to two arms, one concept and two seeds (its config as it is);
+    ``precision``: the cells' ``adapt.precision`` (on the same float32 base)."""
     import tomllib
 
     main = tomllib.loads((Path(__file__).resolve().parents[1] / "studies" / "specs" / "main.toml").read_text())
-    adapt = ", ".join(f"{k} = {v!r}" for k, v in main["config"]["adapt"].items())
+    config = dict(main["config"]["adapt"], **({"precision": precision} if precision else {}))
+    adapt = ", ".join(f"{k} = {v!r}" for k, v in config.items())
     arms = "\n".join(f'[arms.{a}]\nadapt = {{ method = "{main["arms"][a]["adapt"]["method"]}"'
                      + (f', groups = {main["arms"][a]["adapt"]["groups"]!r}'
                         if "groups" in main["arms"][a]["adapt"] else "")
                      + " }\n" for a in ARMS)
-    return (f'name = "cellrate"\ntitle = "cells per minute"\nmetric = "psnr"\nconcepts = ["{concept}"]\n'
+    return (f'name = "cellrate{"-" + precision if precision else ""}"\ntitle = "cells per minute"\nmetric = "psnr"\n'
+            f'concepts = ["{concept}"]\n'
             f"seeds = {list(SEEDS)}\n\n[config]\nadapt = {{ {adapt} }}\n\n{arms}")
 
 
@@ -66,16 +72,27 @@ def run(ctx: Context) -> dict:
     spec = ctx.work / NAME / "cellrate.toml"
     spec.write_text(_spec_text(ctx.scale.concept))
     cells = len(ARMS) * len(SEEDS)
-    ctx.log(f"{cells} cells, one process with {ctx.threads} threads, then two workers")
+    from lightning_modules.training import cpu_precision
+
+    bf16 = ctx.device == "cpu" and cpu_precision("bf16-mixed") == "bf16-mixed"
+    ctx.log(f"{cells} cells, one process with {ctx.threads} threads, then two workers"
+            + (", then one process in bf16-mixed" if bf16 else ""))
     one = _side(ctx, spec, "one-process", 1)
     two = _side(ctx, spec, "two-workers", 2)
+    one_bf16 = None
+    if bf16:  # the same cells trained in bf16-mixed (adapt.precision, on the same float32 base)
+        spec_bf16 = ctx.work / NAME / "cellrate-bf16.toml"
+        spec_bf16.write_text(_spec_text(ctx.scale.concept, "bf16-mixed"))
+        one_bf16 = _side(ctx, spec_bf16, "one-process-bf16", 1)
     rate_one, rate_two = cells / one * 60, cells / two * 60
     speedup = one / two
     per_worker = max(1, ctx.threads // 2)
     data = {"cells": cells, "arms": list(ARMS), "seeds": list(SEEDS), "concept": ctx.scale.concept,
             "wall_seconds": {"one_process": one, "two_workers": two},
             "cells_per_minute": {"one_process": rate_one, "two_workers": rate_two},
-            "speedup": speedup, "threads": {"one_process": ctx.threads, "two_workers": per_worker}}
+            "speedup": speedup, "threads": {"one_process": ctx.threads, "two_workers": per_worker},
+            "one_process_bf16": None if one_bf16 is None else {"wall_seconds": one_bf16,
+                                                               "cells_per_minute": cells / one_bf16 * 60}}
     checks = [
         check("cell_rate.cells_per_minute",
               f"main-comparison cells per minute, two workers × {per_worker} thread(s)", rate_two, None, unit=" cells/min",
@@ -88,4 +105,10 @@ def run(ctx: Context) -> dict:
                      "thread trains a cell in 41 s against 27 s for two (12-05), and two cells side by side "
                      "share the memory bandwidth, so two one-thread workers are no faster than one "
                      "two-thread process"))]
+    if one_bf16 is not None:
+        checks.append(check(
+            "cell_rate.bf16", "main-comparison wall time, one process: float32 ÷ bf16-mixed training", one / one_bf16,
+            None, unit="×", note=f"{one:.0f} s vs {one_bf16:.0f} s for {cells} cells ({cells / one_bf16 * 60:.2f} cells/min "
+                                 "in bf16); evaluation stays float32",
+            basis=f"{cells} cells, same data and float32 base, sequential sides, cold feature cache each"))
     return {"checks": checks, "data": data}

@@ -314,6 +314,17 @@ def _lora_step(d: dict) -> list[str]:
     return out
 
 
+def _precision(d: dict) -> list[str]:
+    if "skipped" in d:
+        return [f"Not measured: {d['skipped']}."]
+    out = [f"Batch {d['batch_size']} at {d['resolution']}², {d['threads']} threads, {d['rounds']} rounds interleaved.", "",
+           "| arm | float32 ms/step | bf16-mixed ms/step | bf16 ÷ float32 |", "|---|---|---|---|"]
+    for arm, ratio in d["bf16_over_fp32"].items():
+        out.append(f"| {arm} | {1000 * d['steps'][arm + '-fp32']['step_seconds']:.0f} | "
+                   f"{1000 * d['steps'][arm + '-bf16']['step_seconds']:.0f} | {ratio:.2f}× |")
+    return out
+
+
 def _chaos(d: dict) -> list[str]:
     out = [f"{d['workers']} workers (one coordinator), {d['cells']} cells, kills every ~{d['kill_every_s']:.0f} s for "
            f"{d['seconds_asked']:.0f} s plus one PostgreSQL restart; heartbeat {d['heartbeat_s']} s, grace {d['grace_s']} s.", "",
@@ -346,12 +357,15 @@ def _cell_rate(d: dict) -> list[str]:
             "folder sharing the data and base model, cold feature cache.", "",
             "| side | threads per process | wall s | cells/min |", "|---|---|---|---|",
             f"| one process | {t['one_process']} | {w['one_process']:.0f} | {r['one_process']:.2f} |",
-            f"| two workers | {t['two_workers']} | {w['two_workers']:.0f} | {r['two_workers']:.2f} |", "",
-            f"One process ÷ two workers: {d['speedup']:.2f}×."]
+            f"| two workers | {t['two_workers']} | {w['two_workers']:.0f} | {r['two_workers']:.2f} |",
+            *([f"| one process, bf16-mixed training | {t['one_process']} | {b['wall_seconds']:.0f} | "
+               f"{b['cells_per_minute']:.2f} |"] if (b := d.get("one_process_bf16")) else []), "",
+            f"One process ÷ two workers: {d['speedup']:.2f}×."
+            + (f" float32 ÷ bf16-mixed: {w['one_process'] / b['wall_seconds']:.2f}×." if b else "")]
 
 
 DETAILS = {"adaptation": _adaptation, "speed": _speed, "kernel": _kernel, "throughput": _throughput,
-           "lora_step": _lora_step, "overheads": _overheads, "paper_cost": _paper_cost, "chaos": _chaos,
+           "lora_step": _lora_step, "precision": _precision, "overheads": _overheads, "paper_cost": _paper_cost, "chaos": _chaos,
            "eval_share": _eval_share, "cell_rate": _cell_rate}
 
 

@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-ORDER = ("adaptation", "speed", "kernel", "throughput", "lora_step", "overheads", "paper_cost", "eval_share")
+ORDER = ("adaptation", "speed", "kernel", "throughput", "lora_step", "precision", "overheads", "paper_cost", "eval_share")
 # Run by a full bench at a real scale and by --only; the harness's micro self-test leaves them out
 # (chaos starts a PostgreSQL server and two fleets of workers for --chaos-seconds each; cell_rate
 # runs 8 real cells of the main comparison).

@@ -72,7 +72,7 @@ class TrainConfig:
     num_workers: int = 0
     accelerator: str = "cpu"          # cpu | gpu | auto
     devices: int = 1
-    precision: str = "32-true"        # "16-mixed" / "bf16-mixed" on a GPU
+    precision: str = "32-true"        # "16-mixed" / "bf16-mixed" on a GPU; "bf16-mixed" on a CPU with native bf16
     strategy: str = "auto"            # auto | ddp (GANs: find_unused_parameters=True)
 
 
@@ -109,6 +109,7 @@ class AdaptConfig:
     pix2pix_blocks: int = 9
     seed: int = 0
     curve_points: int = 0             # validations per run for the learning curve (0: once per epoch)
+    precision: str = ""               # the adaptation's training precision ("": train.precision, the base's)
 
 
 @dataclass
@@ -153,6 +154,8 @@ class Config:
             d["adapt"].pop("selection_features")
         if not d["adapt"]["curve_points"]:  # the default: keys of earlier runs stay valid
             d["adapt"].pop("curve_points")
+        if not d["adapt"]["precision"]:  # the default (the base's precision): keys of earlier runs stay valid
+            d["adapt"].pop("precision")
         if d["adapt"]["lr_g"] == d["train"]["lr_g"]:  # the base's rate spelled out is the default (0)
             d["adapt"]["lr_g"] = 0.0
         if not d["adapt"]["train_pairs"]:  # every pair is used: no subset is selected, so no selection rule
@@ -174,6 +177,7 @@ CHOICES = {
     ("train", "accelerator"): ("cpu", "gpu", "cuda", "auto"),
     ("train", "strategy"): ("auto", "ddp"),
     ("train", "precision"): ("32-true", "32", "16-mixed", "bf16-mixed"),
+    ("adapt", "precision"): ("", "32-true", "32", "16-mixed", "bf16-mixed"),
     ("adapt", "method"): ("lora", "full", "scratch", "pix2pix"),
     ("adapt", "embedding_init"): ("random", "mean", "nearest"),
     ("adapt", "disc"): ("fresh", "base", "frozen"),

@@ -26,6 +26,21 @@ def git_commit() -> str | None:
         return None
 
 
+# The vector and matrix extensions that pick oneDNN's kernels (a hypervisor may hide the model name).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict:
+    """The CPU's model name and those of ``ISA_FLAGS`` it has (from ``path``; empty where unreadable)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return {"model": None, "isa": []}
+    field = lambda key: next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(key)), "")  # noqa: E731
+    flags = set(field("flags").split())
+    return {"model": field("model name") or None, "isa": [f for f in ISA_FLAGS if f in flags]}
+
+
 def environment(device: str = "cpu", seed: int | None = None) -> dict:
     import torch
 
@@ -41,6 +56,10 @@ def environment(device: str = "cpu", seed: int | None = None) -> dict:
         "device": dev,
         "device_name": name,
         "torch_threads": torch.get_num_threads(),
+        # Which kernels ran: float32 round-off, and so a GAN's trajectory, differs between CPUs whose
+        # oneDNN paths differ (AVX2 / AVX-512 / AMX), at the same seed and code.
+        "cpu": {**cpu_info(), "torch_capability": torch.backends.cpu.get_cpu_capability(),
+                "bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())},
         "seed": seed,
         "versions": {p: _version(p) for p in PACKAGES},
     }

@@ -124,13 +124,15 @@ def training_config(cfg: Config, lr_g: float) -> Config:
     - ``lr_g`` (``adapt.lr`` for LoRA; ``adapt.lr_g``, or ``train.lr_g`` when it is 0, otherwise:
       see ``build``) -> ``train.lr_g``
     - ``adapt.lr_d`` -> ``train.lr_d``, ``adapt.seed`` -> ``train.seed``
+    - ``adapt.precision``, when set, -> ``train.precision`` (else the base's precision)
 
     The copy is what the run's ``config.json`` records; ``cfg`` itself is left unchanged.
     """
     a = cfg.adapt
     return apply_overrides(copy.deepcopy(cfg), {"train": {
         "steps": a.steps, "max_time_s": a.max_time_s, "lr_g": lr_g, "lr_d": a.lr_d,
-        "ckpt_every": min(cfg.train.ckpt_every, a.steps), "seed": a.seed}}, "adapt")
+        "ckpt_every": min(cfg.train.ckpt_every, a.steps), "seed": a.seed,
+        **({"precision": a.precision} if a.precision else {})}}, "adapt")
 
 
 def adapt(cfg: Config, base_run: Path | None, data_root: Path, concept: str, run_dir: Path,

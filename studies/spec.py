@@ -222,7 +222,7 @@ def row_labels(spec: StudySpec) -> list[str]:
 
 
 def _check_claims(spec: StudySpec, where: str) -> None:
-    """Each [[claims]] entry: a claim a-d, two arms this spec runs, a bootstrap metric, δ for non-inferiority."""
+    """Each [[claims]] entry: a claim a-d (or none), two arms this spec runs, a bootstrap metric, δ for non-inferiority."""
     _expect(isinstance(spec.claims, list) and all(isinstance(c, dict) for c in spec.claims), "'claims'", where,
             "an array of tables [[claims]]")
     labels = row_labels(spec) if spec.sampler == "grid" else []
@@ -231,7 +231,8 @@ def _check_claims(spec: StudySpec, where: str) -> None:
         at = f"{where} [[claims]] #{i + 1}"
         bad = sorted(set(c) - CLAIM_KEYS)
         _expect(not bad, f"unknown key(s) {bad}", at, f"keys among {sorted(CLAIM_KEYS)}")
-        _expect(c.get("claim") in ("a", "b", "c", "d"), f"'claim' = {c.get('claim')!r}", at, "one of a, b, c, d")
+        _expect(c.get("claim") in ("a", "b", "c", "d", "none"), f"'claim' = {c.get('claim')!r}", at,
+                "one of a, b, c, d, or none (a paired comparison that decides no claim: its study's table only)")
         _expect(c.get("kind") in ("superiority", "non-inferiority"), f"'kind' = {c.get('kind')!r}", at,
                 "superiority or non-inferiority")
         _expect(c.get("metric") in CLAIM_METRICS, f"'metric' = {c.get('metric')!r}", at,

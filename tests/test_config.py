@@ -108,7 +108,7 @@ def test_selection_features_is_recorded_and_the_default_leaves_keys_unchanged():
 
     default = get_preset("tiny")
     assert default.adapt.selection_features == "encoder" and default.to_dict()["adapt"]["selection_features"] == "encoder"
-    old = {k: v for k, v in default.to_dict()["adapt"].items() if k not in ("selection_features", "curve_points")}
+    old = {k: v for k, v in default.to_dict()["adapt"].items() if k not in ("selection_features", "curve_points", "precision")}
     assert default.key("adapt") == hashlib.sha256(json.dumps({"adapt": old}, sort_keys=True).encode()).hexdigest()[:10]
     keys = {default.key("adapt")}
     for kind in ("effnet-lite0", "clip"):
@@ -124,6 +124,16 @@ def test_curve_points_default_leaves_keys_unchanged_and_a_curve_run_gets_its_own
     zero = apply_overrides(get_preset("tiny"), {"adapt": {"curve_points": 0}}, "x")
     five = apply_overrides(get_preset("tiny"), {"adapt": {"curve_points": 5}}, "x")
     assert zero.key("adapt") == default.key("adapt") != five.key("adapt")
+
+
+def test_adapt_precision_default_leaves_keys_unchanged_and_bf16_gets_its_own_run():
+    default = get_preset("tiny")
+    assert default.adapt.precision == ""  # the base's precision
+    bf16 = apply_overrides(get_preset("tiny"), {"adapt": {"precision": "bf16-mixed"}}, "x")
+    assert bf16.key("adapt") != default.key("adapt")
+    assert bf16.key("data", "model", "disc", "train") == default.key("data", "model", "disc", "train")  # same base
+    with pytest.raises(InputError, match="adapt.precision"):
+        apply_overrides(get_preset("tiny"), {"adapt": {"precision": "fp8"}}, "x")
 
 
 def test_adapt_lr_g_equal_to_the_base_rate_is_the_default_run():

@@ -23,9 +23,31 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", default=None, help="cpu | gpu | auto")
     p.add_argument("--devices", type=int, default=None, help="number of devices (processes under DDP)")
     p.add_argument("--strategy", default=None, help="auto | ddp")
-    p.add_argument("--precision", default=None, help="32-true | 16-mixed | bf16-mixed (GPU)")
+    p.add_argument("--precision", default=None, help="32-true | 16-mixed (GPU) | bf16-mixed (GPU, or a CPU with native bf16)")
     p.add_argument("--runs", default="runs", help="folder for runs, data and caches (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+# Flags that set the configuration (config_from_args); `reproduce` takes only --config for them.
+CONFIG_FLAGS = ("sources", "teacher", "concepts_file", "resolution", "steps", "max_time", "batch_size", "seed",
+                "accelerator", "devices", "strategy", "precision")
+
+
+def refuse_config_flags(args, command: str) -> None:
+    """One line for a configuration flag that ``command`` would apply to its first stages only.
+
+    reproduce's studies build each cell's configuration from the preset, the --config file and the
+    spec: a flag would reach the data and the base model but not the cells, which would then train
+    (and be compared with) a base of their own.
+    """
+    from e2gan.errors import InputError
+
+    given = [f for f in CONFIG_FLAGS if getattr(args, f, None) is not None]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise InputError(f"{flag} with {command}", flag,
+                         f"the setting in a --config TOML file (e.g. [train] precision = 'bf16-mixed'), "
+                         f"which every stage and study cell of {command} reads")
 
 
 def config_from_args(args, budget_section: str = "train"):
@@ -41,7 +63,7 @@ def config_from_args(args, budget_section: str = "train"):
                                ("max_time", budget_section, "max_time_s"), ("batch_size", "train", "batch_size"),
                                ("seed", "train", "seed"), ("accelerator", "train", "accelerator"),
                                ("devices", "train", "devices"), ("strategy", "train", "strategy"),
-                               ("precision", "train", "precision"), ("method", "adapt", "method"),
+                               ("precision", budget_section, "precision"), ("method", "adapt", "method"),
                                ("rank", "adapt", "rank"), ("alpha_ratio", "adapt", "alpha_ratio"),
                                ("lr", "adapt", "lr"), ("disc", "adapt", "disc"),
                                ("embedding_init", "adapt", "embedding_init"), ("train_pairs", "adapt", "train_pairs"),

@@ -128,7 +128,8 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
     disp, data = {}, {}
     for r in rows:
         rec = comparison_record(r)
-        label = f"({rec['claim']}) {rec['better']} vs {rec['other']}{pooled_text(rec)}"
+        claim = f"({rec['claim']}) " if rec["claim"] in CLAIMS else ""  # claim "none": decides no claim of the paper
+        label = f"{claim}{rec['better']} vs {rec['other']}{pooled_text(rec)}"
         d = {"metric": f"{rec['metric']} ({'higher' if METRICS.get(rec['metric'], 1) > 0 else 'lower'} is better)",
              "kind": rec["kind"] + (f", δ {rec['delta']}" if rec["kind"] == "non-inferiority" else "")}
         if rec["status"] == "ok":
@@ -160,7 +161,8 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
              "dominates). A plain percentile interval covered 76% at 3 seeds and 85% at 5 on simulated arms; this "
              "one 95% and 93% (and over-covers, i.e. is cautious, when per-image noise dominates). With 3 seeds "
              "the seed level is still coarse: more seeds, not a cleverer interval, is what narrows it."]
-    return Table("comparisons", "Paired comparisons behind the paper's claims", pd.DataFrame.from_dict(
+    title = "Paired comparisons" + (" behind the paper's claims" if any(r.get("claim") in CLAIMS for r in rows) else "")
+    return Table("comparisons", title, pd.DataFrame.from_dict(
         disp, orient="index").rename_axis("comparison"), pd.DataFrame.from_dict(
         {k: {kk: json.dumps(vv) if isinstance(vv, (list, dict)) else vv for kk, vv in v.items()} for k, v in data.items()},
         orient="index").rename_axis("comparison"), notes)

@@ -209,8 +209,8 @@ def test_micro_run_writes_the_schema(micro_report):
     report, out = micro_report
     assert report["schema"] == "e2gan-bench/1" and report["scale"] == "micro"
     assert report["threads"]["torch"] == 1 and report["threads"]["OMP_NUM_THREADS"] == "1"
-    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "lora_step", "overheads", "paper_cost",
-                                          "eval_share"]
+    assert list(report["benchmarks"]) == ["adaptation", "speed", "kernel", "throughput", "lora_step", "precision",
+                                          "overheads", "paper_cost", "eval_share"]
     for name, b in report["benchmarks"].items():
         assert b["status"] == "ok", (name, b.get("error"), b.get("traceback"))
         assert b["checks"], name
@@ -230,7 +230,8 @@ def test_micro_run_writes_the_schema(micro_report):
     assert any(k.startswith("kernel.") and k.endswith(".reflect_pad") for k in rows)
     assert "lora_step.merged_weight" in rows   # LoRA through peft's forward (before) vs the merged weight
     for r in rows.values():
-        assert r["benchmark"] in ("overheads", "speed", "kernel", "lora_step", "eval_share") and r["before"] is not None and r["after"] is not None
+        assert r["benchmark"] in ("overheads", "speed", "kernel", "lora_step", "precision", "eval_share") and \
+            r["before"] is not None and r["after"] is not None
     assert "## Before / after" in md and "## Before / after" in latest
 
 

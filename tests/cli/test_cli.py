@@ -25,9 +25,13 @@ def _error_line(capsys):
     (["distill", "--config", "/no/such.toml"], "error: config file not found (/no/such.toml)"),
     (["distill", "--teacher", "nosuchteacher"], "error:"),
     (["evaluate", "/no/such/run"], "error: no run or checkpoint (/no/such/run)"),
+    # a flag would reach reproduce's base but not its study cells: only --config reaches both
+    (["reproduce", "--precision", "bf16-mixed", "--specs", "none"], "error: --precision with reproduce (--precision): "
+     "the setting in a --config TOML file"),
+    (["reproduce", "--steps", "10", "--specs", "none"], "error: --steps with reproduce (--steps)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, pattern, capsys, tmp_path):
-    assert main([*argv, *(["--runs", str(tmp_path)] if argv[0] == "distill" else [])]) == 2
+    assert main([*argv, *(["--runs", str(tmp_path)] if argv[0] in ("distill", "reproduce") else [])]) == 2
     assert _error_line(capsys).startswith(pattern)
 
 

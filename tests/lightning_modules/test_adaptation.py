@@ -184,6 +184,9 @@ def test_training_config_maps_the_adaptation_budget_onto_the_loop_and_leaves_cfg
     assert cfg.to_dict() == before and t.adapt == cfg.adapt and t.train.batch_size == cfg.train.batch_size
     assert training_config(apply_overrides(get_preset("tiny"), {"adapt": {"steps": 5000}}, "test"),
                            1e-3).train.ckpt_every == get_preset("tiny").train.ckpt_every
+    assert t.train.precision == cfg.train.precision  # no adapt.precision: the base's
+    bf16 = apply_overrides(get_preset("tiny"), {"adapt": {"precision": "bf16-mixed"}}, "test")
+    assert training_config(bf16, 1e-3).train.precision == "bf16-mixed" and bf16.train.precision == "32-true"
 
 
 @pytest.mark.parametrize("method", ["scratch", "pix2pix"])

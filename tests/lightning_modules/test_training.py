@@ -2,6 +2,7 @@
 import json
 
 import lightning as L
+import pytest
 import torch
 
 from e2gan.data.dataset import PairedDataset
@@ -124,3 +125,23 @@ def test_fit_hands_frozen_objects_back_to_the_collector(micro_data, tmp_path):
         assert gc.get_freeze_count() > 0  # not unfrozen by fit
     finally:
         gc.unfreeze()
+
+
+def test_cpu_precision_honours_bf16_only_where_the_cpu_has_it(monkeypatch):
+    from lightning_modules.training import cpu_precision
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert cpu_precision("bf16-mixed") == "bf16-mixed"
+    assert cpu_precision("16-mixed") == "32-true" and cpu_precision("32-true") == "32-true"  # no fast fp16 CPU path
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert cpu_precision("bf16-mixed") == "32-true"  # emulated bf16 would be slower than float32
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has no native bf16")
+def test_a_bf16_fit_on_the_cpu_learns_and_records_its_precision(micro_data, tmp_path):
+    cfg = micro_config(train={"steps": 60, "ckpt_every": 30, "lr_g": 2e-3, "precision": "bf16-mixed"})
+    before = _train_l1(_fresh_generator(cfg), micro_data)
+    g, summary = _fit(cfg, tmp_path / "run", micro_data)
+    assert summary["precision"] == "bf16-mixed"
+    assert all(p.dtype == torch.float32 for p in g.parameters())  # mixed: the weights stay float32
+    assert _train_l1(g, micro_data) < 0.8 * before, "60 bf16 steps should cut the training L1 error as float32's do"

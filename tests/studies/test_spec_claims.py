@@ -55,6 +55,7 @@ def test_compact_claim_specs_reuse_the_main_comparisons_runs():
     """claim-b/c/d are cheap only because their reference arms are main's runs (the same config, so
     the same run folder): a drift in either spec would silently train those arms again."""
     from e2gan.pipeline.adapt import adapt_dir
+    from e2gan.pipeline.base import base_dir
 
     def dirs(spec, keep=lambda cell: True):
         return {adapt_dir(spec.cell_config(c), c["concept"]) for c in spec.grid() if keep(c)}
@@ -66,6 +67,25 @@ def test_compact_claim_specs_reuse_the_main_comparisons_runs():
     assert dirs(c) <= main  # its grid arm is main's e2gan; the greedy allocations are its own
     assert dirs(d, lambda cell: cell["adapt.train_pairs"] == 0) <= main
     assert [len(dirs(s) - main) for s in (b, c, d)] == [9, 0, 18]
+    # precision's float32 arms are main's runs too; its bf16 arms the 45 new cells, on main's base.
+    p = load_spec("precision")
+    assert dirs(p, lambda cell: not cell["arm"].endswith("-bf16")) <= main and len(dirs(p) - main) == 45
+    assert {base_dir(p.cell_config(c)) for c in p.grid()} == {base_dir(load_spec("main").cell_config(c))
+                                                              for c in load_spec("main").grid()}
+
+
+def test_a_comparison_that_decides_no_claim_loads_and_stays_out_of_the_claims_table(tmp_path):
+    from e2gan.reporting.claims import claims_rows
+    from e2gan.io import atomic_write_json
+
+    spec = _load(tmp_path, HEAD + CLAIM.replace('claim = "d"', 'claim = "none"'))
+    assert spec.claims[0]["claim"] == "none"
+    atomic_write_json(tmp_path / "rep" / "t" / "claims.json", {"study": "t", "comparisons": [
+        {"claim": "none", "better": "e2gan / 8", "other": "e2gan / 0", "metric": "psnr", "status": "ok",
+         "kind": "non-inferiority", "delta": 0.5, "delta_hat": 0.1, "lo": -0.1, "hi": 0.3, "verdict": "holds"}]})
+    rows = claims_rows(tmp_path / "rep", ["t"])
+    assert [r["claim"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
+    assert all(r["verdict"] == "not run" for r in rows)
 
 
 POOLED_HEAD = ('name = "t"\ntable = "main"\nmetric = "fid"\nconcepts = ["hue-60"]\nseeds = [0, 1, 2]\n'

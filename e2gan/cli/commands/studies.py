@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from e2gan.cli.options import (config_from_args, data_and_base, is_worker_rank, param_count, reference_root,
-                               reports_root, specs_from_args)
+                               refuse_config_flags, reports_root, specs_from_args)
 
 
 def cmd_analyze_layers(args) -> str:
@@ -126,6 +126,7 @@ def cmd_reproduce(args) -> str:
     from e2gan.cli.reproduce import closing_lines, reproduce
 
     t0 = time.perf_counter()
+    refuse_config_flags(args, "reproduce")
     cfg = config_from_args(args)
     specs = specs_from_args(args)
     reports = reports_root(args)
