@@ -41,6 +41,13 @@ def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict:
     return {"model": field("model name") or None, "isa": [f for f in ISA_FLAGS if f in flags]}
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), not by emulation."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def environment(device: str = "cpu", seed: int | None = None) -> dict:
     import torch
 
@@ -59,7 +66,7 @@ def environment(device: str = "cpu", seed: int | None = None) -> dict:
         # Which kernels ran: float32 round-off, and so a GAN's trajectory, differs between CPUs whose
         # oneDNN paths differ (AVX2 / AVX-512 / AMX), at the same seed and code.
         "cpu": {**cpu_info(), "torch_capability": torch.backends.cpu.get_cpu_capability(),
-                "bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())},
+                "bf16": cpu_has_native_bf16()},
         "seed": seed,
         "versions": {p: _version(p) for p in PACKAGES},
     }

@@ -42,9 +42,9 @@ def cpu_precision(requested: str) -> str:
     AMX, oneDNN's bf16 convolutions: a tiny-preset step ran 1.4x faster on 2 cores), else float32.
     fp16 autocast has no fast CPU kernels here, so 16-mixed trains in float32 (train.json records
     what ran); so does bf16-mixed on a CPU without native bf16, where emulation would be slower."""
-    if requested == "bf16-mixed" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+    from e2gan.env import cpu_has_native_bf16
+
+    return "bf16-mixed" if requested == "bf16-mixed" and cpu_has_native_bf16() else "32-true"
 
 
 def check_checkpoint(path: str | Path) -> dict:

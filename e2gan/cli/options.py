@@ -28,9 +28,17 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-# Flags that set the configuration (config_from_args); `reproduce` takes only --config for them.
-CONFIG_FLAGS = ("sources", "teacher", "concepts_file", "resolution", "steps", "max_time", "batch_size", "seed",
-                "accelerator", "devices", "strategy", "precision")
+# Each configuration flag: (attribute, section, key); "budget" is config_from_args' budget_section.
+FLAG_FIELDS = (("sources", "data", "sources"), ("teacher", "data", "teacher"),
+               ("concepts_file", "data", "concepts_file"), ("resolution", "data", "resolution"),
+               ("steps", "budget", "steps"), ("max_time", "budget", "max_time_s"),
+               ("batch_size", "train", "batch_size"), ("seed", "train", "seed"),
+               ("accelerator", "train", "accelerator"), ("devices", "train", "devices"),
+               ("strategy", "train", "strategy"), ("precision", "budget", "precision"),
+               ("method", "adapt", "method"), ("rank", "adapt", "rank"), ("alpha_ratio", "adapt", "alpha_ratio"),
+               ("lr", "adapt", "lr"), ("disc", "adapt", "disc"), ("embedding_init", "adapt", "embedding_init"),
+               ("train_pairs", "adapt", "train_pairs"), ("selection", "adapt", "selection"),
+               ("selection_features", "adapt", "selection_features"), ("adapt_seed", "adapt", "seed"))
 
 
 def refuse_config_flags(args, command: str) -> None:
@@ -42,7 +50,7 @@ def refuse_config_flags(args, command: str) -> None:
     """
     from e2gan.errors import InputError
 
-    given = [f for f in CONFIG_FLAGS if getattr(args, f, None) is not None]
+    given = [attr for attr, _, _ in FLAG_FIELDS if getattr(args, attr, None) is not None]
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise InputError(f"{flag} with {command}", flag,
@@ -57,18 +65,8 @@ def config_from_args(args, budget_section: str = "train"):
 
     cfg = load_config(args.config, args.preset)
     over: dict[str, dict] = {"data": {}, "train": {}, "adapt": {}}
-    for attr, section, key in [("sources", "data", "sources"), ("teacher", "data", "teacher"),
-                               ("concepts_file", "data", "concepts_file"),
-                               ("resolution", "data", "resolution"), ("steps", budget_section, "steps"),
-                               ("max_time", budget_section, "max_time_s"), ("batch_size", "train", "batch_size"),
-                               ("seed", "train", "seed"), ("accelerator", "train", "accelerator"),
-                               ("devices", "train", "devices"), ("strategy", "train", "strategy"),
-                               ("precision", budget_section, "precision"), ("method", "adapt", "method"),
-                               ("rank", "adapt", "rank"), ("alpha_ratio", "adapt", "alpha_ratio"),
-                               ("lr", "adapt", "lr"), ("disc", "adapt", "disc"),
-                               ("embedding_init", "adapt", "embedding_init"), ("train_pairs", "adapt", "train_pairs"),
-                               ("selection", "adapt", "selection"), ("selection_features", "adapt", "selection_features"),
-                               ("adapt_seed", "adapt", "seed")]:
+    for attr, section, key in FLAG_FIELDS:
+        section = budget_section if section == "budget" else section
         value = getattr(args, attr, None)
         if value is not None:
             over[section][key] = value
