@@ -89,7 +89,7 @@ def compare(ctx: StudyContext, entry: dict, draws: int = DEFAULT_DRAWS) -> dict:
     collapsed = {x: (len(collapsed_runs(rs)), len(rs)) for x, rs in ((entry["better"], a), (entry["other"], b))}
     if {r.run_dir for r in a} == {r.run_dir for r in b}:  # e.g. a greedy search that kept its start, uniform 1x
         row["why"] = SAME_RUNS
-    return {**row, "status": "ok", "cmp": cmp, "collapsed": collapsed,
+    return {**row, "status": "ok", "cmp": cmp, "collapsed": collapsed, "bases": [_base_count(a), _base_count(b)],
             "params_ratio": _cost(a) / _cost(b) if _cost(b) else float("nan")}
 
 
@@ -115,7 +115,7 @@ def comparison_record(r: dict) -> dict:
         cmp = r["cmp"]
         rec.update(delta_hat=cmp.delta, lo=r["lo"], hi=r["hi"], level=r["level"], p=r["p"], m=r["m"], mdd=r["mdd"],
                    se=cmp.se, verdict=r["verdict"], seeds=list(cmp.n_seeds), images=cmp.n_images,
-                   concepts=cmp.concepts, draws=len(cmp.draws), collapsed=r["collapsed"],
+                   concepts=cmp.concepts, draws=len(cmp.draws), collapsed=r["collapsed"], bases=r["bases"],
                    params_ratio=r["params_ratio"] if math.isfinite(r["params_ratio"]) else None)
     else:
         rec["verdict"] = r["status"]
@@ -136,7 +136,8 @@ def comparisons_table(ctx: StudyContext, rows: list[dict]) -> Table | None:
             d.update({"Δ (positive favours the claim)": format_number(rec["delta_hat"], 4), "CI": _ci_text(r),
                       "verdict": rec["verdict"] + (f" ({rec['why']})" if rec.get("why") else ""),
                       "p (Holm level)": f"{rec['p']:.4f} ({rec['level']:.4f})",
-                      "seeds": " vs ".join(map(str, rec["seeds"])), "images per concept": rec["images"],
+                      "seeds": " vs ".join(map(str, rec["seeds"])), "bases": " vs ".join(map(str, rec["bases"])),
+                      "images per concept": rec["images"],
                       "MDD": format_number(rec["mdd"], 4),
                       "collapsed": "; ".join(f"{k} {v[0]}/{v[1]}" for k, v in rec["collapsed"].items())})
         else:
@@ -206,29 +207,61 @@ def read_claims(out_dir: Path, studies: list[str]) -> dict[str, list[dict]]:
 
 
 def claims_rows(out_dir: Path, studies: list[str]) -> list[dict]:
-    """The claims table: one row per claim (a)–(d), with its comparisons' effects, CIs and verdict."""
+    """The claims table: one row per claim (a)–(d), its verdict, one line per comparison behind it
+    (``comparisons``; ``measured`` joins them), the paper's numbers and the comparisons' reasons."""
     found = read_claims(out_dir, studies)
     rows = []
     for cid, text in CLAIMS.items():
         recs = found.get(cid, [])
-        parts = []
-        for r in recs:
-            head = f"{r.get('better')} vs {r.get('other')}{pooled_text(r)} on {r.get('metric')}"
-            if r.get("status") == "ok":
-                margin = f", δ {r['delta']}" if r.get("kind") == "non-inferiority" else ""
-                parts.append(f"{head}: Δ {format_number(r['delta_hat'], 4)} CI [{format_number(r['lo'], 4)}, "
-                             f"{format_number(r['hi'], 4)}] ({r['kind']}{margin}; {r['verdict']}; seeds "
-                             f"{'/'.join(map(str, r.get('seeds', [])))}, {r.get('images')} images per concept; "
-                             f"MDD {format_number(r.get('mdd'), 4)}{_params_text(r)}; {r.get('study')}"
-                             f"{'; ' + r['why'] if r.get('why') else ''})")
-            else:
-                parts.append(f"{head}: {r.get('status')} ({r.get('why', '')})")
+        lines = [comparison_line(r) for r in recs]
         papers = list(dict.fromkeys(str(r["paper"]) for r in recs if r.get("paper")))
         reasons = list(dict.fromkeys(str(r["reason"]) for r in recs if r.get("reason")))
-        rows.append({"claim": f"({cid}) {text}", "measured": "; ".join(parts) or NOT_RUN,
+        studies_of = {why: list(dict.fromkeys(str(r.get("study")) for r in recs if r.get("reason") == why))
+                      for why in reasons}
+        rows.append({"claim": f"({cid}) {text}", "comparisons": lines, "measured": "; ".join(lines) or NOT_RUN,
                      "paper": "; ".join(papers) or "–", "verdict": claim_verdict(recs),
-                     "why": "; ".join(reasons) or "–"})
+                     "why": "; ".join(reasons) or "–",
+                     "reasons": [(", ".join(studies_of[why]), why) for why in reasons]})
     return rows
+
+
+METRIC_NAMES = {"psnr": "PSNR", "kid_mean": "KID", "fid": "FID", "fid_inf": "FID∞", "perceptual": "perceptual"}
+
+
+def comparison_line(r: dict) -> str:
+    """One comparison in one line: study, arms, Δ with its Holm-level CI, the rule, the verdict, power.
+
+    'main: e2gan vs full, PSNR Δ -0.54 dB, 97.5% CI [-0.98, -0.10], holds above -0.5: inconclusive;
+    MDD 0.45; seeds 5/5 on 1 base; 500 images per concept; trainable params 5.19% of full's'
+    """
+    metric = str(r.get("metric"))
+    head = f"{r.get('study')}: {r.get('better')} vs {r.get('other')}{pooled_text(r)}, {METRIC_NAMES.get(metric, metric)}"
+    if r.get("status") != "ok":
+        return f"{head}: {r.get('status')} ({r.get('why', '')})"
+    dec, unit = (2, " dB") if metric == "psnr" else (4, "")
+    bound = format_number(-float(r["delta"]), dec) if r.get("kind") == "non-inferiority" else "0"
+    level = f"{100 * (1 - float(r['level'])):.3g}% " if isinstance(r.get("level"), (int, float)) else ""
+    return (f"{head} Δ {format_number(r['delta_hat'], dec)}{unit}, {level}CI [{format_number(r['lo'], dec)}, "
+            f"{format_number(r['hi'], dec)}], holds above {bound}: {r['verdict']}"
+            f"{' (' + r['why'] + ')' if r.get('why') else ''}; MDD {format_number(r.get('mdd'), dec)}; "
+            f"seeds {'/'.join(map(str, r.get('seeds', [])))}{_bases_text(r)}; {r.get('images')} images per concept"
+            f"{_params_text(r)}")
+
+
+def _bases_text(r: dict) -> str:
+    """' on 1 base' / ' on 3 bases' / ' on 1 base vs none': how many base models are behind each arm's runs
+    (a record written before they were counted says nothing)."""
+    bases = r.get("bases")
+    if not isinstance(bases, (list, tuple)) or len(bases) != 2 or not any(bases):  # unknown, or both from scratch
+        return ""
+    def word(n):
+        return "none" if not n else f"{n} base{'s' if n != 1 else ''}"
+    return f" on {word(bases[0])}" if bases[0] == bases[1] else f" on {word(bases[0])} vs {word(bases[1])}"
+
+
+def _base_count(runs) -> int:
+    """Distinct base models behind ``runs`` (by the base run's folder name; 0 for arms without one)."""
+    return len({Path(str(r.result["base"])).name for r in runs if r.result and r.result.get("base")})
 
 
 def _params_text(r: dict) -> str:

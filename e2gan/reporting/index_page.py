@@ -56,24 +56,42 @@ def write_index(preset: str, studies: Sequence[tuple[str, str, str, str]], out_d
                                                                   ("Studies", intro + base_html + table)]))
 
 
-CLAIMS_NOTE = ("Each verdict is computed from a paired bootstrap CI of the difference between two arms (the "
-               "study's comparisons table has the details): superiority holds if the CI excludes 0 in the claimed "
-               "direction, non-inferiority if it lies above −δ (δ fixed in the spec); contradicted if it lies wholly "
-               "on the wrong side; otherwise inconclusive at this power. A claim with several comparisons holds "
-               "only if all hold; a claim decided by two studies (a compact claim-* spec and its fuller ablation) "
-               "lists the comparisons of both. 'not run': no study of this run decides it (e.g. --specs main); "
-               "no verdict is written by hand.")
+CLAIMS_NOTE = ("Each verdict is computed from a paired bootstrap CI of the difference Δ between two arms, "
+               "oriented so that a positive Δ favours the claim (for KID, the other arm's KID minus the claimed "
+               "arm's); the study's comparisons table has the details. Each CI is taken at its Holm level over the "
+               "comparisons of its study. Superiority holds if the CI lies above 0, non-inferiority if it lies "
+               "above −δ (δ fixed in the spec): 'holds above' names that bound. Contradicted if the CI lies wholly "
+               "below it; otherwise inconclusive at this power (MDD: the smallest true difference the comparison "
+               "detects, α 0.05 and 80% power). A claim with several comparisons holds only if all hold; a claim "
+               "decided by two studies (a compact claim-* spec and its fuller ablation) lists the comparisons of "
+               "both. 'seeds a/b on n bases': each arm's runs per concept and the base models behind them (one "
+               "base leaves a base's own luck out of the CI). 'not run': no study of this run decides it (e.g. "
+               "--specs main); no verdict is written by hand.")
+COLUMNS = ("claim", "verdict", "measured (one line per comparison)", "paper")
 
 
 def _claims_section(out_dir: Path, names: list[str]) -> tuple[str, str]:
-    from e2gan.reporting.claims import claims_rows
+    from e2gan.reporting.claims import NOT_RUN, claims_rows
 
     rows = claims_rows(out_dir, names)
-    cols = ["claim", "measured", "paper", "verdict", "why"]
-    md = ["## The paper's claims\n", "| " + " | ".join(cols) + " |", "|---|---|---|---|---|"]
-    md += ["| " + " | ".join(md_escape(r[c]).replace("|", "\\|") for c in cols) + " |" for r in rows]
-    md.append(f"\n{md_escape(CLAIMS_NOTE)}\n")
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html.escape(str(r[c]))}</td>" for c in cols)
-                   + "</tr>" for r in rows)
-    return "\n".join(md), f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>" + paragraph(CLAIMS_NOTE, "protocol")
+
+    def md(text) -> str:
+        return md_escape(text).replace("|", "\\|")
+    cells = [(r["claim"], r["verdict"], r["comparisons"] or [NOT_RUN], r["paper"]) for r in rows]
+    lines = ["## The paper's claims\n", "| " + " | ".join(COLUMNS) + " |", "|---|---|---|---|"]
+    lines += [f"| {md(c)} | {md(v)} | {'<br>'.join(md(x) for x in m)} | {md(p)} |" for c, v, m, p in cells]
+    reasons = _reasons(rows)
+    lines += ["", f"{md_escape(CLAIMS_NOTE)}", "", "Why each metric and margin:", ""]
+    lines += [f"- {md_escape(claim)}: {md_escape(why)}" for claim, why in reasons]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join(f"<tr><td style='text-align:left'>{html.escape(c)}</td><td style='text-align:left'>"
+                   f"{html.escape(v)}</td><td style='text-align:left'>{'<br>'.join(html.escape(x) for x in m)}</td>"
+                   f"<td style='text-align:left'>{html.escape(p)}</td></tr>" for c, v, m, p in cells)
+    why_html = "<ul>" + "".join(f"<li>{html.escape(c)}: {html.escape(w)}</li>" for c, w in reasons) + "</ul>"
+    return ("\n".join(lines) + "\n", f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            + paragraph(CLAIMS_NOTE, "protocol") + paragraph("Why each metric and margin:", "protocol") + why_html)
+
+
+def _reasons(rows: list[dict]) -> list[tuple[str, str]]:
+    """('(a) main, main-bases', reason) once per distinct reason of each claim's comparisons, in table order."""
+    return [(f"{r['claim'].split(')')[0]}) {studies}", why) for r in rows for studies, why in r["reasons"]]

@@ -3,6 +3,7 @@ collapse columns, and old runs without per-image scores (no verdict invented).""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,8 @@ def _study(tmp_path, with_scores=True, collapse_pix2pix_seed=None, full_seed1_co
         res = json.loads(open(res_path).read())
         collapsed = cell["arm"] == "pix2pix" and cell["seed"] == collapse_pix2pix_seed
         res["collapsed"] = {"collapsed": collapsed, "by": ["near-constant outputs"] if collapsed else []}
+        if cell["arm"] != "pix2pix":  # pix2pix trains from scratch
+            res["base"] = "runs/base-tiny-0"
         open(res_path, "w").write(json.dumps(res))
         if not with_scores:
             continue
@@ -64,6 +67,7 @@ def test_claims_decided_from_stored_scores(tmp_path):
     ni = claims[0]
     assert -0.5 < ni["lo"] < ni["delta_hat"] < ni["hi"] and abs(ni["delta_hat"] + 0.0432) < 0.01
     assert ni["seeds"] == [3, 3] and ni["images"] == N and ni["m"] == 2 and ni["draws"] == 2000
+    assert ni["bases"] == [1, 1] and claims[1]["bases"] == [1, 0]
     assert claims[1]["collapsed"] == {"e2gan": [0, 6], "pix2pix": [2, 6]}  # seed 1 on both concepts
     md = (out / "main" / "index.md").read_text()
     assert "## Paired comparisons behind the paper's claims" in md and "## Tried and dropped" in md
@@ -79,9 +83,15 @@ def test_claims_decided_from_stored_scores(tmp_path):
     head = index_md.split("## Studies")[0]
     assert "## The paper's claims" in head
     rows = {line.split("|")[1].strip()[:3]: line for line in head.splitlines() if line.startswith("| (")}
-    assert rows["(a)"].rstrip().split("|")[-3].strip() == "holds"
+    assert rows["(a)"].split("|")[2].strip() == "holds"
+    # one line per comparison: study, arms, Δ with its Holm-level CI, the bound, verdict, seeds and bases
+    lines = rows["(a)"].split("|")[3].split("<br>")
+    assert len(lines) == 2 and lines[0].strip().startswith(f"main: e2gan vs full, PSNR Δ {ni['delta_hat']:.2f} dB, ")
+    assert "CI [" in lines[0] and "holds above -0.50: holds" in lines[0] and "seeds 3/3 on 1 base;" in lines[0]
+    assert "KID Δ " in lines[1] and "holds above 0: holds" in lines[1] and "seeds 3/3 on 1 base vs none;" in lines[1]
+    assert "- (a) main: PSNR pairs per image" in head and "- (a) main: KID is unbiased" in head
     for cid in ("(b)", "(c)", "(d)"):
-        assert "| not run |" in rows[cid]
+        assert rows[cid].split("|")[2].strip() == "not run"
     assert "holds" in idx.read_text() and "The paper&#x27;s claims" in idx.read_text()
 
 
@@ -95,7 +105,7 @@ def test_old_runs_without_scores_get_no_verdict(tmp_path):
     write_index("tiny", [("main", "Main", "main/index.html", "s")], out)
     head = (out / "index.md").read_text().split("## Studies")[0]
     row_a = next(line for line in head.splitlines() if line.startswith("| (a)"))
-    assert row_a.rstrip().split("|")[-3].strip() == "no per-image scores stored: rerun"
+    assert row_a.split("|")[2].strip() == "no per-image scores stored: rerun"
     assert "have no per-image scores stored" in (out / "main" / "tables" / "noise.md").read_text()
 
 
@@ -125,6 +135,9 @@ def _pooled_study(tmp_path, arms):
     difficulty = rng.uniform(0.5, 1.5, N)
     for (_, row), cell in zip(df.iterrows(), cells):
         m = mse[cell["arm"]] * difficulty * rng.uniform(0.97, 1.03, N) * rng.uniform(0.9, 1.1)  # seed luck too
+        res_path = Path(row["run_dir"]) / "result.json"
+        res = json.loads(res_path.read_text())
+        res_path.write_text(json.dumps({**res, "base": f"runs/base-b{1 if cell['arm'].endswith('-b1') else 0}"}))
         save_scores(f"{row['run_dir']}/scores.npz", [cell["concept"]] * N, [f"img{i}" for i in range(N)],
                     {"mse": m, "psnr": 10 * np.log10(1 / m), "perceptual": np.full(N, 0.1),
                      "feat_out": rng.standard_normal((N, 8)).astype(np.float16),
@@ -140,8 +153,11 @@ def test_pooled_pairs_add_their_runs_and_stay_paired_by_base_and_seed(tmp_path):
     (c,) = json.loads((out / "main" / "claims.json").read_text())["comparisons"]
     assert c["pooled"] == [["e2gan-b1", "full-b1"]] and c["seeds"] == [6, 6]  # 3 seeds x 2 bases per concept
     assert abs(c["delta_hat"] + 0.043) < 0.02 and c["hi"] - c["lo"] < 0.5 and c["verdict"] == "holds"
+    assert c["bases"] == [2, 2]
     md = (out / "main" / "index.md").read_text()
     assert "(a) e2gan vs full, pooled with e2gan-b1 vs full-b1" in md
+    write_index("tiny", [("main", "Main", "main/index.html", "s")], out)
+    assert "seeds 6/6 on 2 bases;" in (out / "index.md").read_text()
 
 
 def test_a_pooled_pair_without_runs_is_not_run_and_named(tmp_path):
