@@ -65,11 +65,17 @@ def header(report: dict) -> str:
     versions = {**env.get("versions", {}), **report.get("versions", {})}
     load = report.get("loadavg_start"), report.get("loadavg_end")
     return (f"Preset **{report['preset']}** (scale {report['scale']}), {report['device']}, host `{report['host']}` "
-            f"({report.get('cpu_count')} cores, {env.get('device_name', '?')}), started {report['started']}, "
+            f"({report.get('cpu_count')} cores, {env.get('device_name', '?')}; {_cpu_text(env)}), started {report['started']}, "
             f"{report.get('seconds', 0):.0f} s in all. Threads: torch {t['torch']}, LiteRT {t['litert']}, "
             f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}, OMP_WAIT_POLICY={t.get('OMP_WAIT_POLICY')}. Load average (1/5/15 min) at start {load[0]}, end {load[1]}. "
             f"torch {versions.get('torch', '?')}, litert-torch {versions.get('litert-torch', '?')}, "
             f"ai-edge-litert {versions.get('ai-edge-litert', '?')}.")
+
+
+def _cpu_text(env: dict) -> str:  # the host tag hashes a hostname, which two machines can share
+    cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else None
+    return (f"{cpu.get('model', '?')}: {', '.join(cpu.get('isa') or []) or 'no extensions read'}; native bf16 "
+            f"{'yes' if cpu.get('bf16') else 'no'}" if cpu else "CPU extensions not recorded")
 
 
 def missed(report: dict) -> list[str]:

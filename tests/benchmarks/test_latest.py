@@ -60,3 +60,13 @@ def test_a_folder_without_runs_of_the_preset_composes_nothing(tmp_path):
     _write(tmp_path, "2026-01-01-0000-host-0123abcd", _run("t", {"speed": _ok("speed", 1.0)}, scale="micro"))
     assert compose(tmp_path, "tiny", "tiny", ORDER) is None
     assert [p.name for p in run_files(tmp_path)] == ["2026-01-01-0000-host-0123abcd.json"]
+
+
+def test_a_run_header_names_the_cpu_extensions_or_says_they_were_not_recorded():
+    """Two machines can share a hostname, so a host tag alone does not say which CPU a row ran on."""
+    from benchmarks.report import header
+
+    old = _run("2026-01-01T00:00:00Z", {})
+    assert "CPU extensions not recorded" in header(old)
+    new = dict(old, env={"cpu": {"model": "Xeon", "isa": ["avx512f", "amx_bf16"], "bf16": True}})
+    assert "Xeon: avx512f, amx_bf16; native bf16 yes" in header(new)
