@@ -397,7 +397,8 @@ def render_run(report: dict) -> str:
             parts += [f"**error**: {b.get('error')}", ""]
             continue
         try:
-            parts += [*DETAILS[name](b["data"]), ""]
-        except (KeyError, TypeError, ValueError) as exc:  # details are a courtesy; the JSON has the numbers
+            details = DETAILS.get(name) or __import__(f"benchmarks.{name}", fromlist=["details"]).details
+            parts += [*details(b["data"]), ""]
+        except (KeyError, TypeError, ValueError, AttributeError, ImportError) as exc:  # details are a courtesy; the JSON has the numbers
             parts += [f"(details not rendered: {type(exc).__name__}: {exc})", ""]
     return "\n".join(parts)

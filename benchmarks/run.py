@@ -26,8 +26,8 @@ from pathlib import Path
 ORDER = ("adaptation", "speed", "kernel", "throughput", "lora_step", "precision", "overheads", "paper_cost", "eval_share")
 # Run by a full bench at a real scale and by --only; the harness's micro self-test leaves them out
 # (chaos starts a PostgreSQL server and two fleets of workers for --chaos-seconds each; cell_rate
-# runs 8 real cells of the main comparison).
-SLOW = ("chaos", "cell_rate")
+# runs 8 real cells of the main comparison; main_wall the whole `reproduce --specs main`, ~45-50 minutes).
+SLOW = ("chaos", "cell_rate", "main_wall")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 DEFAULT_README = Path(__file__).resolve().parents[1] / "README.md"
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
