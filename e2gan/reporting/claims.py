@@ -208,7 +208,8 @@ def read_claims(out_dir: Path, studies: list[str]) -> dict[str, list[dict]]:
 
 def claims_rows(out_dir: Path, studies: list[str]) -> list[dict]:
     """The claims table: one row per claim (a)–(d), its verdict, one line per comparison behind it
-    (``comparisons``; ``measured`` joins them), the paper's numbers and the comparisons' reasons."""
+    (``comparisons``; ``measured`` joins them), the paper's numbers and the comparisons' reasons.
+    ``bases``: the most base models behind any arm of its comparisons (None when not recorded)."""
     found = read_claims(out_dir, studies)
     rows = []
     for cid, text in CLAIMS.items():
@@ -218,7 +219,8 @@ def claims_rows(out_dir: Path, studies: list[str]) -> list[dict]:
         reasons = list(dict.fromkeys(str(r["reason"]) for r in recs if r.get("reason")))
         studies_of = {why: list(dict.fromkeys(str(r.get("study")) for r in recs if r.get("reason") == why))
                       for why in reasons}
-        rows.append({"claim": f"({cid}) {text}", "comparisons": lines, "measured": "; ".join(lines) or NOT_RUN,
+        counted = [max(r["bases"]) for r in recs if isinstance(r.get("bases"), list) and r["bases"]]
+        rows.append({"claim": f"({cid}) {text}", "comparisons": lines, "bases": max(counted) if counted else None, "measured": "; ".join(lines) or NOT_RUN,
                      "paper": "; ".join(papers) or "–", "verdict": claim_verdict(recs),
                      "why": "; ".join(reasons) or "–",
                      "reasons": [(", ".join(studies_of[why]), why) for why in reasons]})

@@ -143,6 +143,13 @@ def claim_verdicts(report_dir: str | Path, studies: list[str]) -> dict[str, str]
     return {r["claim"]: r["verdict"] for r in claims_rows(Path(report_dir), studies)}
 
 
+def _one_base(report_dir: Path, studies: list[str]) -> set[str]:
+    """Claims whose comparisons all ran their arms on one base model (as recorded in claims.json)."""
+    from e2gan.reporting.claims import claims_rows
+
+    return {r["claim"] for r in claims_rows(report_dir, studies) if r.get("bases") == 1}
+
+
 def claims_comparison_lines(ours: dict[str, str] | None, reference: dict[str, str] | None) -> list[str]:
     """Which claims decided on both sides got the reference's verdict and which did not."""
     if not ours or not reference:
@@ -162,7 +169,10 @@ def summary_lines(report_dir: str | Path, studies: list[str]) -> list[str]:
     run = {c: v for c, v in verdicts.items() if v != NOT_RUN}
     if run:  # claims whose studies did not run say nothing here beyond their names
         width = max(len(v) for v in run.values())
-        lines = ["the paper's claims, as this report decides them:"] + [f"  {v:<{width}}  {c}" for c, v in run.items()]
+        one = _one_base(report_dir, studies)
+        lines = ["the paper's claims, as this report decides them:"] + [
+            f"  {v:<{width}}  {c}{' (on one base model: its own luck is not in the CI)' if c in one else ''}"
+            for c, v in run.items()]
         idle = [c.split(")")[0] + ")" for c, v in verdicts.items() if v == NOT_RUN]
         return lines + ([f"  {NOT_RUN}: {', '.join(idle)} (their studies were not in this run)"] if idle else [])
     lines: list[str] = []

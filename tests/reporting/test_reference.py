@@ -82,14 +82,14 @@ def test_summary_is_the_main_table_when_no_claims_are_written():
     assert all(any(l.strip().startswith(m + " ") for l in lines) for m in methods)
 
 
-def _claims_json(folder, verdict):
+def _claims_json(folder, verdict, **extra):
     import json
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "claims.json").write_text(json.dumps({"study": "main", "comparisons": [
         {"claim": "a", "better": "e2gan", "other": "full", "metric": "fid", "kind": "non-inferiority", "delta": 10.0,
          "status": "ok", "verdict": verdict, "delta_hat": 1.0, "lo": -2.0, "hi": 4.0, "seeds": [0, 1, 2],
-         "images": 10, "mdd": 5.0}]}))
+         "images": 10, "mdd": 5.0, **extra}]}))
 
 
 def test_claims_are_read_from_the_written_claims_json_and_compared(tmp_path):
@@ -103,7 +103,11 @@ def test_claims_are_read_from_the_written_claims_json_and_compared(tmp_path):
     assert lines[0] == "the paper's claims, as this report decides them:"
     assert lines[1].split()[0] == "holds" and "(a)" in lines[1]
     assert lines[2].strip().startswith("not run: (b), (c), (d)")  # the claims no study here decides
-    assert len(lines) == 3
+    assert len(lines) == 3 and "one base model" not in lines[1]  # a record that did not count its bases
+    _claims_json(ours / "main", "holds", bases=[1, 1])
+    assert lines[1] + " (on one base model: its own luck is not in the CI)" == summary_lines(ours, ["main"])[1]
+    _claims_json(ours / "main", "holds", bases=[3, 3])
+    assert summary_lines(ours, ["main"])[1] == lines[1]
     mine, theirs = claim_verdicts(ours, ["main"]), claim_verdicts(ref, ["main"])
     [line] = claims_comparison_lines(mine, theirs)  # only (a) is decided on both sides
     assert line.strip() == "claims: 0 of 1 have the reference's verdict; differ: (a) holds here, inconclusive in the reference"
