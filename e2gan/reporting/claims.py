@@ -220,7 +220,8 @@ def claims_rows(out_dir: Path, studies: list[str]) -> list[dict]:
         studies_of = {why: list(dict.fromkeys(str(r.get("study")) for r in recs if r.get("reason") == why))
                       for why in reasons}
         counted = [max(r["bases"]) for r in recs if isinstance(r.get("bases"), list) and r["bases"]]
-        rows.append({"claim": f"({cid}) {text}", "comparisons": lines, "bases": max(counted) if counted else None, "measured": "; ".join(lines) or NOT_RUN,
+        rows.append({"claim": f"({cid}) {text}", "comparisons": lines, "measured": "; ".join(lines) or NOT_RUN,
+                     "bases": max(counted) if counted else None,
                      "paper": "; ".join(papers) or "–", "verdict": claim_verdict(recs),
                      "why": "; ".join(reasons) or "–",
                      "reasons": [(", ".join(studies_of[why]), why) for why in reasons]})
@@ -233,7 +234,7 @@ METRIC_NAMES = {"psnr": "PSNR", "kid_mean": "KID", "fid": "FID", "fid_inf": "FID
 def comparison_line(r: dict) -> str:
     """One comparison in one line: study, arms, Δ with its Holm-level CI, the rule, the verdict, power.
 
-    'main: e2gan vs full, PSNR Δ -0.54 dB, 97.5% CI [-0.98, -0.10], holds above -0.5: inconclusive;
+    'main: e2gan vs full, PSNR Δ -0.54 dB, 97.5% CI [-0.98, -0.10], holds above -0.50: inconclusive;
     MDD 0.45; seeds 5/5 on 1 base; 500 images per concept; trainable params 5.19% of full's'
     """
     metric = str(r.get("metric"))
