@@ -105,7 +105,7 @@ def run(ctx: Context) -> dict:
     import shutil
     from datetime import datetime, timezone
 
-    root = ctx.work / NAME
+    root = (ctx.work / NAME).resolve()  # absolute: the command runs with this folder as its working directory
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
