@@ -29,20 +29,24 @@ SEEDS = (0, 1)
 
 
 def _spec_text(concept: str, precision: str = "") -> str:
-    """The main spec reduced to two arms, one concept and two seeds (its config as it is);
+    """The main spec reduced to two arms (each as main has it), one concept and two seeds (its config as it is);
     ``precision``: the cells' ``adapt.precision`` (on the same float32 base)."""
     import tomllib
 
     main = tomllib.loads((Path(__file__).resolve().parents[1] / "studies" / "specs" / "main.toml").read_text())
     config = dict(main["config"]["adapt"], **({"precision": precision} if precision else {}))
-    adapt = ", ".join(f"{k} = {v!r}" for k, v in config.items())
-    arms = "\n".join(f'[arms.{a}]\nadapt = {{ method = "{main["arms"][a]["adapt"]["method"]}"'
-                     + (f', groups = {main["arms"][a]["adapt"]["groups"]!r}'
-                        if "groups" in main["arms"][a]["adapt"] else "")
-                     + " }\n" for a in ARMS)
+    adapt = ", ".join(f"{k} = {_toml(v)}" for k, v in config.items())
+    arms = "\n".join(f"[arms.{a}]\nadapt = {{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in main["arms"][a]["adapt"].items())
+                     + " }\n" for a in ARMS)   # the arm as main has it: method, groups and its learning rate
     return (f'name = "cellrate{"-" + precision if precision else ""}"\ntitle = "cells per minute"\nmetric = "psnr"\n'
             f'concepts = ["{concept}"]\n'
             f"seeds = {list(SEEDS)}\n\n[config]\nadapt = {{ {adapt} }}\n\n{arms}")
+
+
+def _toml(value) -> str:
+    import json
+
+    return json.dumps(value)  # strings, numbers and lists of strings: TOML spells them as JSON does
 
 
 def _side(ctx: Context, spec: Path, name: str, workers: int) -> float:
