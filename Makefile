@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 PRESET  ?= tiny
 # The main comparison and the compact studies that decide claims (b)-(d) by default, so a fresh clone's
 # report has a verdict for every claim (79 minutes on 2 cores at the 500-image protocol); SPECS=main
-# stops after the main comparison (47 minutes); SPECS=all runs every study.
+# stops after the main comparison (47-50 minutes: `make bench`'s main_wall row); SPECS=all runs every study.
 SPECS   ?= main,claim-b,claim-c,claim-d
 # A TOML file layered over the preset for every stage and study cell (CONFIG=bf16.toml with
 # `[train] precision = "bf16-mixed"` trains in bf16 on a CPU with native bf16: README, "Precision").
