@@ -33,20 +33,15 @@ def _spec_text(concept: str, precision: str = "") -> str:
     ``precision``: the cells' ``adapt.precision`` (on the same float32 base)."""
     import tomllib
 
+    import tomli_w
+
     main = tomllib.loads((Path(__file__).resolve().parents[1] / "studies" / "specs" / "main.toml").read_text())
     config = dict(main["config"]["adapt"], **({"precision": precision} if precision else {}))
-    adapt = ", ".join(f"{k} = {_toml(v)}" for k, v in config.items())
-    arms = "\n".join(f"[arms.{a}]\nadapt = {{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in main["arms"][a]["adapt"].items())
-                     + " }\n" for a in ARMS)   # the arm as main has it: method, groups and its learning rate
-    return (f'name = "cellrate{"-" + precision if precision else ""}"\ntitle = "cells per minute"\nmetric = "psnr"\n'
-            f'concepts = ["{concept}"]\n'
-            f"seeds = {list(SEEDS)}\n\n[config]\nadapt = {{ {adapt} }}\n\n{arms}")
-
-
-def _toml(value) -> str:
-    import json
-
-    return json.dumps(value)  # strings, numbers and lists of strings: TOML spells them as JSON does
+    return tomli_w.dumps({
+        "name": f"cellrate{'-' + precision if precision else ''}", "title": "cells per minute", "metric": "psnr",
+        "concepts": [concept], "seeds": list(SEEDS), "config": {"adapt": config},
+        # the arm as main has it: method, groups and its learning rate
+        "arms": {a: {"adapt": main["arms"][a]["adapt"]} for a in ARMS}})
 
 
 def _side(ctx: Context, spec: Path, name: str, workers: int) -> float:

@@ -63,14 +63,16 @@ def parse_log(lines: list[tuple[float, str]], end: float) -> dict:
         stages.append({"stage": k, "title": firsts[k][1], "seconds": stop - start})
     timed = [c for c in cells if c["outcome"] == "complete"]
     arms = {a: median([c["seconds"] for c in timed if c["arm"] == a]) for a in dict.fromkeys(c["arm"] for c in timed)}
-    return {"stages": stages, "cells": cells, "cell_seconds_median": arms,
+    return {"stages": stages, "cells": cells, "cell_seconds_median": arms, "complete": len(timed),
             "failed": sum(c["outcome"] == "failed" for c in cells)}
 
 
 def previous_wall(results: Path, preset: str, before: str) -> tuple[str, float] | None:
     """(run name, wall seconds) of the newest earlier run of this benchmark at ``preset``."""
+    from benchmarks.latest import run_files
+
     found = []
-    for path in sorted(results.glob("*-host-*.json")):
+    for path in run_files(results):
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -114,8 +116,7 @@ def run(ctx: Context) -> dict:
     lines, wall, command = _run_reproduce(ctx, root)
     parsed = parse_log(lines, wall)
     study = next((s for s in parsed["stages"] if s["title"].startswith("study main")), None)
-    timed = [c for c in parsed["cells"] if c["outcome"] == "complete"]
-    per_min = len(timed) / study["seconds"] * 60 if study and study["seconds"] > 0 else None
+    per_min = parsed["complete"] / study["seconds"] * 60 if study and study["seconds"] > 0 else None
     stages = "; ".join(f"{s['title']} {s['seconds'] / 60:.1f} min" for s in parsed["stages"])
     arms = ", ".join(f"{a} {s:.0f} s" for a, s in parsed["cell_seconds_median"].items())
     prev = previous_wall(RESULTS, ctx.cfg.preset, started)
@@ -131,7 +132,7 @@ def run(ctx: Context) -> dict:
                      "predictions); see cell_rate and eval_share")),
         check(f"{NAME}.cells_per_minute", "main study cells per minute inside reproduce", per_min, None,
               unit=" cells/min", basis=basis,
-              note=f"{len(timed)} cells, {parsed['failed']} failed; median cell by arm: {arms}")]
+              note=f"{parsed['complete']} cells, {parsed['failed']} failed; median cell by arm: {arms}")]
     before_after = [] if prev is None else [{
         "key": f"{NAME}.minutes", "what": "reproduce --specs main, wall time", "before": prev[1], "after": wall,
         "unit": "s", "ratio": prev[1] / wall, "change": f"the code of this run against that of {prev[0]}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from importlib import import_module
 
 
 def fmt(value, unit: str = "") -> str:
@@ -60,22 +61,18 @@ def summary_table(report: dict) -> str:
 
 
 def header(report: dict) -> str:
+    from e2gan.env import cpu_text  # the CPU's extensions: the host tag hashes a hostname two machines can share
+
     t = report["threads"]
     env = report.get("env", {})
     versions = {**env.get("versions", {}), **report.get("versions", {})}
     load = report.get("loadavg_start"), report.get("loadavg_end")
     return (f"Preset **{report['preset']}** (scale {report['scale']}), {report['device']}, host `{report['host']}` "
-            f"({report.get('cpu_count')} cores, {env.get('device_name', '?')}; {_cpu_text(env)}), started {report['started']}, "
+            f"({report.get('cpu_count')} cores, {env.get('device_name', '?')}; {cpu_text(env.get('cpu'))}), started {report['started']}, "
             f"{report.get('seconds', 0):.0f} s in all. Threads: torch {t['torch']}, LiteRT {t['litert']}, "
             f"OMP_NUM_THREADS={t['OMP_NUM_THREADS']}, OMP_WAIT_POLICY={t.get('OMP_WAIT_POLICY')}. Load average (1/5/15 min) at start {load[0]}, end {load[1]}. "
             f"torch {versions.get('torch', '?')}, litert-torch {versions.get('litert-torch', '?')}, "
             f"ai-edge-litert {versions.get('ai-edge-litert', '?')}.")
-
-
-def _cpu_text(env: dict) -> str:  # the host tag hashes a hostname, which two machines can share
-    cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else None
-    return (f"{cpu.get('model', '?')}: {', '.join(cpu.get('isa') or []) or 'no extensions read'}; native bf16 "
-            f"{'yes' if cpu.get('bf16') else 'no'}" if cpu else "CPU extensions not recorded")
 
 
 def missed(report: dict) -> list[str]:
@@ -397,7 +394,7 @@ def render_run(report: dict) -> str:
             parts += [f"**error**: {b.get('error')}", ""]
             continue
         try:
-            details = DETAILS.get(name) or __import__(f"benchmarks.{name}", fromlist=["details"]).details
+            details = DETAILS.get(name) or import_module(f"benchmarks.{name}").details  # a benchmark's own page
             parts += [*details(b["data"]), ""]
         except (KeyError, TypeError, ValueError, AttributeError, ImportError) as exc:  # details are a courtesy; the JSON has the numbers
             parts += [f"(details not rendered: {type(exc).__name__}: {exc})", ""]

@@ -41,6 +41,14 @@ def cpu_info(path: Path = Path("/proc/cpuinfo")) -> dict:
     return {"model": field("model name") or None, "isa": [f for f in ISA_FLAGS if f in flags]}
 
 
+def cpu_text(cpu) -> str:
+    """One line for a ``cpu_info()`` record (or its absence, in a record written before it existed)."""
+    if not isinstance(cpu, dict):
+        return "CPU extensions not recorded"
+    isa = ", ".join(cpu.get("isa") or []) or "no extensions read"
+    return f"{cpu.get('model', '?')}: {isa}; native bf16 {'yes' if cpu.get('bf16') else 'no'}"
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), not by emulation."""
     import torch
